@@ -1,0 +1,379 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The binding between fastgru's Python API and its C core (src_c/fastgru.h).
+
+This module is the only place that knows the Fortran BLAS: it adapts scipy.linalg.cython_blas's
+column-major sgemm/dgemm to the core's row-major fg_blas table. It checks every buffer it hands to C
+(dtype, C order, size, writability) as a last line of defence behind fastgru.model's user-facing checks,
+copies what C needs into locals, releases the GIL for the whole computation, and turns C status codes
+into Python exceptions.
+"""
+
+from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.limits cimport INT_MAX
+from scipy.linalg.cython_blas cimport sgemm as fortran_sgemm, dgemm as fortran_dgemm
+
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "fastgru.h" nogil:
+    ctypedef enum fg_status:
+        FG_OK
+        FG_ERR_NULL_POINTER
+        FG_ERR_INVALID_SIZE
+        FG_ERR_INVALID_LENGTHS
+        FG_ERR_INVALID_SPEC
+        FG_ERR_SIZE_OVERFLOW
+        FG_ERR_OUT_OF_MEMORY
+        FG_ERR_WORKSPACE_TOO_SMALL
+        FG_ERR_UNSUPPORTED
+        FG_ERR_THREAD
+        FG_ERR_NO_BLAS
+    const char *fg_status_string(fg_status status)
+
+    ctypedef enum fg_dtype:
+        FG_FLOAT32
+        FG_FLOAT64
+    ctypedef enum fg_variant:
+        FG_LINEAR_BEFORE_RESET
+        FG_RESET_BEFORE
+    ctypedef enum fg_gate_activation:
+        FG_SIGMOID
+        FG_HARD_SIGMOID
+    ctypedef struct fg_spec:
+        int64_t input_size
+        int64_t hidden_size
+        int64_t num_layers
+        int64_t num_directions
+        fg_dtype dtype
+        fg_variant variant
+        fg_gate_activation gate_activation
+        double gate_alpha
+        double gate_beta
+        double clip
+    ctypedef struct fg_layer_weights:
+        void *weight_ih
+        void *weight_hh
+        void *bias_ih
+        void *bias_hh
+    ctypedef struct fg_gru:
+        pass
+    fg_status fg_gru_create(const fg_spec *spec, const fg_layer_weights *weights, fg_gru **out)
+    void fg_gru_destroy(fg_gru *gru)
+    size_t fg_gru_packed_bytes(const fg_gru *gru)
+
+    ctypedef void (*fg_sgemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                                 const float *, int64_t, float, float *, int64_t) noexcept
+    ctypedef void (*fg_dgemm_fn)(int, int, int64_t, int64_t, int64_t, double, const double *, int64_t,
+                                 const double *, int64_t, double, double *, int64_t) noexcept
+    ctypedef struct fg_blas:
+        fg_sgemm_fn sgemm
+        fg_dgemm_fn dgemm
+    const fg_blas *fg_reference_blas()
+
+    ctypedef struct fg_pool:
+        pass
+    fg_status fg_pool_create(int num_threads, fg_pool **out)
+    void fg_pool_destroy(fg_pool *pool)
+    int fg_pool_num_threads(const fg_pool *pool)
+
+    ctypedef enum fg_isa:
+        FG_ISA_AUTO
+        FG_ISA_GENERIC
+        FG_ISA_AVX2
+    fg_isa fg_isa_detect()
+    ctypedef struct fg_context:
+        const fg_blas *blas
+        fg_pool *pool
+        fg_isa isa
+
+    ctypedef struct fg_sequence:
+        int64_t seq_len
+        int64_t batch
+        int batch_first
+        const void *x
+        const void *h0
+        const int64_t *lengths
+        const uint8_t *mask
+        void *output
+        void *h_n
+    fg_status fg_forward_workspace_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes)
+    fg_status fg_tape_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes)
+    fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void *workspace,
+                         size_t workspace_bytes, const fg_context *ctx)
+
+    ctypedef struct fg_gradients:
+        void *grad_x
+        void *grad_h0
+        fg_layer_weights *layers
+    fg_status fg_backward_workspace_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes)
+    fg_status fg_backward(const fg_gru *gru, const fg_sequence *seq, const void *tape, const void *grad_output,
+                          const void *grad_h_n, const fg_gradients *grads, void *workspace,
+                          size_t workspace_bytes, const fg_context *ctx)
+
+    fg_status fg_step_workspace_size(const fg_gru *gru, int64_t batch, size_t *bytes)
+    fg_status fg_step(const fg_gru *gru, int64_t batch, const void *x_t, void *h, void *output,
+                      void *workspace, size_t workspace_bytes, const fg_context *ctx)
+
+
+# ------------------------------------------------------------------ BLAS adapter
+
+# Row-major C = alpha op(A) op(B) + beta C is, read column-major, C^T = alpha op(B)^T op(A)^T + beta C^T:
+# the same Fortran call with the operands (and their transposes) swapped.
+cdef void _sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) noexcept nogil:
+    """C := alpha * op(A) . op(B) + beta * C, row-major, through the Fortran sgemm."""
+    cdef char op_b = b'T' if trans_b else b'N'
+    cdef char op_a = b'T' if trans_a else b'N'
+    cdef int rows = <int>n, cols = <int>m, inner = <int>k
+    cdef int ld_b = <int>ldb, ld_a = <int>lda, ld_c = <int>ldc
+    if m == 0 or n == 0:
+        return
+    fortran_sgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <float *>b, &ld_b, <float *>a, &ld_a,
+                  &beta, c, &ld_c)
+
+
+cdef void _dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                 int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc) noexcept nogil:
+    """C := alpha * op(A) . op(B) + beta * C, row-major, through the Fortran dgemm."""
+    cdef char op_b = b'T' if trans_b else b'N'
+    cdef char op_a = b'T' if trans_a else b'N'
+    cdef int rows = <int>n, cols = <int>m, inner = <int>k
+    cdef int ld_b = <int>ldb, ld_a = <int>lda, ld_c = <int>ldc
+    if m == 0 or n == 0:
+        return
+    fortran_dgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <double *>b, &ld_b, <double *>a, &ld_a,
+                  &beta, c, &ld_c)
+
+
+cdef fg_blas _scipy_blas
+_scipy_blas.sgemm = _sgemm
+_scipy_blas.dgemm = _dgemm
+
+# The fg_blas table in use: scipy's by default; "reference" swaps in the core's plain loops (tests).
+cdef const fg_blas *_blas = &_scipy_blas
+cdef fg_isa _isa = FG_ISA_AUTO
+
+_ISA_NAMES = {"auto": FG_ISA_AUTO, "generic": FG_ISA_GENERIC, "avx2": FG_ISA_AVX2}
+
+
+def best_isa():
+    """The best kernel set this CPU runs: "avx2" or "generic"."""
+    return "avx2" if fg_isa_detect() == FG_ISA_AVX2 else "generic"
+
+
+def set_backend(isa="auto", blas="scipy"):
+    """Chooses kernels ("auto", "generic", "avx2") and GEMMs ("scipy", "reference") for later calls.
+
+    A process-wide switch for tests and benchmarks; not thread-safe with concurrent calls."""
+    global _isa, _blas
+    if isa not in _ISA_NAMES:
+        raise ValueError(f"isa must be one of {sorted(_ISA_NAMES)}, got {isa!r}")
+    if blas not in ("scipy", "reference"):
+        raise ValueError(f"blas must be 'scipy' or 'reference', got {blas!r}")
+    if isa == "avx2" and fg_isa_detect() != FG_ISA_AVX2:
+        raise NotImplementedError("this CPU lacks AVX2+FMA")
+    _isa = _ISA_NAMES[isa]
+    _blas = &_scipy_blas if blas == "scipy" else fg_reference_blas()
+
+
+# ------------------------------------------------------------------ errors and buffers
+
+cdef int _check(fg_status status, str what) except -1:
+    if status == FG_OK:
+        return 0
+    message = f"{what}: {fg_status_string(status).decode()}"
+    if status == FG_ERR_OUT_OF_MEMORY:
+        raise MemoryError(message)
+    if status == FG_ERR_UNSUPPORTED:
+        raise NotImplementedError(message)
+    if status in (FG_ERR_INVALID_SIZE, FG_ERR_INVALID_LENGTHS, FG_ERR_INVALID_SPEC, FG_ERR_SIZE_OVERFLOW):
+        raise ValueError(message)
+    raise RuntimeError(message)  # the binding handed C something it should have refused: a fastgru bug
+
+
+cdef void *_buffer(object array, object dtype, int64_t count, str name, bint writable) except? NULL:
+    """The data pointer of a C-contiguous ndarray of `dtype` with `count` elements, or NULL for None."""
+    if array is None:
+        return NULL
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(array).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>array
+    if arr.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {arr.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name} must be C-contiguous")
+    if arr.size != count:
+        raise ValueError(f"{name} must have {count} elements, got {arr.size}")
+    if writable and not arr.flags.writeable:
+        raise ValueError(f"{name} must be writable")
+    return cnp.PyArray_DATA(arr)
+
+
+cdef class Workspace:
+    """A growable, 64-byte aligned scratch buffer handed to the core."""
+    cdef object storage
+    cdef readonly size_t nbytes
+    cdef char *data
+
+    def __cinit__(self):
+        self.nbytes = 0
+        self.data = NULL
+
+    cdef char *reserve(self, size_t nbytes) except NULL:
+        cdef uintptr_t address
+        if nbytes > self.nbytes or self.data == NULL:
+            self.storage = np.empty(nbytes + 64, dtype=np.uint8)
+            address = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>self.storage)
+            self.data = <char *>((address + 63) & ~(<uintptr_t>63))
+            self.nbytes = nbytes
+        return self.data
+
+
+cdef class Pool:
+    """Persistent worker threads for one call at a time (fg_pool)."""
+    cdef fg_pool *pool
+    cdef readonly int num_threads
+
+    def __cinit__(self, int num_threads):
+        _check(fg_pool_create(num_threads, &self.pool), "creating a thread pool")
+        self.num_threads = fg_pool_num_threads(self.pool)
+
+    def __dealloc__(self):
+        fg_pool_destroy(self.pool)
+
+
+cdef inline fg_context _context(Pool pool):
+    cdef fg_context ctx
+    ctx.blas = _blas
+    ctx.pool = pool.pool if pool is not None else NULL
+    ctx.isa = _isa
+    return ctx
+
+
+# ------------------------------------------------------------------ the model
+
+cdef class Model:
+    """A packed fg_gru. Immutable once built: safe to call from many threads, each with its own
+    workspace and pool."""
+    cdef fg_gru *gru
+    cdef readonly object dtype
+    cdef readonly int64_t input_size, hidden_size, num_layers, num_directions
+    cdef readonly bint reset_after
+
+    def __cinit__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers, int64_t num_directions,
+                  dtype, bint reset_after, gate_activation, double clip, list weights):
+        """weights: per (layer, direction), layer-major, a tuple (weight_ih, weight_hh, bias_ih, bias_hh)
+        of C-contiguous arrays in PyTorch's layout; biases may be None. gate_activation is None for the
+        sigmoid or (alpha, beta) for a hard sigmoid."""
+        cdef fg_spec spec
+        cdef fg_layer_weights[2048] table
+        cdef int64_t k, d, in_k, index
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        if num_layers * num_directions != len(weights) or len(weights) > 2048:
+            raise ValueError("weights must hold one entry per layer and direction (at most 2048)")
+        # The Fortran BLAS takes 32-bit sizes: every GEMM dimension must fit.
+        if input_size >= INT_MAX // 4 or 6 * hidden_size >= INT_MAX // 4:
+            raise ValueError(f"input_size {input_size} or hidden_size {hidden_size} too large for 32-bit BLAS")
+        spec.input_size = input_size
+        spec.hidden_size = hidden_size
+        spec.num_layers = num_layers
+        spec.num_directions = num_directions
+        spec.dtype = FG_FLOAT32 if self.dtype == np.float32 else FG_FLOAT64
+        spec.variant = FG_LINEAR_BEFORE_RESET if reset_after else FG_RESET_BEFORE
+        spec.gate_activation = FG_SIGMOID if gate_activation is None else FG_HARD_SIGMOID
+        spec.gate_alpha = 0 if gate_activation is None else gate_activation[0]
+        spec.gate_beta = 0 if gate_activation is None else gate_activation[1]
+        spec.clip = clip
+        for k in range(num_layers):
+            in_k = input_size if k == 0 else num_directions * hidden_size
+            for d in range(num_directions):
+                index = k * num_directions + d
+                w_ih, w_hh, b_ih, b_hh = weights[index]
+                table[index].weight_ih = _buffer(w_ih, self.dtype, 3 * hidden_size * in_k, "weight_ih", False)
+                table[index].weight_hh = _buffer(w_hh, self.dtype, 3 * hidden_size * hidden_size, "weight_hh", False)
+                table[index].bias_ih = _buffer(b_ih, self.dtype, 3 * hidden_size, "bias_ih", False)
+                table[index].bias_hh = _buffer(b_hh, self.dtype, 3 * hidden_size, "bias_hh", False)
+        _check(fg_gru_create(&spec, table, &self.gru), "creating the model")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_directions = num_directions
+        self.reset_after = reset_after
+
+    def __dealloc__(self):
+        fg_gru_destroy(self.gru)
+
+    @property
+    def packed_bytes(self):
+        return fg_gru_packed_bytes(self.gru)
+
+    def workspace_bytes(self, int64_t seq_len, int64_t batch):
+        cdef size_t nbytes
+        _check(fg_forward_workspace_size(self.gru, seq_len, batch, &nbytes), "sizing the workspace")
+        return nbytes
+
+    def tape_bytes(self, int64_t seq_len, int64_t batch):
+        cdef size_t nbytes
+        _check(fg_tape_size(self.gru, seq_len, batch, &nbytes), "sizing the tape")
+        return nbytes
+
+    def forward(self, x, h0, lengths, mask, bint batch_first, output, h_n, tape, Workspace workspace,
+                Pool pool):
+        """Runs fg_forward. All arrays must already have the right shape, dtype and C order: this checks
+        element counts and flags only (fastgru.model gives the user-facing errors)."""
+        cdef int64_t T = x.shape[1] if batch_first else x.shape[0]
+        cdef int64_t B = x.shape[0] if batch_first else x.shape[1]
+        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size
+        cdef fg_sequence seq
+        cdef size_t nbytes, tape_nbytes
+        cdef void *tape_ptr = NULL
+        cdef char *ws
+        cdef fg_status status
+        if B >= INT_MAX // 8:
+            raise ValueError(f"batch size {B} too large for 32-bit BLAS")
+        seq.seq_len = T
+        seq.batch = B
+        seq.batch_first = batch_first
+        seq.x = _buffer(x, self.dtype, T * B * self.input_size, "x", False)
+        seq.h0 = _buffer(h0, self.dtype, L * D * B * H, "h0", False)
+        seq.lengths = <const int64_t *>_buffer(lengths, np.int64, B, "lengths", False)
+        seq.mask = <const uint8_t *>_buffer(mask, np.uint8, T * B, "mask", False)
+        seq.output = _buffer(output, self.dtype, T * B * D * H, "output", True)
+        seq.h_n = _buffer(h_n, self.dtype, L * D * B * H, "h_n", True)
+        if tape is not None:
+            tape_nbytes = self.tape_bytes(T, B)
+            tape_ptr = _buffer(tape, np.uint8, tape_nbytes, "tape", True)
+        _check(fg_forward_workspace_size(self.gru, T, B, &nbytes), "sizing the workspace")
+        ws = workspace.reserve(nbytes)
+        cdef fg_context ctx = _context(pool)
+        with nogil:
+            status = fg_forward(self.gru, &seq, tape_ptr, ws, nbytes, &ctx)
+        _check(status, "forward")
+
+    def step_workspace_bytes(self, int64_t batch):
+        cdef size_t nbytes
+        _check(fg_step_workspace_size(self.gru, batch, &nbytes), "sizing the stream workspace")
+        return nbytes
+
+    def step(self, x_t, h, output, Workspace workspace, Pool pool):
+        """Runs fg_step: h (L, B, H) is updated in place; output (B, H) receives the last layer's state.
+        The workspace must already be reserved (GRUStream does it once)."""
+        cdef int64_t B = h.shape[1]
+        cdef const void *x_ptr = _buffer(x_t, self.dtype, B * self.input_size, "x_t", False)
+        cdef void *h_ptr = _buffer(h, self.dtype, self.num_layers * B * self.hidden_size, "h", True)
+        cdef void *out_ptr = _buffer(output, self.dtype, B * self.hidden_size, "output", True)
+        cdef size_t nbytes = workspace.nbytes
+        cdef char *ws = workspace.data
+        cdef fg_context ctx = _context(pool)
+        cdef fg_status status
+        with nogil:
+            status = fg_step(self.gru, B, x_ptr, h_ptr, out_ptr, ws, nbytes, &ctx)
+        _check(status, "step")
+
+
+def new_workspace():
+    return Workspace()

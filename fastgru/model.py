@@ -1,0 +1,392 @@
+"""fastgru.GRU: a GRU whose weights are packed once and whose forward, backward and streaming steps run
+in the C core.
+
+Shapes and semantics follow ``torch.nn.GRU`` (T = time steps, B = batch, L = layers, D = 2 if
+bidirectional else 1, H = hidden size, I = input size):
+
+=========  =========================================  =========================================
+argument   shape                                      notes
+=========  =========================================  =========================================
+x          (T, B, I), or (B, T, I) if batch_first
+h0         (L*D, B, H)                                optional, zeros when omitted
+lengths    (B,) integers in 1..T, any order           outputs past a length are 0; h_n is the
+                                                      state at the sequence's last valid step
+mask       (T, B) booleans, time-major always         Keras-style: a False step carries the
+                                                      state unchanged and outputs 0
+output     (T, B, D*H), or (B, T, D*H)                direction 1 in columns H..2H
+h_n        (L*D, B, H)
+=========  =========================================  =========================================
+
+Conversion rule: ``x`` and ``h0`` may be any real-valued array-like (float16/32/64, integers,
+non-contiguous, Fortran-ordered, negatively strided, read-only); they are converted to the model's dtype
+in C order, copying only when needed. Inputs are never modified. ``T = 0`` returns an empty output and
+``h_n = h0`` (zeros without h0); ``B = 0`` returns empty arrays.
+
+Thread safety: a GRU is immutable after construction; any number of threads may call it at once.
+Each thread gets its own scratch workspace and worker pool. A GRUStream holds state and must be used by
+one thread at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import threading
+from typing import Mapping
+
+import numpy as np
+
+from . import _core
+from .spec import GATE_ACTIVATIONS, GRUSpec, check_weights
+
+# Workspaces up to this size are kept per thread for the next call; larger ones are freed after use.
+_CACHED_WORKSPACE_LIMIT = 64 << 20
+_WEIGHT_NAME = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
+_thread_state = threading.local()
+
+
+def default_num_threads() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _thread_pool(num_threads: int):
+    """This thread's worker pool of that size (None for one thread: the caller computes alone)."""
+    if num_threads == 1:
+        return None
+    pools = getattr(_thread_state, "pools", None)
+    if pools is None:
+        pools = _thread_state.pools = {}
+    if num_threads not in pools:
+        pools[num_threads] = _core.Pool(num_threads)
+    return pools[num_threads]
+
+
+def _thread_workspace(nbytes: int):
+    if nbytes > _CACHED_WORKSPACE_LIMIT:
+        return _core.new_workspace()
+    workspace = getattr(_thread_state, "workspace", None)
+    if workspace is None:
+        workspace = _thread_state.workspace = _core.new_workspace()
+    return workspace
+
+
+def _check_num_threads(num_threads) -> int:
+    if num_threads is None:
+        return default_num_threads()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
+    return int(num_threads)
+
+
+def _as_real_array(value, name: str, dtype: np.dtype) -> np.ndarray:
+    """`value` as a C-ordered array of `dtype`; a copy only when needed. Rejects non-real input."""
+    array = np.asarray(value)
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+@dataclasses.dataclass
+class Tape:
+    """What a forward pass keeps for backward: the inputs as the core saw them and the core's tape
+    (per layer: the r, z, n gate activations and the recurrent candidate term, 4*H values per step,
+    batch row and direction, plus the layer's output; ``nbytes`` says how much)."""
+
+    model: "GRU"
+    x: np.ndarray
+    h0: np.ndarray | None
+    lengths: np.ndarray | None
+    mask: np.ndarray | None
+    data: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+
+class GRU:
+    """A multi-layer GRU on the CPU, with ``torch.nn.GRU``'s constructor, shapes and semantics.
+
+    ``reset_after=True`` (default) is PyTorch's linear-before-reset cell; ``False`` is reset-before
+    (Cho et al. 2014, Keras ``reset_after=False``, ONNX's default). Weights start uniform in
+    ``[-1/sqrt(H), 1/sqrt(H)]`` like PyTorch's; load real ones with :meth:`from_arrays`,
+    :meth:`from_torch`, :meth:`from_keras`, :meth:`from_onnx` or :func:`fastgru.load`.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
+                 batch_first: bool = False, bias: bool = True, reset_after: bool = True, dtype=np.float32, *,
+                 gate_activation: str = "sigmoid", clip: float | None = None, seed: int | None = None,
+                 num_threads: int | None = None):
+        spec = GRUSpec(input_size, hidden_size, num_layers, bool(bidirectional), bool(batch_first), bool(bias),
+                       bool(reset_after), gate_activation, clip, np.dtype(dtype).name)
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(hidden_size)
+        weights = {name: rng.uniform(-bound, bound, shape) for name, shape in spec.weight_shapes().items()}
+        self._build(spec, check_weights(spec, weights), num_threads)
+
+    # ------------------------------------------------------------ construction
+
+    def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads) -> None:
+        self.spec = spec
+        self.num_threads = _check_num_threads(num_threads)
+        for array in weights.values():
+            array.flags.writeable = False
+        self._weights = weights
+        per_direction = []
+        for layer, suffix in spec.layer_keys():
+            per_direction.append(tuple(weights.get(f"{kind}_l{layer}{suffix}")
+                                       for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+        clip = 0.0 if spec.clip is None else float(spec.clip)
+        self._model = _core.Model(spec.input_size, spec.hidden_size, spec.num_layers, spec.num_directions,
+                                  spec.dtype, spec.reset_after, GATE_ACTIVATIONS[spec.gate_activation], clip,
+                                  per_direction)
+
+    @classmethod
+    def from_spec(cls, spec: GRUSpec, weights: Mapping[str, np.ndarray], *, num_threads: int | None = None,
+                  source: str = "weights") -> "GRU":
+        """A model from a spec and weights in PyTorch's names and layout (see fastgru.spec)."""
+        gru = cls.__new__(cls)
+        gru._build(spec, check_weights(spec, dict(weights), source), num_threads)
+        return gru
+
+    @classmethod
+    def from_arrays(cls, weights: Mapping[str, np.ndarray], *, batch_first: bool = False, reset_after: bool = True,
+                    gate_activation: str = "sigmoid", clip: float | None = None, dtype=None, bias: bool | None = None,
+                    update: str = "z_keeps_state", num_threads: int | None = None) -> "GRU":
+        """A model from arrays named and shaped as ``torch.nn.GRU``'s state_dict (gate order r, z, n).
+
+        Sizes, layers and directions are read from the names and shapes. ``dtype`` defaults to float64
+        for float64 weights and float32 otherwise. ``update="z_takes_candidate"`` accepts weights of
+        cells written as ``h' = (1 - z) * h + z * n`` (many textbooks); the default
+        ``"z_keeps_state"`` is ``h' = z * h + (1 - z) * n`` (PyTorch, Keras, ONNX).
+        """
+        weights = {name: np.asarray(value) for name, value in weights.items()}
+        bad = [name for name in weights if not _WEIGHT_NAME.match(name)]
+        if bad:
+            raise ValueError(f"unrecognised weight name(s) {bad}; expected names like 'weight_ih_l0', "
+                             "'weight_hh_l0_reverse', 'bias_ih_l1'")
+        if "weight_hh_l0" not in weights or "weight_ih_l0" not in weights:
+            raise ValueError("weights must contain 'weight_ih_l0' and 'weight_hh_l0'")
+        layers = 1 + max(int(_WEIGHT_NAME.match(name).group(3)) for name in weights)
+        w_hh, w_ih = weights["weight_hh_l0"], weights["weight_ih_l0"]
+        if w_hh.ndim != 2 or w_hh.shape[0] != 3 * w_hh.shape[1]:
+            raise ValueError(f"'weight_hh_l0' must have shape (3H, H), got {w_hh.shape}")
+        if w_ih.ndim != 2:
+            raise ValueError(f"'weight_ih_l0' must have shape (3H, I), got {w_ih.shape}")
+        if dtype is None:
+            dtype = np.float64 if w_hh.dtype == np.float64 else np.float32
+        spec = GRUSpec(
+            input_size=w_ih.shape[1], hidden_size=w_hh.shape[1], num_layers=layers,
+            bidirectional=any(name.endswith("_reverse") for name in weights), batch_first=batch_first,
+            bias=("bias_ih_l0" in weights) if bias is None else bias, reset_after=reset_after,
+            gate_activation=gate_activation, clip=clip, dtype=np.dtype(dtype).name)
+        if update == "z_takes_candidate":
+            from .io import flip_update_gate
+            weights = flip_update_gate(spec, weights)
+        elif update != "z_keeps_state":
+            raise ValueError(f"update must be 'z_keeps_state' or 'z_takes_candidate', got {update!r}")
+        return cls.from_spec(spec, weights, num_threads=num_threads)
+
+    @classmethod
+    def from_torch(cls, module_or_state_dict, prefix: str | None = None, **options) -> "GRU":
+        """A model from a ``torch.nn.GRU``, a model containing one, or a state dict (fastgru.io.torch)."""
+        from .io.torch import from_torch
+        return from_torch(module_or_state_dict, prefix=prefix, **options)
+
+    @classmethod
+    def from_keras(cls, layer_or_model, **options) -> "GRU":
+        """A model from a Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs (fastgru.io.keras)."""
+        from .io.keras import from_keras
+        return from_keras(layer_or_model, **options)
+
+    @classmethod
+    def from_onnx(cls, model_or_path, node_name: str | None = None, **options) -> "GRU":
+        """A model from a GRU node of an ONNX ModelProto or file (fastgru.io.onnx)."""
+        from .io.onnx import from_onnx
+        return from_onnx(model_or_path, node_name=node_name, **options)
+
+    def save(self, path) -> None:
+        """Writes fastgru's own file (spec as JSON + weights), loadable by fastgru.load with numpy alone."""
+        from .io.native import save
+        save(self, path)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        """The weights in PyTorch's names, layout and gate order (read-only arrays)."""
+        return dict(self._weights)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.spec.dtype)
+
+    input_size = property(lambda self: self.spec.input_size)
+    hidden_size = property(lambda self: self.spec.hidden_size)
+    num_layers = property(lambda self: self.spec.num_layers)
+    bidirectional = property(lambda self: self.spec.bidirectional)
+    batch_first = property(lambda self: self.spec.batch_first)
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes of the packed weights the core holds."""
+        return self._model.packed_bytes
+
+    def __repr__(self) -> str:
+        s = self.spec
+        return (f"fastgru.GRU({s.input_size}, {s.hidden_size}, num_layers={s.num_layers}, "
+                f"bidirectional={s.bidirectional}, batch_first={s.batch_first}, bias={s.bias}, "
+                f"reset_after={s.reset_after}, dtype={s.dtype}, gate_activation={s.gate_activation!r}, "
+                f"clip={s.clip})")
+
+    # ------------------------------------------------------------ forward
+
+    def __call__(self, x, h0=None, lengths=None, *, mask=None, num_threads: int | None = None):
+        """Runs the model: returns ``(output, h_n)`` (see the module docstring for shapes)."""
+        return self.forward(x, h0, lengths, mask=mask, num_threads=num_threads)
+
+    def forward(self, x, h0=None, lengths=None, *, mask=None, return_tape: bool = False,
+                num_threads: int | None = None):
+        """``(output, h_n)``, or ``(output, h_n, tape)`` with ``return_tape=True`` for :meth:`backward`."""
+        spec = self.spec
+        x = _as_real_array(x, "x", self.dtype)
+        if x.ndim != 3:
+            layout = "(B, T, I)" if spec.batch_first else "(T, B, I)"
+            raise ValueError(f"x must be 3-D {layout} with I={spec.input_size}, got shape {x.shape}")
+        B, T = (x.shape[0], x.shape[1]) if spec.batch_first else (x.shape[1], x.shape[0])
+        if x.shape[2] != spec.input_size:
+            raise ValueError(f"x has {x.shape[2]} features, expected input_size={spec.input_size} "
+                             f"(x shape {x.shape})")
+        L, D, H = spec.num_layers, spec.num_directions, spec.hidden_size
+        h0 = self._check_h0(h0, B)
+        lengths = self._check_lengths(lengths, B, T)
+        mask = self._check_mask(mask, B, T, lengths)
+        out_shape = (B, T, D * H) if spec.batch_first else (T, B, D * H)
+        output = np.empty(out_shape, dtype=self.dtype)
+        h_n = np.empty((L * D, B, H), dtype=self.dtype)
+        tape = None
+        if T == 0 or B == 0:
+            if T == 0 and return_tape:
+                raise ValueError("x has 0 time steps: there is nothing to differentiate")
+            h_n[...] = 0 if h0 is None else h0
+            output[...] = 0
+        else:
+            if return_tape:
+                tape = np.empty(self._model.tape_bytes(T, B), dtype=np.uint8)
+            threads = _check_num_threads(num_threads) if num_threads is not None else self.num_threads
+            workspace = _thread_workspace(self._model.workspace_bytes(T, B))
+            self._model.forward(x, h0, lengths, mask, spec.batch_first, output, h_n, tape, workspace,
+                                _thread_pool(threads))
+        if not return_tape:
+            return output, h_n
+        # The tape keeps its own copies: the caller may reuse x's buffer before calling backward.
+        copy = lambda a: None if a is None else np.array(a, copy=True)  # noqa: E731
+        return output, h_n, Tape(self, copy(x), copy(h0), copy(lengths), copy(mask),
+                                 tape if tape is not None else np.empty(0, np.uint8))
+
+    def _check_h0(self, h0, batch: int):
+        if h0 is None:
+            return None
+        spec = self.spec
+        h0 = _as_real_array(h0, "h0", self.dtype)
+        expected = (spec.num_layers * spec.num_directions, batch, spec.hidden_size)
+        if h0.shape != expected:
+            raise ValueError(f"h0 must have shape (num_layers*num_directions, B, H) = {expected}, got {h0.shape}")
+        return h0
+
+    @staticmethod
+    def _check_lengths(lengths, batch: int, seq_len: int):
+        if lengths is None:
+            return None
+        array = np.asarray(lengths)
+        if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+            raise TypeError(f"lengths must be integers, got dtype {array.dtype}")
+        if array.shape != (batch,):
+            raise ValueError(f"lengths must have shape (B,) = ({batch},), got {array.shape}")
+        if batch and (array.min() < 1 or array.max() > seq_len):
+            raise ValueError(f"lengths must lie in 1..T = 1..{seq_len}, got min {array.min()} max {array.max()}")
+        return np.ascontiguousarray(array, dtype=np.int64)
+
+    @staticmethod
+    def _check_mask(mask, batch: int, seq_len: int, lengths):
+        if mask is None:
+            return None
+        if lengths is not None:
+            raise ValueError("pass either lengths or mask, not both")
+        array = np.asarray(mask)
+        if array.shape != (seq_len, batch):
+            raise ValueError(f"mask must have shape (T, B) = ({seq_len}, {batch}) (time-major), got {array.shape}")
+        if not (array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer)):
+            raise TypeError(f"mask must be boolean, got dtype {array.dtype}")
+        return np.ascontiguousarray(array != 0, dtype=np.uint8)
+
+    # ------------------------------------------------------------ backward
+
+    def backward(self, tape: Tape, grad_output=None, grad_h_n=None) -> dict[str, np.ndarray]:
+        """Gradients of a loss from dL/d(output) and dL/d(h_n) (either may be None), for the forward
+        that produced ``tape``: keys ``"x"``, ``"h0"`` and every weight name."""
+        from .backward import backward
+        return backward(self, tape, grad_output, grad_h_n)
+
+    # ------------------------------------------------------------ streaming
+
+    def stream(self, batch_size: int = 1, h0=None, *, num_threads: int | None = None) -> "GRUStream":
+        """A stream that advances the model one time step per :meth:`GRUStream.step` call."""
+        return GRUStream(self, batch_size, h0, num_threads=num_threads)
+
+
+class GRUStream:
+    """Step-by-step inference with its own state; the workspace is prepared once, so ``step``
+    allocates nothing. Unidirectional models only. Not thread-safe: one thread per stream."""
+
+    def __init__(self, gru: GRU, batch_size: int = 1, h0=None, *, num_threads: int | None = None):
+        spec = gru.spec
+        if spec.bidirectional:
+            raise ValueError("a bidirectional GRU cannot be streamed: its reverse direction needs the whole sequence")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self._gru = gru
+        self.batch_size = int(batch_size)
+        self._state = np.zeros((spec.num_layers, self.batch_size, spec.hidden_size), dtype=gru.dtype)
+        self._output = np.zeros((self.batch_size, spec.hidden_size), dtype=gru.dtype)
+        self._workspace = _core.new_workspace()
+        self._workspace_bytes = gru._model.step_workspace_bytes(self.batch_size)
+        self._workspace.reserve(self._workspace_bytes)
+        self._pool = _core.Pool(_check_num_threads(num_threads) if num_threads is not None else gru.num_threads)
+        self._view = self._output.view()
+        self._view.flags.writeable = False
+        self.reset(h0)
+
+    def reset(self, h0=None) -> None:
+        """Sets the state to h0 (L, B, H), or to zeros."""
+        if h0 is None:
+            self._state[...] = 0
+        else:
+            h0 = _as_real_array(h0, "h0", self._gru.dtype)
+            if h0.shape != self._state.shape:
+                raise ValueError(f"h0 must have shape (num_layers, B, H) = {self._state.shape}, got {h0.shape}")
+            self._state[...] = h0
+
+    @property
+    def state(self) -> np.ndarray:
+        """A copy of the current state (num_layers, B, H)."""
+        return self._state.copy()
+
+    def step(self, x_t) -> np.ndarray:
+        """Advances one time step with input ``x_t`` of shape (B, I) (or (I,) when B = 1) and returns
+        h_t, shape (B, H). The returned array is read-only and overwritten by the next step: copy it to
+        keep it."""
+        gru = self._gru
+        if not (type(x_t) is np.ndarray and x_t.dtype == gru.dtype and x_t.flags.c_contiguous):
+            x_t = _as_real_array(x_t, "x_t", gru.dtype)
+        expected = (self.batch_size, gru.spec.input_size)
+        if x_t.shape != expected and not (self.batch_size == 1 and x_t.shape == expected[1:]):
+            raise ValueError(f"x_t must have shape (B, I) = ({self.batch_size}, {gru.spec.input_size})"
+                             f"{' or (I,)' if self.batch_size == 1 else ''}, got {x_t.shape}")
+        gru._model.step(x_t, self._state, self._output, self._workspace, self._pool)
+        return self._view

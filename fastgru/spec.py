@@ -1,0 +1,127 @@
+"""The canonical description of a GRU that every importer maps to, and the weight names that go with it.
+
+Weights are always in PyTorch's layout and gate order (r, z, n), whatever the source:
+
+=========================  ==============  ==========================================
+name                       shape           meaning
+=========================  ==============  ==========================================
+``weight_ih_l{k}{sfx}``    (3H, I_k)       input weights of layer k, rows r, z, n
+``weight_hh_l{k}{sfx}``    (3H, H)         recurrent weights of layer k
+``bias_ih_l{k}{sfx}``      (3H,)           input bias (absent when ``bias=False``)
+``bias_hh_l{k}{sfx}``      (3H,)           recurrent bias (absent when ``bias=False``)
+=========================  ==============  ==========================================
+
+``sfx`` is ``""`` for direction 0 and ``"_reverse"`` for direction 1; ``I_0 = input_size`` and
+``I_k = D * hidden_size`` for k > 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+GATE_ACTIVATIONS = {
+    # name: (alpha, beta) of clip(alpha * a + beta, 0, 1), or None for the logistic sigmoid.
+    "sigmoid": None,
+    "hard_sigmoid": (1.0 / 6.0, 0.5),  # Keras 3
+    "hard_sigmoid_keras2": (0.2, 0.5),  # tf.keras 2 / Keras 2, and ONNX HardSigmoid's default
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GRUSpec:
+    """Everything about a GRU except its weights.
+
+    ``reset_after=True`` is linear-before-reset (PyTorch, Keras default, ONNX ``linear_before_reset=1``);
+    ``False`` is reset-before (Cho et al., Keras ``reset_after=False``, ONNX default). ``clip`` clamps
+    every gate pre-activation to ``[-clip, clip]`` (ONNX's ``clip``); ``None`` disables it.
+    """
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    batch_first: bool = False
+    bias: bool = True
+    reset_after: bool = True
+    gate_activation: str = "sigmoid"
+    clip: float | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.gate_activation not in GATE_ACTIVATIONS:
+            raise ValueError(
+                f"gate_activation must be one of {sorted(GATE_ACTIVATIONS)}, got {self.gate_activation!r}"
+            )
+        if self.clip is not None and not (float(self.clip) > 0 and np.isfinite(self.clip)):
+            raise ValueError(f"clip must be a positive finite number or None, got {self.clip!r}")
+        dtype = np.dtype(self.dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        object.__setattr__(self, "dtype", dtype.name)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.num_directions * self.hidden_size
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The expected name -> shape of every weight, in a stable order."""
+        hidden3 = 3 * self.hidden_size
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer, suffix in self.layer_keys():
+            shapes[f"weight_ih_l{layer}{suffix}"] = (hidden3, self.layer_input_size(layer))
+            shapes[f"weight_hh_l{layer}{suffix}"] = (hidden3, self.hidden_size)
+            if self.bias:
+                shapes[f"bias_ih_l{layer}{suffix}"] = (hidden3,)
+                shapes[f"bias_hh_l{layer}{suffix}"] = (hidden3,)
+        return shapes
+
+    def layer_keys(self) -> Iterator[tuple[int, str]]:
+        """(layer, suffix) for every layer and direction, in the order the core stores them."""
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                yield layer, ("_reverse" if direction else "")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GRUSpec":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise ValueError(f"unknown GRUSpec fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+def check_weights(spec: GRUSpec, weights: dict, source: str = "weights") -> dict[str, np.ndarray]:
+    """Validates names and shapes and returns C-contiguous copies in the spec's dtype.
+
+    Errors name ``source`` (a file or object) and the offending tensor.
+    """
+    expected = spec.weight_shapes()
+    missing = [name for name in expected if name not in weights]
+    if missing:
+        raise ValueError(f"{source}: missing tensor(s) {missing}; expected {list(expected)}")
+    extra = [name for name in weights if name not in expected]
+    if extra:
+        raise ValueError(f"{source}: unexpected tensor(s) {extra} for {spec}")
+    checked = {}
+    for name, shape in expected.items():
+        array = np.asarray(weights[name])
+        if array.shape != shape:
+            raise ValueError(f"{source}: tensor {name!r} has shape {array.shape}, expected {shape}")
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise TypeError(f"{source}: tensor {name!r} has dtype {array.dtype}, expected a float array")
+        checked[name] = np.array(array, dtype=spec.dtype, order="C", copy=True)
+    return checked

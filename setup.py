@@ -1,0 +1,31 @@
+"""Builds fastgru's one extension: the C core (src_c/) and its Cython binding (fastgru/_core.pyx).
+
+No flag here targets the build machine: kernels_avx2.c selects AVX2+FMA by pragma for its own functions
+and the core picks it at run time only on CPUs that have it.
+"""
+import os
+import sys
+from glob import glob
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+compile_args = ["-O3", "-std=c11", "-fno-strict-aliasing", "-D_POSIX_C_SOURCE=200809L"]
+link_args = ["-pthread"]
+if os.environ.get("FASTGRU_SANITIZE"):
+    # tools/sanitize.sh: AddressSanitizer + UndefinedBehaviorSanitizer build of the whole extension.
+    compile_args += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+                     "-fno-sanitize-recover=undefined"]
+    link_args += ["-fsanitize=address,undefined"]
+
+core = Extension(
+    "fastgru._core",
+    sources=["fastgru/_core.pyx"] + sorted(glob("src_c/*.c")),
+    include_dirs=["src_c", numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=compile_args if sys.platform != "win32" else [],
+    extra_link_args=link_args if sys.platform != "win32" else [],
+)
+
+setup(ext_modules=cythonize([core], language_level=3))

@@ -1,0 +1,204 @@
+/* fastgru.h: the one public header of the fastgru C core.
+ *
+ * The core runs GRU forward and backward passes on the CPU. It never includes Python.h, never prints,
+ * never aborts: every function that can fail returns an fg_status. Memory rules:
+ *   - fg_gru_create allocates the packed model; fg_gru_destroy frees it. Nothing else allocates
+ *     behind the caller's back, except the worker threads of an fg_pool (fg_pool_create/destroy).
+ *   - Per-call scratch memory (the "workspace") and the backward "tape" are supplied by the caller,
+ *     sized by the matching *_size function. That is what lets a stream step run without allocating.
+ *   - A model is immutable after creation: any number of threads may call fg_forward / fg_step /
+ *     fg_backward on the same model at once, each with its own workspace and pool.
+ *
+ * Conventions: all arrays are row-major and contiguous, of the model's dtype unless said otherwise.
+ * Sizes and indices are int64_t; byte counts are size_t. Gate order in every array the caller sees is
+ * PyTorch's (r, z, n); the core repacks internally (see pack.c).
+ *
+ * BLAS reaches the core as a table of row-major GEMM function pointers (fg_blas), passed into each
+ * call. The core never links a BLAS and never sees the Fortran calling convention; fg_reference_blas()
+ * gives plain-loop GEMMs so the core can be tested with no BLAS at all.
+ */
+#ifndef FASTGRU_H
+#define FASTGRU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum fg_status {
+    FG_OK = 0,
+    FG_ERR_NULL_POINTER,        /* a required pointer argument is NULL */
+    FG_ERR_INVALID_SIZE,        /* a size is out of range or inconsistent with the model */
+    FG_ERR_INVALID_LENGTHS,     /* a sequence length is outside 1..seq_len */
+    FG_ERR_INVALID_SPEC,        /* the fg_spec holds an unknown enum value or a bad parameter */
+    FG_ERR_SIZE_OVERFLOW,       /* a buffer size does not fit in size_t / int64_t */
+    FG_ERR_OUT_OF_MEMORY,
+    FG_ERR_WORKSPACE_TOO_SMALL, /* the caller's workspace is smaller than *_workspace_size said */
+    FG_ERR_UNSUPPORTED,         /* a valid request the core does not implement (e.g. backward on int8) */
+    FG_ERR_THREAD,              /* a worker thread could not be started */
+    FG_ERR_NO_BLAS              /* the fg_blas table lacks the routine this dtype needs */
+} fg_status;
+
+/* A static, human-readable description of a status; never NULL. */
+const char *fg_status_string(fg_status status);
+
+/* ---------------------------------------------------------------- model spec */
+
+typedef enum fg_dtype { FG_FLOAT32 = 0, FG_FLOAT64 = 1 } fg_dtype;
+
+/* Where the reset gate acts (shared/DESIGN.md section 1):
+ *   FG_LINEAR_BEFORE_RESET  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   torch, Keras reset_after=True
+ *   FG_RESET_BEFORE         n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)   Keras reset_after=False, ONNX default */
+typedef enum fg_variant { FG_LINEAR_BEFORE_RESET = 0, FG_RESET_BEFORE = 1 } fg_variant;
+
+/* The activation of the r and z gates.
+ *   FG_SIGMOID       1 / (1 + exp(-a))
+ *   FG_HARD_SIGMOID  clip(gate_alpha * a + gate_beta, 0, 1): Keras 3 uses alpha = 1/6, tf.keras 2 and
+ *                    ONNX's HardSigmoid default use alpha = 0.2; both use beta = 0.5. */
+typedef enum fg_gate_activation { FG_SIGMOID = 0, FG_HARD_SIGMOID = 1 } fg_gate_activation;
+
+typedef struct fg_spec {
+    int64_t input_size;          /* I: features of the first layer's input */
+    int64_t hidden_size;         /* H */
+    int64_t num_layers;          /* L >= 1; layer k > 0 takes the previous layer's D*H-wide output */
+    int64_t num_directions;      /* D: 1, or 2 for bidirectional */
+    fg_dtype dtype;
+    fg_variant variant;
+    fg_gate_activation gate_activation;
+    double gate_alpha, gate_beta; /* FG_HARD_SIGMOID only */
+    double clip;                 /* > 0: every pre-activation is clamped to [-clip, clip] (ONNX 'clip'); 0: off */
+} fg_spec;
+
+/* The weights of one (layer, direction) in PyTorch's layout and gate order (r, z, n):
+ *   weight_ih (3H, I_k), weight_hh (3H, H), bias_ih (3H), bias_hh (3H); I_0 = I, I_k = D*H for k > 0.
+ * A NULL bias means zeros. Used both to hand weights in (fg_gru_create) and gradients out (fg_backward). */
+typedef struct fg_layer_weights {
+    void *weight_ih;
+    void *weight_hh;
+    void *bias_ih;
+    void *bias_hh;
+} fg_layer_weights;
+
+typedef struct fg_gru fg_gru; /* opaque: the packed model */
+
+/* Validates the spec and packs a copy of the weights; the caller's arrays are not kept.
+ * weights[k * D + d] holds layer k, direction d (d = 1 runs backwards in time). */
+fg_status fg_gru_create(const fg_spec *spec, const fg_layer_weights *weights, fg_gru **out);
+void fg_gru_destroy(fg_gru *gru); /* NULL is a no-op */
+const fg_spec *fg_gru_spec(const fg_gru *gru);
+/* Bytes held by the packed model (for the docs' memory figures). */
+size_t fg_gru_packed_bytes(const fg_gru *gru);
+
+/* ---------------------------------------------------------------- BLAS table */
+
+/* Row-major GEMM: C := alpha * op(A) . op(B) + beta * C, op(X) = X or X^T when trans_x is nonzero;
+ * op(A) is m x k, op(B) is k x n, C is m x n; lda, ldb, ldc are row strides in elements. */
+typedef void (*fg_sgemm_fn)(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                            const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                            float *c, int64_t ldc);
+typedef void (*fg_dgemm_fn)(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                            const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                            double *c, int64_t ldc);
+
+typedef struct fg_blas {
+    fg_sgemm_fn sgemm;
+    fg_dgemm_fn dgemm;
+} fg_blas;
+
+/* Plain-loop GEMMs: correct, slow; for tests of the core without any BLAS. */
+const fg_blas *fg_reference_blas(void);
+
+/* ---------------------------------------------------------------- threads */
+
+/* A pool of persistent worker threads. One pool serves one call at a time (the calling thread joins
+ * in as worker 0), so concurrent callers each need their own pool. num_threads = 1 starts no thread. */
+typedef struct fg_pool fg_pool;
+fg_status fg_pool_create(int num_threads, fg_pool **out);
+void fg_pool_destroy(fg_pool *pool); /* NULL is a no-op; joins the workers */
+int fg_pool_num_threads(const fg_pool *pool);
+
+/* Which kernels run: FG_ISA_AUTO picks the best this CPU supports at run time; the others force a
+ * choice (tests use FG_ISA_GENERIC to hold the portable fallback against the vector kernels). */
+typedef enum fg_isa { FG_ISA_AUTO = 0, FG_ISA_GENERIC = 1, FG_ISA_AVX2 = 2 } fg_isa;
+
+/* The best kernel set this CPU supports (never FG_ISA_AUTO). */
+fg_isa fg_isa_detect(void);
+
+/* What every compute call takes besides its data. pool may be NULL: then the call runs on the
+ * calling thread alone. Asking for FG_ISA_AVX2 on a CPU without AVX2+FMA gives FG_ERR_UNSUPPORTED. */
+typedef struct fg_context {
+    const fg_blas *blas;
+    fg_pool *pool;
+    fg_isa isa;
+} fg_context;
+
+/* ---------------------------------------------------------------- sequences */
+
+/* One call's data. Shapes (T = seq_len, B = batch, D, H, L from the spec):
+ *   x        (T, B, I) time-major, or (B, T, I) when batch_first
+ *   h0       (L*D, B, H), or NULL for zeros
+ *   lengths  (B,) each in 1..T, any order, or NULL for all T. Outputs past a sequence's length are 0,
+ *            h_n holds its state at the last valid step, and direction 1 starts at that step
+ *            (torch pack_padded_sequence, ONNX sequence_lens).
+ *   mask     (T, B) time-major bytes, or NULL. Keras masking: where mask[t, b] == 0 the state is carried
+ *            over unchanged and output[t, b] is 0. Exclusive with lengths.
+ *   output   (T, B, D*H) or (B, T, D*H), direction d in columns [d*H, (d+1)*H)
+ *   h_n      (L*D, B, H)
+ * B = 0 is allowed (nothing to do); T must be >= 1. */
+typedef struct fg_sequence {
+    int64_t seq_len;
+    int64_t batch;
+    int batch_first;
+    const void *x;
+    const void *h0;
+    const int64_t *lengths;
+    const uint8_t *mask;
+    void *output;
+    void *h_n;
+} fg_sequence;
+
+/* Scratch bytes that fg_forward needs for this shape. The workspace grows with min(T, chunk) and B,
+ * not with T alone, except for models of L >= 2 layers, which keep one intermediate layer output. */
+fg_status fg_forward_workspace_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes);
+
+/* Bytes of the tape that fg_backward reads: per layer, the gate activations and the layer output. */
+fg_status fg_tape_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes);
+
+/* Runs the whole model. tape may be NULL (inference); else it must hold fg_tape_size bytes and is
+ * filled for fg_backward. The workspace must hold fg_forward_workspace_size bytes, 64-byte aligned. */
+fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void *workspace,
+                     size_t workspace_bytes, const fg_context *ctx);
+
+/* ---------------------------------------------------------------- backward */
+
+typedef struct fg_gradients {
+    void *grad_x;              /* shaped as seq->x; may be NULL if not wanted */
+    void *grad_h0;             /* (L*D, B, H); may be NULL */
+    fg_layer_weights *layers;  /* L*D entries shaped as the weights; every pointer required, biases too */
+} fg_gradients;
+
+fg_status fg_backward_workspace_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes);
+
+/* Gradients of a scalar loss given dL/d(output) and dL/d(h_n) (either may be NULL: zeros), for the
+ * fg_sequence and tape of an earlier fg_forward. Gradients are written, not accumulated. */
+fg_status fg_backward(const fg_gru *gru, const fg_sequence *seq, const void *tape,
+                      const void *grad_output, const void *grad_h_n, const fg_gradients *grads,
+                      void *workspace, size_t workspace_bytes, const fg_context *ctx);
+
+/* ---------------------------------------------------------------- streaming */
+
+/* One time step of a unidirectional model: h (L, B, H) is read and overwritten with the new state,
+ * output (B, H) receives the last layer's new state (it may alias h's last layer). x_t is (B, I).
+ * Allocates nothing; the workspace is sized once by fg_step_workspace_size. */
+fg_status fg_step_workspace_size(const fg_gru *gru, int64_t batch, size_t *bytes);
+fg_status fg_step(const fg_gru *gru, int64_t batch, const void *x_t, void *h, void *output,
+                  void *workspace, size_t workspace_bytes, const fg_context *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTGRU_H */

@@ -1,0 +1,165 @@
+/* forward.c: argument checks, the workspace layout and the entry points of the forward pass and of
+ * streaming steps. The computation itself is forward_impl.h. */
+#include "internal.h"
+
+typedef fg_sgemm_fn gemm_fn_f32;
+typedef fg_dgemm_fn gemm_fn_f64;
+
+/* Where each scratch array of a forward call lives in the caller's workspace. */
+typedef struct forward_buffers {
+    int64_t chunk_steps;  /* time steps per input-projection GEMM */
+    int64_t *perm;        /* (B) batch rows ordered by length, longest first */
+    int64_t *active;      /* (T + 1) active[t] = sequences longer than t; NULL without lengths */
+    void *gates_x;        /* (chunk, B, D*3H) input projection of the current chunk */
+    void *x_gather;       /* (chunk, B, max(I, D*H)) time-major copy of batch-first input rows */
+    void *state;          /* (D, B, H) current state, rows in perm order */
+    void *gates_h;        /* (D, B, 3H) recurrent GEMM results */
+    void *reset_h;        /* (D, B, H) r * h, reset-before only */
+    void *intermediate;   /* (T, B, D*H) output of a non-final layer, L >= 2 only */
+} forward_buffers;
+
+#define REAL float
+#define SFX f32
+#include "forward_impl.h"
+#undef REAL
+#undef SFX
+#define REAL double
+#define SFX f64
+#include "forward_impl.h"
+#undef REAL
+#undef SFX
+
+static int64_t chunk_steps(const fg_spec *spec, int64_t seq_len, int64_t batch) {
+    int64_t per_step = fg_mul(batch, spec->num_directions * 3 * spec->hidden_size);
+    int64_t chunk = per_step > 0 ? FG_CHUNK_ELEMENTS / per_step : seq_len;
+    if (chunk < 1) chunk = 1;
+    return chunk < seq_len ? chunk : seq_len;
+}
+
+/* The one place that knows the workspace layout: counts bytes when layout->base is NULL. */
+static fg_status layout_forward(const fg_gru *gru, int64_t seq_len, int64_t batch, fg_layout *layout,
+                                forward_buffers *buf) {
+    const fg_spec *spec = &gru->spec;
+    const int64_t H = spec->hidden_size, D = spec->num_directions;
+    const int64_t width = spec->input_size > D * H ? spec->input_size : D * H;
+    const size_t elem = fg_dtype_size(spec->dtype);
+    buf->chunk_steps = chunk_steps(spec, seq_len, batch);
+    const int64_t chunk_rows = fg_mul(buf->chunk_steps, batch);
+    buf->perm = (int64_t *)fg_layout_take(layout, batch, sizeof(int64_t));
+    buf->active = (int64_t *)fg_layout_take(layout, seq_len + 1, sizeof(int64_t));
+    buf->gates_x = fg_layout_take(layout, fg_mul(chunk_rows, D * 3 * H), elem);
+    buf->x_gather = fg_layout_take(layout, fg_mul(chunk_rows, width), elem);
+    buf->state = fg_layout_take(layout, fg_mul(D * batch, H), elem);
+    buf->gates_h = fg_layout_take(layout, fg_mul(D * batch, 3 * H), elem);
+    buf->reset_h = fg_layout_take(layout, spec->variant == FG_RESET_BEFORE ? fg_mul(D * batch, H) : 0, elem);
+    buf->intermediate =
+        fg_layout_take(layout, spec->num_layers > 1 ? fg_mul(fg_mul(seq_len, batch), D * H) : 0, elem);
+    return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
+}
+
+fg_status fg_forward_workspace_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes) {
+    if (!gru || !bytes) return FG_ERR_NULL_POINTER;
+    if (seq_len < 1 || batch < 0) return FG_ERR_INVALID_SIZE;
+    forward_buffers buf;
+    fg_layout layout = {NULL, 0, 0};
+    fg_status status = layout_forward(gru, seq_len, batch, &layout, &buf);
+    *bytes = layout.used;
+    return status;
+}
+
+fg_status fg_tape_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes) {
+    if (!gru || !bytes) return FG_ERR_NULL_POINTER;
+    if (seq_len < 1 || batch < 0) return FG_ERR_INVALID_SIZE;
+    const fg_spec *spec = &gru->spec;
+    const int64_t rows = fg_mul(fg_mul(spec->num_layers, seq_len), batch);
+    const int64_t D = spec->num_directions, H = spec->hidden_size;
+    /* Per layer and row: D gate rows of 4H (r, z, n, and W_hn h + b_hn or W_hn (r h)), then the D*H output. */
+    fg_layout layout = {NULL, 0, 0};
+    fg_layout_take(&layout, fg_mul(rows, D * 4 * H), fg_dtype_size(spec->dtype));
+    fg_layout_take(&layout, fg_mul(rows, D * H), fg_dtype_size(spec->dtype));
+    *bytes = layout.used;
+    return layout.overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
+}
+
+/* Orders the batch rows by length, longest first (stable), and counts the active rows per step. */
+static fg_status order_by_length(const fg_sequence *seq, forward_buffers *buf) {
+    const int64_t T = seq->seq_len, B = seq->batch;
+    if (!seq->lengths) {
+        for (int64_t b = 0; b < B; b++) buf->perm[b] = b;
+        buf->active = NULL;
+        return FG_OK;
+    }
+    int64_t *count = buf->active; /* count[len] first, then turned into active[] in place */
+    memset(count, 0, (size_t)(T + 1) * sizeof(int64_t));
+    for (int64_t b = 0; b < B; b++) {
+        int64_t len = seq->lengths[b];
+        if (len < 1 || len > T) return FG_ERR_INVALID_LENGTHS;
+        count[len]++;
+    }
+    /* Rows of length len go to positions [#longer, #longer + count[len]). */
+    int64_t longer = 0;
+    for (int64_t len = T; len >= 1; len--) {
+        int64_t here = count[len];
+        count[len] = longer; /* first position of length len */
+        longer += here;
+    }
+    for (int64_t b = 0; b < B; b++) buf->perm[count[seq->lengths[b]]++]= b;
+    /* Now count[len] = #rows of length >= len; active[t] = #rows longer than t = that at len = t + 1. */
+    for (int64_t t = 0; t < T; t++) buf->active[t] = buf->active[t + 1];
+    buf->active[T] = 0;
+    return FG_OK;
+}
+
+static fg_status check_sequence(const fg_gru *gru, const fg_sequence *seq) {
+    if (!seq) return FG_ERR_NULL_POINTER;
+    if (seq->seq_len < 1 || seq->batch < 0) return FG_ERR_INVALID_SIZE;
+    if (seq->lengths && seq->mask) return FG_ERR_INVALID_LENGTHS;
+    if (seq->batch > 0 && (!seq->x || !seq->output || !seq->h_n)) return FG_ERR_NULL_POINTER;
+    (void)gru;
+    return FG_OK;
+}
+
+fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void *workspace,
+                     size_t workspace_bytes, const fg_context *ctx) {
+    const fg_kernels *kernels;
+    fg_status status = fg_check_context(gru, ctx, &kernels);
+    if (status == FG_OK) status = check_sequence(gru, seq);
+    if (status != FG_OK) return status;
+    if (seq->batch == 0) return FG_OK;
+    forward_buffers buf;
+    fg_layout layout = {NULL, 0, 0};
+    status = layout_forward(gru, seq->seq_len, seq->batch, &layout, &buf);
+    if (status != FG_OK) return status;
+    if (tape) {
+        size_t tape_bytes;
+        status = fg_tape_size(gru, seq->seq_len, seq->batch, &tape_bytes);
+        if (status != FG_OK) return status;
+    }
+    if (!workspace) return FG_ERR_NULL_POINTER;
+    if (workspace_bytes < layout.used) return FG_ERR_WORKSPACE_TOO_SMALL;
+    layout = (fg_layout){(char *)workspace, 0, 0};
+    layout_forward(gru, seq->seq_len, seq->batch, &layout, &buf);
+    status = order_by_length(seq, &buf);
+    if (status != FG_OK) return status;
+
+    unsigned saved_csr = fg_denormals_off();
+    if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape, &buf, kernels, ctx->blas->sgemm);
+    else forward_f64(gru, seq, tape, &buf, kernels, ctx->blas->dgemm);
+    fg_denormals_restore(saved_csr);
+    return FG_OK;
+}
+
+fg_status fg_step_workspace_size(const fg_gru *gru, int64_t batch, size_t *bytes) {
+    if (gru && gru->spec.num_directions != 1) return FG_ERR_UNSUPPORTED;
+    return fg_forward_workspace_size(gru, 1, batch, bytes);
+}
+
+/* A step is a forward pass of length 1 whose initial and final states are the same array: the forward
+ * pass reads a layer's initial state before it writes that layer's final one, so the aliasing is safe. */
+fg_status fg_step(const fg_gru *gru, int64_t batch, const void *x_t, void *h, void *output, void *workspace,
+                  size_t workspace_bytes, const fg_context *ctx) {
+    if (gru && gru->spec.num_directions != 1) return FG_ERR_UNSUPPORTED;
+    if (!h) return FG_ERR_NULL_POINTER;
+    fg_sequence seq = {1, batch, 0, x_t, h, NULL, NULL, output, h};
+    return fg_forward(gru, &seq, NULL, workspace, workspace_bytes, ctx);
+}

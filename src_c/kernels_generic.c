@@ -1,0 +1,27 @@
+/* kernels_generic.c: the portable kernel set, for any CPU (and the reference the vector set is held
+ * against in the tests). */
+#include "internal.h"
+#include "activations.h"
+
+#define ISA generic
+
+#define REAL float
+#define SFX f32
+#define SIGMOID fg_sigmoidf
+#define TANH fg_tanhf
+#include "kernels_impl.h"
+#undef REAL
+#undef SFX
+#undef SIGMOID
+#undef TANH
+
+#define REAL double
+#define SFX f64
+#define SIGMOID fg_sigmoid
+#define TANH tanh
+#include "kernels_impl.h"
+
+const fg_kernels fg_kernels_generic = {
+    gates_lbr_f32_generic, gates_rb1_f32_generic, gates_rb2_f32_generic,
+    gates_lbr_f64_generic, gates_rb1_f64_generic, gates_rb2_f64_generic,
+};
