@@ -1,0 +1,320 @@
+"""One adapter per engine. Adding an engine is adding a class and a line in ``ENGINES``.
+
+Every adapter gets the same ``torch.nn.GRU`` (float32, one layer, I = H) and the same input
+``x`` (T, B, I) and initial state ``h0`` (1, B, H), and returns a ``Built`` with
+
+- ``run(n)``: n calls, exactly as a user would make them (state in, output and state out), and
+- ``output()``: the output sequence (T', B, H) as numpy, compared with float64 PyTorch.
+
+Peers are measured through their ordinary public call path, per call, with their own per-call
+overheads included: that is what a user of them pays.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+
+from shapes import Shape
+
+
+@dataclasses.dataclass
+class Built:
+    run: Callable[[int], None]
+    output: Callable[[], np.ndarray]
+    notes: list[str] = dataclasses.field(default_factory=list)  # API gaps met while building
+
+
+class Engine:
+    name = "?"
+    peer = True  # False for fastgru's own engines: "best peer" is the fastest engine with peer=True
+    precision = "float32"
+
+    def probe(self) -> str:
+        """Imports the engine; returns its version or raises (the harness reports why)."""
+        raise NotImplementedError
+
+    def supports(self, shape: Shape) -> bool:
+        return True
+
+    def build(self, module, shape: Shape, x: np.ndarray, h0: np.ndarray, threads: int) -> Built:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------- torch
+
+
+class Torch(Engine):
+    name = "torch"
+
+    def probe(self) -> str:
+        import torch
+
+        return torch.__version__
+
+    def _module(self, module):
+        return module
+
+    def build(self, module, shape, x, h0, threads):
+        import torch
+
+        model = self._module(module)
+        x_t, h0_t = torch.from_numpy(x), torch.from_numpy(h0)
+
+        def run(n: int) -> None:
+            with torch.inference_mode():
+                for _ in range(n):
+                    model(x_t, h0_t)
+
+        def output() -> np.ndarray:
+            with torch.inference_mode():
+                return model(x_t, h0_t)[0].numpy().copy()
+
+        return Built(run, output)
+
+
+class TorchInt8(Torch):
+    """PyTorch's dynamic int8 GRU (int8 weights, activations quantized per call): the int8 peer."""
+
+    name = "torch-int8"
+    precision = "int8"
+
+    def _module(self, module):
+        import torch
+
+        return torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(module), {torch.nn.GRU}, dtype=torch.qint8)
+
+
+# ---------------------------------------------------------------------------------------- fastgru
+
+
+def _fastgru_model(module, threads: int, notes: list[str]):
+    import fastgru
+
+    if hasattr(fastgru.GRU, "from_torch"):
+        model = fastgru.GRU.from_torch(module)
+    else:
+        notes.append("GRU.from_torch missing: used GRU.from_arrays(state_dict)")
+        model = fastgru.GRU.from_arrays({k: v.detach().numpy() for k, v in module.state_dict().items()})
+    try:
+        model.num_threads = threads
+    except (AttributeError, TypeError, ValueError) as exc:
+        notes.append(f"setting gru.num_threads failed ({type(exc).__name__}: {exc})")
+    return model
+
+
+class Fastgru(Engine):
+    """``gru(x, h0)``: one call per sequence (for T=1, one call per step, like the peers)."""
+
+    name = "fastgru"
+    peer = False
+
+    def probe(self) -> str:
+        import fastgru
+
+        fastgru.GRU(2, 3)
+        return str(getattr(fastgru, "__version__", "unknown"))
+
+    def _model(self, module, threads, notes):
+        return _fastgru_model(module, threads, notes)
+
+    def build(self, module, shape, x, h0, threads):
+        notes: list[str] = []
+        model = self._model(module, threads, notes)
+        kwargs = {"num_threads": threads}
+        try:
+            model(x, h0, **kwargs)
+        except TypeError as exc:
+            if "num_threads" not in str(exc):
+                raise
+            notes.append("gru(x, h0, num_threads=...) not accepted: ran with the model's setting")
+            kwargs = {}
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                model(x, h0, **kwargs)
+
+        def output() -> np.ndarray:
+            return np.asarray(model(x, h0, **kwargs)[0])
+
+        return Built(run, output, notes)
+
+
+class FastgruStream(Engine):
+    """``gru.stream(B).step(x_t)``: the low-latency streaming path; state lives in the stream."""
+
+    name = "fastgru-stream"
+    peer = False
+    probe = Fastgru.probe
+
+    def supports(self, shape):
+        return shape.streaming
+
+    def _model(self, module, threads, notes):
+        return _fastgru_model(module, threads, notes)
+
+    def build(self, module, shape, x, h0, threads):
+        if np.any(h0):
+            raise ValueError("stream rows need h0 = 0 (the stream starts from its own zero state)")
+        notes: list[str] = []
+        stream = self._model(module, threads, notes).stream(batch_size=shape.batch)
+        x_step = np.ascontiguousarray(x[0])
+
+        def run(n: int) -> None:
+            step = stream.step
+            for _ in range(n):
+                step(x_step)
+
+        def output() -> np.ndarray:
+            stream.reset()
+            return np.asarray(stream.step(x_step))[None]
+
+        return Built(run, output, notes)
+
+
+class FastgruInt8(Fastgru):
+    name = "fastgru-int8"
+    precision = "int8"
+
+    def probe(self) -> str:
+        import fastgru
+
+        if not hasattr(fastgru.GRU, "quantize"):
+            raise NotImplementedError("fastgru.GRU.quantize is not implemented yet")
+        return Fastgru.probe(self)
+
+    def _model(self, module, threads, notes):
+        return _fastgru_model(module, threads, notes).quantize("int8")
+
+
+# ---------------------------------------------------------------------------------------- ONNX
+
+
+def torch_to_zrh(weights: np.ndarray, hidden: int) -> np.ndarray:
+    """Reorders stacked gate rows from PyTorch's (r, z, n) to ONNX/Keras (z, r, h)."""
+    r, z, n = weights[:hidden], weights[hidden:2 * hidden], weights[2 * hidden:]
+    return np.concatenate([z, r, n], axis=0)
+
+
+def _torch_arrays(module) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy().astype(np.float32) for k, v in module.state_dict().items()}
+
+
+def onnx_gru_model(module, hidden: int) -> bytes:
+    """A one-node ONNX graph: GRU(X, W, R, B, sequence_lens="", initial_h) with linear_before_reset=1."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    arrays = _torch_arrays(module)
+    w = torch_to_zrh(arrays["weight_ih_l0"], hidden)[None]  # (1, 3H, I)
+    r = torch_to_zrh(arrays["weight_hh_l0"], hidden)[None]  # (1, 3H, H)
+    b = np.concatenate([torch_to_zrh(arrays["bias_ih_l0"], hidden),
+                        torch_to_zrh(arrays["bias_hh_l0"], hidden)])[None]  # (1, 6H): Wb then Rb
+    node = helper.make_node("GRU", ["X", "W", "R", "B", "", "initial_h"], ["Y", "Y_h"],
+                            hidden_size=hidden, linear_before_reset=1)
+    graph = helper.make_graph(
+        [node], "gru",
+        inputs=[helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "B", w.shape[2]]),
+                helper.make_tensor_value_info("initial_h", TensorProto.FLOAT, [1, "B", hidden])],
+        outputs=[helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["T", 1, "B", hidden]),
+                 helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, "B", hidden])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(r, "R"),
+                     numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # accepted by every ONNX Runtime from 1.10 on
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def ort_session(model_bytes: bytes, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntime(Engine):
+    name = "onnxruntime"
+
+    def probe(self) -> str:
+        import onnx  # noqa: F401 - needed to build the graph
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+    def build(self, module, shape, x, h0, threads):
+        session = ort_session(onnx_gru_model(module, shape.hidden), threads)
+        feed = {"X": x, "initial_h": h0}
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                session.run(None, feed)
+
+        def output() -> np.ndarray:
+            return session.run(None, feed)[0][:, 0]  # Y is (T, D, B, H)
+
+        return Built(run, output)
+
+
+# ---------------------------------------------------------------------------------------- Keras
+
+
+class Keras(Engine):
+    """Keras 3 ``layers.GRU(reset_after=True)`` on the torch backend, called eagerly under no_grad."""
+
+    name = "keras"
+
+    def probe(self) -> str:
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+        import keras
+
+        if keras.backend.backend() != "torch":
+            raise RuntimeError(f"KERAS_BACKEND is {keras.backend.backend()!r}, this adapter wants 'torch'")
+        return keras.__version__
+
+    def build(self, module, shape, x, h0, threads):
+        import keras
+        import torch
+
+        hidden = shape.hidden
+        arrays = _torch_arrays(module)
+        layer = keras.layers.GRU(hidden, return_sequences=True, return_state=True, reset_after=True)
+        layer.build((shape.batch, shape.seq_len, shape.input_size))
+        layer.set_weights([
+            torch_to_zrh(arrays["weight_ih_l0"], hidden).T.copy(),  # kernel (I, 3H)
+            torch_to_zrh(arrays["weight_hh_l0"], hidden).T.copy(),  # recurrent_kernel (H, 3H)
+            np.stack([torch_to_zrh(arrays["bias_ih_l0"], hidden),
+                      torch_to_zrh(arrays["bias_hh_l0"], hidden)]),  # bias (2, 3H)
+        ])
+        x_bt = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2)))  # Keras is batch-first
+        h0_b = torch.from_numpy(np.ascontiguousarray(h0[0]))
+
+        def call():
+            return layer(x_bt, initial_state=[h0_b], training=False)
+
+        def run(n: int) -> None:
+            with torch.no_grad():
+                for _ in range(n):
+                    call()
+
+        def output() -> np.ndarray:
+            with torch.no_grad():
+                sequence = call()[0]
+            return keras.ops.convert_to_numpy(sequence).transpose(1, 0, 2)
+
+        return Built(run, output)
+
+
+ENGINES: dict[str, Engine] = {e.name: e for e in (
+    FastgruStream(), Fastgru(), Torch(), OnnxRuntime(), Keras(), TorchInt8(), FastgruInt8())}
+DEFAULT_ENGINES = ["fastgru-stream", "fastgru", "torch", "onnxruntime", "keras"]
+INT8_ENGINES = ["fastgru-int8", "torch-int8"]

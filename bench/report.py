@@ -1,0 +1,218 @@
+"""Turns the workers' results into a markdown report and a PNG plot.
+
+"speedup" is (best peer's median time) / (fastgru engine's median time): above 1 fastgru is faster.
+The best peer of a float32 fastgru engine is the fastest float32 peer; an int8 fastgru engine is
+compared with every peer (int8 ones included). Medians are per call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from common import format_seconds
+
+THREAD_SETTINGS = {
+    "fastgru": "`num_threads=t` (model attribute and per call); scipy OpenBLAS via OPENBLAS_NUM_THREADS=t",
+    "fastgru-stream": "`gru.num_threads = t` before `gru.stream()`",
+    "fastgru-int8": "as fastgru",
+    "torch": "`torch.set_num_threads(t)`, `set_num_interop_threads(1)`, OMP/MKL_NUM_THREADS=t; "
+             "`torch.inference_mode()`",
+    "torch-int8": "as torch; `quantize_dynamic(nn.GRU, qint8)`",
+    "onnxruntime": "`intra_op_num_threads=t`, `inter_op_num_threads=1`, sequential, all graph "
+                   "optimizations, default spinning; `session.run(None, feed)` per call",
+    "keras": "torch backend, so torch's threads; eager `layer(x, initial_state=[h0])` under `torch.no_grad()`",
+}
+
+
+def _fastgru_names(rows: dict) -> list[str]:
+    return [n for n in rows if n.startswith("fastgru")]
+
+
+def _timed(row: dict) -> bool:
+    return "median_s" in row
+
+
+def best_peer(case: dict, worker: dict, precision: str) -> tuple[str, float] | None:
+    """Fastest peer for a fastgru engine of the given precision: (name, median seconds)."""
+    info = worker["engines"]
+    candidates = [(row["median_s"], name) for name, row in case["rows"].items()
+                  if _timed(row) and info[name]["peer"]
+                  and (precision == "int8" or info[name]["precision"] == "float32")]
+    if not candidates:
+        return None
+    seconds, name = min(candidates)
+    return name, seconds
+
+
+def roofline(case: dict, row: dict, limits: dict) -> dict:
+    """How close a timed row comes to the machine's limits (float32 weight bytes)."""
+    median = row["median_s"]
+    gflops = case["flops"] / median / 1e9
+    read = limits["read"].get(str(case["H"]))
+    whh_gbs = case["T"] * case["weight_hh_bytes"] / median / 1e9
+    return {
+        "gflops": gflops,
+        "pct_sgemm": 100 * gflops / limits["sgemm"]["best_gflops"],
+        "whh_gbs": whh_gbs,
+        "pct_read": 100 * whh_gbs / read["limit_gbs"] if read else None,
+    }
+
+
+def _roof_text(case: dict, roof: dict) -> str:
+    by_read = f"W_hh {roof['whh_gbs']:.3g} GB/s = {roof['pct_read']:.0f}% of read" if roof["pct_read"] else ""
+    by_gemm = f"{roof['pct_sgemm']:.0f}% of sgemm peak"
+    if case["B"] == 1:
+        return by_read
+    if case["B"] >= 16:
+        return by_gemm
+    return f"{by_read}; {by_gemm}"
+
+
+def markdown(meta: dict, workers: list[dict]) -> str:
+    cpu = meta["machine"]["cpu"]
+    lines = ["# fastgru benchmark", ""]
+    if meta.get("quick"):
+        lines += ["**Quick mode (smoke test): tiny shapes, few repeats; these timings mean nothing.**", ""]
+    lines += [
+        f"- command: `{meta['command']}` ({meta['elapsed_s']} s), {meta['date']}, git {meta['git']}",
+        f"- CPU: {cpu['model']} (family {cpu.get('family', '?')} model {cpu.get('model_number', '?')}), "
+        f"{cpu['usable_cpus']} usable / {cpu['logical_cpus']} logical CPUs, "
+        f"flags {' '.join(cpu['flags'])}, caches " + ", ".join(f"{k} {v}" for k, v in cpu["caches"].items()),
+        f"- Python {meta['machine']['python']} on {meta['machine']['platform']}",
+        "- load average (1/5/15 min) per worker, start -> end: " + "; ".join(
+            f"{w['threads']} thr {w['loadavg_start']} -> {w['loadavg_end']}" for w in workers),
+        "- FLOPs per call = 2*T*B*3H*(I+H), I = H, one layer, float32. Median and p90 are per call, "
+        "over samples interleaved round-robin with the other engines (timing.py). `max diff` is the "
+        "max abs difference of the output sequence from float64 PyTorch on the same weights and input.",
+        "",
+        "## Engines and thread settings", "",
+        "| engine | version | threads (t = the worker's thread count) |", "|---|---|---|",
+    ]
+    first = workers[0]
+    for name, info in first["engines"].items():
+        version = info["version"] if info["available"] else f"**unavailable**: {info['reason']}"
+        lines.append(f"| {name} | {version} | {THREAD_SETTINGS.get(name, '')} |")
+    v = first["versions"]
+    lines += ["", "Also: " + ", ".join(f"{k} {v[k]}" for k in ("numpy", "scipy", "numpy_blas", "scipy_blas")
+                                       if k in v)
+              + ". Each thread count ran in its own process with "
+              + ", ".join(f"{k}=t" for k in first["env"]) + " set before any import.", ""]
+
+    for worker in workers:
+        lines += _worker_section(worker)
+    return "\n".join(lines) + "\n"
+
+
+def _worker_section(worker: dict) -> list[str]:
+    t = worker["threads"]
+    limits = worker["limits"]
+    s = limits["sgemm"]
+    lines = [f"## {t} thread{'s' if t > 1 else ''}", "", "Machine limits, measured in this run (limits.py):", "",
+             f"- sgemm peak **{s['best_gflops']:.1f} GFLOP/s** (median {s['median_gflops']:.1f}): {s['what']}"]
+    for h, r in limits["read"].items():
+        methods = ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['skipped']}"
+                            for name, m in r["methods"].items())
+        lines.append(f"- read of a W_hh-sized buffer, H={h} ({r['bytes'] / 1e6:.2f} MB): "
+                     f"**{r['limit_gbs']:.0f} GB/s** ({methods}; best sample, GB/s)")
+
+    lines += ["", f"### Summary, {t} thread(s)", "",
+              "| shape | T | B | H | fastgru engine | median | max diff | best float32 peer | its median | speedup | vs machine limit |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for case in worker["cases"]:
+        names = [n for n in _fastgru_names(case["rows"])]
+        if not names:
+            lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | - | - | | | | | |")
+        for name in names:
+            row = case["rows"][name]
+            if not _timed(row):
+                lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | {name} | "
+                             f"failed: {row.get('error', '?')} | | | | | |")
+                continue
+            peer = best_peer(case, worker, worker["engines"][name]["precision"])
+            peer_text = ("-", "-", "-") if peer is None else (
+                peer[0], format_seconds(peer[1]), f"**{peer[1] / row['median_s']:.2f}x**")
+            lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | {name} | "
+                         f"{format_seconds(row['median_s'])} | {row['max_abs_diff']:.1e} | {peer_text[0]} | {peer_text[1]} | "
+                         f"{peer_text[2]} | {_roof_text(case, roofline(case, row, limits))} |")
+
+    lines += ["", f"### All rows, {t} thread(s)", "",
+              "| shape | engine | median | p90 | GFLOP/s | % sgemm peak | W_hh GB/s | max diff | samples x calls |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for case in worker["cases"]:
+        for name, row in case["rows"].items():
+            if not _timed(row):
+                lines.append(f"| {case['shape']} | {name} | failed: {row.get('error', '?')} | | | | | | |")
+                continue
+            roof = roofline(case, row, limits)
+            lines.append(
+                f"| {case['shape']} | {name} | {format_seconds(row['median_s'])} | "
+                f"{format_seconds(row['p90_s'])} | {roof['gflops']:.1f} | {roof['pct_sgemm']:.0f}% | "
+                f"{roof['whh_gbs']:.3g} | {row['max_abs_diff']:.1e} | {row['samples']} x {row['calls_per_sample']} |")
+            notes += [f"{case['shape']} / {name}: {n}" for n in row.get("notes", [])]
+    lines += ["", "W_hh GB/s = T * 3H*H*4 bytes / median: the rate at which the recurrent weights were "
+              "consumed over the whole call (input projection included, so a lower bound on the "
+              "recurrent step's own rate)."]
+    if notes:
+        lines += ["", "Notes (API gaps met while building the adapters):", ""] + [f"- {n}" for n in sorted(set(notes))]
+    lines.append("")
+    return lines
+
+
+def plot(meta: dict, workers: list[dict], path: Path) -> str:
+    """GFLOP/s per shape per engine (top) and fastgru's speedup over the best peer (bottom)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import numpy as np
+    except ImportError as exc:
+        return f"no plot: {exc}"
+
+    fig, axes = plt.subplots(2, len(workers), figsize=(7 * len(workers), 8), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]})
+    for col, worker in enumerate(workers):
+        cases = worker["cases"]
+        labels = [c["shape"] for c in cases]
+        engines = [n for n in worker["engines"] if any(_timed(c["rows"].get(n, {})) for c in cases)]
+        width = 0.8 / max(1, len(engines))
+        xs = np.arange(len(cases))
+        ax = axes[0][col]
+        for i, name in enumerate(engines):
+            values = [c["flops"] / c["rows"][name]["median_s"] / 1e9 if _timed(c["rows"].get(name, {}))
+                      else np.nan for c in cases]
+            ax.bar(xs + (i - (len(engines) - 1) / 2) * width, values, width, label=name)
+        peak = worker["limits"]["sgemm"]["best_gflops"]
+        ax.axhline(peak, color="k", linestyle="--", linewidth=1, label=f"sgemm peak {peak:.0f}")
+        ax.set_yscale("log")
+        ax.set_ylim(top=peak * 8)  # room for the legend above the bars
+        ax.set_ylabel("GFLOP/s (median)")
+        ax.set_title(f"{worker['threads']} thread(s)")
+        ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
+        ax.legend(fontsize=7, ncol=3, loc="upper left")
+
+        ax = axes[1][col]
+        fastgru_names = sorted({n for c in cases for n in _fastgru_names(c["rows"])})
+        width = 0.8 / max(1, len(fastgru_names))
+        for i, name in enumerate(fastgru_names):
+            values = []
+            for c in cases:
+                row = c["rows"].get(name, {})
+                peer = best_peer(c, worker, worker["engines"][name]["precision"]) if _timed(row) else None
+                values.append(peer[1] / row["median_s"] if peer else np.nan)
+            ax.bar(xs + (i - (len(fastgru_names) - 1) / 2) * width, values, width, label=name)
+        ax.axhline(1.0, color="k", linewidth=1)
+        ax.set_ylabel("speedup over best peer")
+        ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
+        if fastgru_names:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no fastgru engine ran", ha="center", transform=ax.transAxes)
+    cpu = meta["machine"]["cpu"]["model"]
+    fig.suptitle(f"fastgru vs peers, {cpu}, {meta['date'][:10]}" + (" (QUICK: meaningless)" if meta["quick"] else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    size_kb = Path(path).stat().st_size / 1024
+    return f"plot: {path} ({size_kb:.0f} KB)"

@@ -1,0 +1,67 @@
+"""The benchmark shapes: one row per case. Adding a case is adding a row.
+
+Every case has I = H (input size equals hidden size), one layer, one direction, float32.
+FLOPs count the two matrix products of every step, ``2*T*B*3H*(I+H)``; the gate math is not counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    name: str
+    group: str  # streaming | sequence | batch | deepbench | int8 (groups only select rows)
+    seq_len: int  # T
+    batch: int  # B
+    hidden: int  # H (= I)
+
+    @property
+    def input_size(self) -> int:
+        return self.hidden
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.seq_len * self.batch * 3 * self.hidden * (self.input_size + self.hidden)
+
+    @property
+    def weight_hh_bytes(self) -> int:
+        return 3 * self.hidden * self.hidden * 4
+
+    @property
+    def streaming(self) -> bool:
+        """One time step per call: latency per call is the figure of merit."""
+        return self.seq_len == 1
+
+    def label(self) -> str:
+        return f"T={self.seq_len} B={self.batch} H={self.hidden}"
+
+
+DEFAULT = [
+    # streaming: one step per call (real-time audio, sensors); the state goes in and out every call
+    Shape("stream-256", "streaming", 1, 1, 256),
+    Shape("stream-512", "streaming", 1, 1, 512),
+    # batch-1 sequences: bound by how fast W_hh streams from cache
+    Shape("seq-256", "sequence", 100, 1, 256),
+    Shape("seq-512", "sequence", 100, 1, 512),
+    Shape("seq-1024", "sequence", 100, 1, 1024),
+    # batches: bound by the GEMM peak
+    Shape("batch16-512", "batch", 100, 16, 512),
+    Shape("batch64-512", "batch", 100, 64, 512),
+    # DeepBench-style (Baidu DeepBench GRU inference shapes)
+    Shape("deepbench-b4", "deepbench", 50, 4, 1024),
+    Shape("deepbench-b32", "deepbench", 50, 32, 1024),
+]
+
+# int8 rows (issue 7), run with --int8: the batch-1 shapes above plus DeepBench's server shape.
+INT8_EXTRA = [
+    Shape("deepbench-server", "int8", 1500, 1, 1024),
+]
+
+# --quick: tiny shapes for a smoke test (CI); timings are meaningless at this size.
+QUICK = [
+    Shape("quick-stream", "streaming", 1, 1, 32),
+    Shape("quick-seq", "sequence", 10, 1, 48),
+    Shape("quick-batch", "batch", 10, 4, 64),
+]

@@ -1,0 +1,78 @@
+"""Interleaved timing: every engine of a case is sampled in each round, round after round.
+
+Measuring one engine after another lets a change in machine load (this machine is shared) or clock
+land on one engine only. Here each round takes one sample of every engine, in an order rotated
+from round to round, so drifts are spread over all engines alike.
+
+A sample is ``inner`` back-to-back calls timed together, ``inner`` chosen once so that a sample
+lasts at least ``sample_s`` (fast calls are not at the mercy of the timer's resolution); the
+figure reported per call is the sample's time / ``inner``. Median and p90 are taken over samples.
+The garbage collector is off while timing, as in ``timeit``.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from typing import Callable
+
+import numpy as np
+
+Runner = Callable[[int], None]  # runner(n) makes n calls
+
+
+def _time_once(run: Runner, n: int) -> float:
+    start = time.perf_counter()
+    run(n)
+    return time.perf_counter() - start
+
+
+def calibrate(run: Runner, sample_s: float, warmup_calls: int) -> tuple[int, float]:
+    """Warms up, then returns (inner, estimated seconds per call)."""
+    run(warmup_calls)
+    per_call = _time_once(run, 1)
+    n = 1
+    # Grow n until one timed batch is long enough to estimate the per-call time well.
+    while per_call * n < sample_s / 4 and n < 1_000_000:
+        n = min(1_000_000, max(n * 4, int(sample_s / 4 / max(per_call, 1e-9))))
+        per_call = _time_once(run, n) / n
+    inner = max(1, math.ceil(sample_s / max(per_call, 1e-9)))
+    return inner, per_call
+
+
+def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
+                min_rounds: int, max_rounds: int, warmup_calls: int = 2) -> dict[str, dict]:
+    """Times every runner in round-robin rounds; returns per-runner stats (seconds per call)."""
+    plan = {}
+    for name, run in runners.items():
+        inner, per_call = calibrate(run, sample_s, warmup_calls)
+        plan[name] = (inner, per_call)
+    round_s = sum(inner * per_call for inner, per_call in plan.values())
+    rounds = int(min(max_rounds, max(min_rounds, budget_s // max(round_s, 1e-9))))
+
+    names = list(runners)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                inner = plan[name][0]
+                samples[name].append(_time_once(runners[name], inner) / inner)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: summarize(samples[name], plan[name][0]) for name in names}
+
+
+def summarize(samples: list[float], inner: int) -> dict:
+    values = np.asarray(samples)
+    return {
+        "median_s": float(np.median(values)),
+        "p90_s": float(np.percentile(values, 90)),
+        "min_s": float(values.min()),
+        "samples": len(samples),
+        "calls_per_sample": inner,
+    }
