@@ -67,18 +67,23 @@ fg_status fg_forward_workspace_size(const fg_gru *gru, int64_t seq_len, int64_t 
     return status;
 }
 
-fg_status fg_tape_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes) {
-    if (!gru || !bytes) return FG_ERR_NULL_POINTER;
-    if (seq_len < 1 || batch < 0) return FG_ERR_INVALID_SIZE;
+fg_status fg_tape_layout(const fg_gru *gru, int64_t seq_len, int64_t batch, void *tape, void **gates,
+                         void **outputs, size_t *bytes) {
     const fg_spec *spec = &gru->spec;
     const int64_t rows = fg_mul(fg_mul(spec->num_layers, seq_len), batch);
     const int64_t D = spec->num_directions, H = spec->hidden_size;
-    /* Per layer and row: D gate rows of 4H (r, z, n, and W_hn h + b_hn or W_hn (r h)), then the D*H output. */
-    fg_layout layout = {NULL, 0, 0};
-    fg_layout_take(&layout, fg_mul(rows, D * 4 * H), fg_dtype_size(spec->dtype));
-    fg_layout_take(&layout, fg_mul(rows, D * H), fg_dtype_size(spec->dtype));
+    fg_layout layout = {(char *)tape, 0, 0};
+    *gates = fg_layout_take(&layout, fg_mul(rows, D * 4 * H), fg_dtype_size(spec->dtype));
+    *outputs = fg_layout_take(&layout, fg_mul(rows, D * H), fg_dtype_size(spec->dtype));
     *bytes = layout.used;
     return layout.overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
+}
+
+fg_status fg_tape_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes) {
+    if (!gru || !bytes) return FG_ERR_NULL_POINTER;
+    if (seq_len < 1 || batch < 0) return FG_ERR_INVALID_SIZE;
+    void *gates, *outputs;
+    return fg_tape_layout(gru, seq_len, batch, NULL, &gates, &outputs, bytes);
 }
 
 /* Orders the batch rows by length, longest first (stable), and counts the active rows per step. */
@@ -130,9 +135,10 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     fg_layout layout = {NULL, 0, 0};
     status = layout_forward(gru, seq->seq_len, seq->batch, &layout, &buf);
     if (status != FG_OK) return status;
+    void *tape_gates = NULL, *tape_outputs = NULL;
     if (tape) {
         size_t tape_bytes;
-        status = fg_tape_size(gru, seq->seq_len, seq->batch, &tape_bytes);
+        status = fg_tape_layout(gru, seq->seq_len, seq->batch, tape, &tape_gates, &tape_outputs, &tape_bytes);
         if (status != FG_OK) return status;
     }
     if (!workspace) return FG_ERR_NULL_POINTER;
@@ -143,8 +149,8 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     if (status != FG_OK) return status;
 
     unsigned saved_csr = fg_denormals_off();
-    if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape, &buf, kernels, ctx->blas->sgemm);
-    else forward_f64(gru, seq, tape, &buf, kernels, ctx->blas->dgemm);
+    if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->blas->sgemm);
+    else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->blas->dgemm);
     fg_denormals_restore(saved_csr);
     return FG_OK;
 }

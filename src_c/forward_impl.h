@@ -158,7 +158,8 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
     (void)G;
 }
 
-static void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape, const forward_buffers *buf,
+static void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
+                        const forward_buffers *buf,
                         const fg_kernels *kernels, FN(gemm_fn) gemm) {
     const fg_spec *spec = &gru->spec;
     const int64_t T = seq->seq_len, B = seq->batch, H = spec->hidden_size, D = spec->num_directions;
@@ -170,8 +171,8 @@ static void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape, c
     s.gemm = gemm;
     s.act = fg_activation_of(spec);
     s.buf = *buf;
-    s.tape_gates = tape ? (REAL *)tape : NULL;
-    s.tape_outputs = tape ? (REAL *)tape + L * D * T * B * 4 * H : NULL;
+    s.tape_gates = (REAL *)tape_gates;
+    s.tape_outputs = (REAL *)tape_outputs;
 
     /* Layers alternate between the caller's output and one intermediate buffer, arranged so that the
      * last layer lands in the output. */

@@ -151,6 +151,15 @@ static inline void *fg_layout_take(fg_layout *layout, int64_t count, size_t elem
     return layout->base ? layout->base + offset : NULL;
 }
 
+/* The tape of a forward pass (fg_tape_size bytes at `tape`; NULL to count only):
+ *   gates   (L, D, T, B, 4H): per step and batch row, r z n in packed order (3H), then g (H, natural):
+ *           g = W_hn h + b_hn for linear-before-reset, g = W_hn (r * h) for reset-before.
+ *           Rows of finished sequences are not written; masked steps hold r = 0, z = 1, n = 0, g = 0.
+ *   outputs (L, T, B, D*H): each layer's output, time-major whatever the caller's layout, 0 past lengths.
+ * Time t and batch row b are the caller's (not the length order). */
+fg_status fg_tape_layout(const fg_gru *gru, int64_t seq_len, int64_t batch, void *tape, void **gates,
+                         void **outputs, size_t *bytes);
+
 size_t fg_dtype_size(fg_dtype dtype);
 fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, const fg_kernels **kernels);
 fg_activation fg_activation_of(const fg_spec *spec);
