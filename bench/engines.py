@@ -146,7 +146,8 @@ class Fastgru(Engine):
 
 
 class FastgruStream(Engine):
-    """``gru.stream(B).step(x_t)``: the low-latency streaming path; state lives in the stream."""
+    """``gru.stream(B, h0).step(x_t)``: the low-latency streaming path; the state lives in the stream,
+    so a call is only the step (the peers take the state in and give it back every call)."""
 
     name = "fastgru-stream"
     peer = False
@@ -159,10 +160,17 @@ class FastgruStream(Engine):
         return _fastgru_model(module, threads, notes)
 
     def build(self, module, shape, x, h0, threads):
-        if np.any(h0):
-            raise ValueError("stream rows need h0 = 0 (the stream starts from its own zero state)")
         notes: list[str] = []
-        stream = self._model(module, threads, notes).stream(batch_size=shape.batch)
+        model = self._model(module, threads, notes)
+        try:
+            stream = model.stream(batch_size=shape.batch, h0=h0, num_threads=threads)
+            reset = lambda: stream.reset(h0)  # noqa: E731
+        except TypeError:
+            notes.append("stream(batch_size, h0=, num_threads=) not accepted: used stream(batch_size)")
+            if np.any(h0):
+                raise ValueError("this stream() takes no h0, and the case's h0 is not zero")
+            stream = model.stream(batch_size=shape.batch)
+            reset = stream.reset
         x_step = np.ascontiguousarray(x[0])
 
         def run(n: int) -> None:
@@ -171,8 +179,8 @@ class FastgruStream(Engine):
                 step(x_step)
 
         def output() -> np.ndarray:
-            stream.reset()
-            return np.asarray(stream.step(x_step))[None]
+            reset()
+            return np.array(stream.step(x_step))[None]  # a copy: step's result is reused
 
         return Built(run, output, notes)
 

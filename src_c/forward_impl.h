@@ -155,14 +155,11 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
                 for (int64_t b = 0; b < B; b++)
                     memcpy(saved + (t * B + b) * width, out + (b * T + t) * width, (size_t)width * sizeof(REAL));
     }
-    (void)G;
 }
 
 static void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
-                        const forward_buffers *buf,
-                        const fg_kernels *kernels, FN(gemm_fn) gemm) {
+                        const forward_buffers *buf, const fg_kernels *kernels, FN(gemm_fn) gemm) {
     const fg_spec *spec = &gru->spec;
-    const int64_t T = seq->seq_len, B = seq->batch, H = spec->hidden_size, D = spec->num_directions;
     const int64_t L = spec->num_layers;
     FN(forward_state) s;
     s.gru = gru;
