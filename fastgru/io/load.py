@@ -1,0 +1,70 @@
+"""`load(path, **options)`: recognises the file by its first bytes, then by its extension."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+def sniff(path) -> str:
+    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx"; ValueError naming the file otherwise."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory (TensorFlow SavedModel directories are not supported; "
+                         f"save the Keras model as .keras or .h5)")
+    with open(path, "rb") as file:
+        head = file.read(1 << 16)
+    extension = os.path.splitext(path)[1].lower()
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile as error:
+            raise ValueError(f"{path}: corrupted zip archive ({error})") from None
+        if "config.json" in names and "model.weights.h5" in names:
+            return "keras"
+        if any(name.endswith("data.pkl") for name in names):
+            return "torch"
+        raise ValueError(f"{path}: a zip archive that is neither a .keras model nor a torch.save file: {names[:10]}")
+    if head.startswith(_HDF5) or extension == ".h5":
+        return "h5"
+    if len(head) >= 9 and head[8:9] == b"{":  # 8-byte header length, then the JSON header
+        return "safetensors"
+    if extension in (".pt", ".pth", ".bin", ".ckpt") or head[:1] == b"\x80":  # pickle protocol >= 2
+        return "torch"
+    if extension == ".onnx" or head[:1] == b"\x08":  # ModelProto field 1 (ir_version), varint
+        return "onnx"
+    raise ValueError(f"{path}: unrecognised file (not torch, safetensors, .keras, .h5, .onnx or a fastgru file)")
+
+
+def load(path, **options):
+    """Loads a GRU from any supported file; ``options`` go to the importer for that format.
+
+    ===============================  =====================  ==========================================
+    file                             importer               useful options
+    ===============================  =====================  ==========================================
+    fastgru's own (``gru.save``)     `native.load`          (none)
+    ``.safetensors`` (torch names)   `from_safetensors`     ``prefix``, ``batch_first``
+    ``.pt``/``.pth`` (state dict)    `from_torch`           ``prefix``, ``batch_first``
+    ``.keras``, ``.h5``              `from_keras`           ``layer``, ``keras_version``, ...
+    ``.onnx``                        `from_onnx`            ``node_name``
+    ===============================  =====================  ==========================================
+    """
+    kind = sniff(path)
+    if kind == "safetensors":
+        from fastgru.io.safetensors import from_safetensors
+
+        return from_safetensors(path, **options)
+    if kind == "torch":
+        from fastgru.io.torch import load_torch_file
+
+        return load_torch_file(path, **options)
+    if kind in ("keras", "h5"):
+        from fastgru.io.keras import from_keras
+
+        return from_keras(os.fspath(path), **options)
+    from fastgru.io.onnx import from_onnx
+
+    return from_onnx(os.fspath(path), **options)
+

@@ -1,0 +1,96 @@
+"""safetensors files, read and written with numpy alone (no torch, no safetensors package needed).
+
+The format: an 8-byte little-endian header length N, N bytes of JSON ``{name: {"dtype", "shape",
+"data_offsets": [begin, end]}, "__metadata__": {str: str}}``, then the raw little-endian tensor bytes,
+offsets relative to the end of the header. A state dict saved from PyTorch
+(``safetensors.torch.save_file(model.state_dict(), path)``) uses PyTorch's names, so the tensors go
+through the PyTorch importer's name matching; a file whose metadata says ``"format": "fastgru"`` is
+fastgru's own file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+_NAMES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Returns ``(tensors, metadata)``; bfloat16 widens to float32. Errors name the file and the tensor."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        data = file.read()
+    if len(data) < 8:
+        raise ValueError(f"{path}: not a safetensors file (only {len(data)} bytes)")
+    (header_size,) = struct.unpack("<Q", data[:8])
+    if header_size > min(len(data) - 8, _MAX_HEADER):
+        raise ValueError(f"{path}: not a safetensors file or truncated (header of {header_size} bytes, file of {len(data)})")
+    try:
+        header = json.loads(data[8 : 8 + header_size])
+    except ValueError as error:
+        raise ValueError(f"{path}: not a safetensors file (header is not JSON: {error})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a safetensors file (header is not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    body = memoryview(data)[8 + header_size :]
+    tensors = {}
+    for name, info in header.items():
+        try:
+            dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
+            shape = tuple(int(n) for n in info["shape"])
+            begin, end = (int(n) for n in info["data_offsets"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: tensor {name!r} has a bad header entry {info!r} ({error!r})") from None
+        if not 0 <= begin <= end <= len(body):
+            raise ValueError(f"{path}: tensor {name!r} lies outside the file (bytes {begin}..{end} of {len(body)}); truncated?")
+        if end - begin != int(np.prod(shape)) * dtype.itemsize:
+            raise ValueError(f"{path}: tensor {name!r} has {end - begin} bytes, shape {shape} of {info['dtype']} needs "
+                             f"{int(np.prod(shape)) * dtype.itemsize}")
+        array = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
+        if info["dtype"] == "BF16":  # bfloat16 is the top half of a float32
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        tensors[name] = array.astype(array.dtype.newbyteorder("="))
+    return tensors, metadata
+
+
+def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
+    """Writes float16/32/64 arrays exactly (raw bytes), tensors in the given order, 8-byte aligned data."""
+    header, offset, chunks = {}, 0, []
+    for name, array in tensors.items():
+        array = np.ascontiguousarray(array)
+        if array.dtype not in _NAMES:
+            raise TypeError(f"{path}: tensor {name!r} has dtype {array.dtype}; only float16/32/64 are written")
+        raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _NAMES[array.dtype], "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(os.fspath(path), "wb") as file:
+        file.write(struct.pack("<Q", len(encoded)) + encoded)
+        for raw in chunks:
+            file.write(raw)
+
+
+def from_safetensors(path, prefix=None, *, batch_first=False, dtype=None):
+    """A `fastgru.GRU` from a safetensors file of PyTorch-named GRU weights (or fastgru's own file)."""
+    from fastgru.io import build_gru, native
+    from fastgru.io.torch import spec_from_state_dict
+
+    tensors, metadata = read_safetensors(path)
+    if metadata.get("format") == native.FORMAT:
+        return native.load(path)
+    source = os.fspath(path)
+    spec, weights = spec_from_state_dict(tensors, prefix, batch_first=batch_first, dtype=dtype, source=source)
+    return build_gru(spec, weights, source)
