@@ -8,7 +8,7 @@
   Measured three ways, each reported:
     * ``c-read``: a tiny C loop (AVX2 with 8 accumulators where the CPU has it, else scalar)
       compiled at run time with the system C compiler and called through ctypes, the repeats inside
-      C, split over ``threads`` pthreads (each reads its own slice, no barrier). Skipped if no
+      C, split over ``threads`` pthreads pinned to distinct CPUs (each reads its own slice, no barrier). Skipped if no
       compiler: the loop is a measuring device, not part of fastgru.
     * ``sgemv``: OpenBLAS ``sgemv`` of (3H, H) x (H,), i.e. exactly a batch-1 step's product;
       Python call overhead (a few us) is included, which matters at small H.
@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 READ_KERNEL_C = r"""
+#define _GNU_SOURCE
 #include <immintrin.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stddef.h>
 
@@ -76,22 +78,40 @@ static void *run_job(void *arg) {
     return NULL;
 }
 
-/* Reads buf[0:n] reps times, split in `threads` contiguous slices read concurrently. */
+/* Reads buf[0:n] reps times, split in `threads` contiguous slices read concurrently, each by its
+ * own new thread pinned to a distinct allowed CPU (left to the scheduler, a new thread often starts
+ * on its creator's CPU and the two share it for milliseconds). */
 int bench_read(const float *buf, size_t n, long reps, int threads, float *sink) {
     job jobs[64];
     pthread_t tids[64];
+    cpu_set_t allowed;
+    int cpus[64], ncpus = 0;
     if (threads < 1 || threads > 64) return -1;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+        for (int c = 0; c < CPU_SETSIZE && ncpus < 64; c++)
+            if (CPU_ISSET(c, &allowed)) cpus[ncpus++] = c;
     size_t slice = (n / threads) & ~(size_t)63;
     for (int t = 0; t < threads; t++) {
         jobs[t].buf = buf + t * slice;
         jobs[t].n = slice;
         jobs[t].reps = reps;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        if (ncpus >= threads) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpus[t], &one);
+            pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+        }
+        int failed = pthread_create(&tids[t], &attr, run_job, &jobs[t]);
+        pthread_attr_destroy(&attr);
+        if (failed) {
+            while (t-- > 0) pthread_join(tids[t], NULL);
+            return -2;
+        }
     }
-    for (int t = 1; t < threads; t++)
-        if (pthread_create(&tids[t], NULL, run_job, &jobs[t])) return -2;
-    run_job(&jobs[0]);
-    float total = jobs[0].sink;
-    for (int t = 1; t < threads; t++) { pthread_join(tids[t], NULL); total += jobs[t].sink; }
+    float total = 0;
+    for (int t = 0; t < threads; t++) { pthread_join(tids[t], NULL); total += jobs[t].sink; }
     *sink = total;
     return 0;
 }

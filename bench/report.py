@@ -13,7 +13,7 @@ from common import format_seconds
 
 THREAD_SETTINGS = {
     "fastgru": "`num_threads=t` (model attribute and per call); scipy OpenBLAS via OPENBLAS_NUM_THREADS=t",
-    "fastgru-stream": "`gru.num_threads = t` before `gru.stream()`",
+    "fastgru-stream": "`gru.stream(batch_size=B, h0=h0, num_threads=t)`, then `step(x_t)` per call",
     "fastgru-int8": "as fastgru",
     "torch": "`torch.set_num_threads(t)`, `set_num_interop_threads(1)`, OMP/MKL_NUM_THREADS=t; "
              "`torch.inference_mode()`",
