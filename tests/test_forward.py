@@ -147,6 +147,66 @@ def test_bias_false_matches_torch(torch, rng, dtype, bias):
     _assert_max_diff(h_n, expected_h_n.double().numpy(), TOLERANCE[dtype], "h_n")
 
 
+# Shapes past the covering grid's: several input-projection chunks (the core projects about 2**20
+# gate values at a time, so B=37, D=2, H=45 gives 104-step chunks and T=250 three of them, the last
+# one partial, with the reverse direction walking them mirrored), hidden sizes over many SIMD blocks,
+# and worker threads splitting units or batch rows.
+LARGE_SHAPES = {
+    "chunked": dict(steps=250, batch=37, input_size=5, hidden_size=45, layers=2, bidirectional=True),
+    "wide_hidden": dict(steps=12, batch=33, input_size=70, hidden_size=130, layers=1, bidirectional=True),
+    "batch_one_wide": dict(steps=20, batch=1, input_size=16, hidden_size=200, layers=2, bidirectional=False),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@VARIANTS
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", list(LARGE_SHAPES))
+def test_large_shapes_and_threads_match_reference(rng, shape, num_threads, reset_after, dtype):
+    size = LARGE_SHAPES[shape]
+    spec = GRUSpec(size["input_size"], size["hidden_size"], size["layers"], size["bidirectional"],
+                   reset_after=reset_after, dtype=dtype)
+    weights = random_weights(spec, rng)
+    x, h0, lengths = random_inputs(spec, rng, size["steps"], size["batch"], with_h0=True, with_lengths=True)
+    gru = fastgru.GRU.from_spec(spec, weights)
+
+    output, h_n = _check_result(gru(x, h0, lengths, num_threads=num_threads), spec, size["steps"], size["batch"])
+
+    expected_output, expected_h_n = reference.forward(spec, weights, x, h0, lengths)
+    _assert_max_diff(output, expected_output, TOLERANCE[dtype], "output")
+    _assert_max_diff(h_n, expected_h_n, TOLERANCE[dtype], "h_n")
+
+
+@pytest.fixture(params=[("auto", "scipy"), ("generic", "scipy"), ("auto", "reference"), ("generic", "reference")],
+                ids=lambda p: f"{p[0]}-{p[1]}_blas")
+def backend(request):
+    """Runs a test with each kernel set and GEMM the core has; "auto" is AVX2 where the CPU has it,
+    so without this the portable kernels would go untested on the machines CI runs on."""
+    from fastgru import _core
+
+    _core.set_backend(isa=request.param[0], blas=request.param[1])
+    yield request.param
+    _core.set_backend()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@VARIANTS
+@pytest.mark.parametrize("gate_activation, clip", [("sigmoid", None), ("sigmoid", 0.5), ("hard_sigmoid", None),
+                                                    ("hard_sigmoid_keras2", 2.0)])
+def test_every_kernel_set_matches_reference(rng, backend, gate_activation, clip, reset_after, dtype):
+    spec = GRUSpec(6, 19, 2, True, True, reset_after=reset_after, gate_activation=gate_activation, clip=clip,
+                   dtype=dtype)
+    weights = random_weights(spec, rng, scale=1.5)
+    x, h0, lengths = random_inputs(spec, rng, steps=9, batch=5, with_h0=True, with_lengths=True)
+    gru = fastgru.GRU.from_spec(spec, weights)
+
+    output, h_n = _check_result(gru(x, h0, lengths), spec, 9, 5)
+
+    expected_output, expected_h_n = reference.forward(spec, weights, x, h0, lengths)
+    _assert_max_diff(output, expected_output, TOLERANCE[dtype], "output")
+    _assert_max_diff(h_n, expected_h_n, TOLERANCE[dtype], "h_n")
+
+
 # ---------------------------------------------------------------------------------------------
 # construction
 
@@ -364,3 +424,13 @@ def test_empty_batch_gives_empty_outputs(rng, batch_first, with_lengths, with_h0
     h0 = np.zeros((4, 0, 5)) if with_h0 else None
     lengths = np.zeros(0, dtype=np.int64) if with_lengths else None
     _check_result(gru(x, h0, lengths), spec, steps=4, batch=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_h0", [False, True], ids=["no_h0", "h0"])
+def test_no_time_steps_gives_empty_output_and_h0(rng, with_h0, dtype):
+    spec = GRUSpec(3, 5, 2, True, dtype=dtype)
+    gru = fastgru.GRU.from_spec(spec, random_weights(spec, rng))
+    h0 = rng.uniform(-1, 1, size=(4, 2, 5)).astype(dtype) if with_h0 else None
+    output, h_n = _check_result(gru(np.zeros((0, 2, 3)), h0), spec, steps=0, batch=2)
+    np.testing.assert_array_equal(h_n, h0 if with_h0 else np.zeros((4, 2, 5)))
