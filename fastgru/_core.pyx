@@ -230,6 +230,10 @@ cdef class Workspace:
             self.nbytes = nbytes
         return self.data
 
+    def allocate(self, size_t nbytes):
+        """Makes sure at least nbytes are available (Python-side entry to reserve)."""
+        self.reserve(nbytes)
+
 
 cdef class Pool:
     """Persistent worker threads for one call at a time (fg_pool)."""

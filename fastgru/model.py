@@ -356,7 +356,7 @@ class GRUStream:
         self._output = np.zeros((self.batch_size, spec.hidden_size), dtype=gru.dtype)
         self._workspace = _core.new_workspace()
         self._workspace_bytes = gru._model.step_workspace_bytes(self.batch_size)
-        self._workspace.reserve(self._workspace_bytes)
+        self._workspace.allocate(self._workspace_bytes)
         self._pool = _core.Pool(_check_num_threads(num_threads) if num_threads is not None else gru.num_threads)
         self._view = self._output.view()
         self._view.flags.writeable = False
