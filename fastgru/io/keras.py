@@ -222,9 +222,7 @@ def _object_record(layer, inbound):
 
 def _read_file(path):
     """Records from a .keras archive, a Keras 3 .weights.h5 or a legacy .h5."""
-    import h5py
-
-    if zipfile.is_zipfile(path):
+    if path.endswith(".keras") or zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
                 config = json.loads(archive.read("config.json"))
