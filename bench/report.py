@@ -68,6 +68,20 @@ def _roof_text(case: dict, roof: dict) -> str:
     return f"{by_read}; {by_gemm}"
 
 
+def _busy_warning(meta: dict, workers: list[dict]) -> list[str]:
+    """A loud line when other processes were running: their load lands on some samples and threads."""
+    cpus = meta["machine"]["cpu"]["usable_cpus"] or 1
+    # The 1-minute load includes this benchmark itself (about 1 for t=1, up to t for t threads).
+    busy = [(w["threads"], max(w["loadavg_start"][0], w["loadavg_end"][0])) for w in workers
+            if w.get("loadavg_start") and w.get("loadavg_end")]
+    busy = [(t, load) for t, load in busy if load > t + 0.5]
+    if not busy:
+        return []
+    text = ", ".join(f"{load:.1f} during the {t}-thread run" for t, load in busy)
+    return [f"**Warning: the machine was busy (1-minute load average {text}, on {cpus} CPUs): other "
+            "processes competed for the cores, so these timings (multi-threaded ones most) are unreliable.**", ""]
+
+
 def markdown(meta: dict, workers: list[dict]) -> str:
     cpu = meta["machine"]["cpu"]
     lines = ["# fastgru benchmark", ""]
@@ -85,6 +99,7 @@ def markdown(meta: dict, workers: list[dict]) -> str:
         "over samples interleaved round-robin with the other engines (timing.py). `max diff` is the "
         "max abs difference of the output sequence from float64 PyTorch on the same weights and input.",
         "",
+        *_busy_warning(meta, workers),
         "## Engines and thread settings", "",
         "| engine | version | threads (t = the worker's thread count) |", "|---|---|---|",
     ]
