@@ -195,7 +195,8 @@ def _read_object(obj):
     config = {"class_name": type(obj).__name__, "config": obj.get_config()}
     records, mask_value = _walk_config(config, obj.name)
     for record in records:
-        record.update(_object_record(obj.get_layer(record["name"]), record["inbound"]))
+        if "unsupported" not in record:
+            record.update(_object_record(obj.get_layer(record["name"]), record["inbound"]))
     return config, records, version, mask_value
 
 
@@ -286,13 +287,14 @@ def _walk_config(model_config, source):
     else:
         raise UnsupportedModelError(f"{source}: top-level object is a {class_name}, not a model or a GRU layer")
     records, mask_value, previous, counts = [], None, None, {}
+    has_masking = any(entry.get("class_name") == "Masking" for entry in entries)
     for entry in entries:
         kind, config = entry["class_name"], entry.get("config", {})
         name = entry.get("name", config.get("name"))
         if kind in _SKIPPED:
             previous = name
             continue
-        if kind in _MASK_OPS and "ops" in entry.get("module", ""):
+        if kind in _MASK_OPS and has_masking:
             continue
         if kind == "Masking":
             if records:
@@ -340,13 +342,17 @@ def _inbound(entry):
 
 def _select(records, layer, source, model_config):
     if layer is not None:
-        chosen = [r for r in records if layer in (r["name"], r.get("path")) and "unsupported" not in r]
+        usable = [r for r in records if "unsupported" not in r]
+        chosen = [r for r in usable if r["name"] == layer] or [r for r in usable if r.get("path") == layer]
         if not chosen:
             raise ValueError(f"{source}: no GRU layer named {layer!r}; GRU layers: {_names(records)}")
         chosen[0]["inbound"] = None
         return chosen
     if not records:
         raise ValueError(f"{source}: no GRU or Bidirectional(GRU) layer found")
+    if model_config is None and len(records) > 1:
+        raise ValueError(f"{source}: {len(records)} GRU layers and no model config to chain them; pass layer= "
+                         f"one of {_names(records)}")
     for record in records:
         if "unsupported" in record:
             raise UnsupportedModelError(
@@ -548,7 +554,7 @@ def _build(records, version, mask_value, source):
             raise UnsupportedModelError(f"{source}: mixes GRU and Bidirectional layers ({first['name']!r}, {record['name']!r}); "
                                         f"import them one at a time with layer=")
         for key in key_fields:
-            if key != "units" and _activation(config.get(key)) != _activation(configs[0].get(key)):
+            if _activation(config.get(key)) != _activation(configs[0].get(key)):
                 raise UnsupportedModelError(f"{source}: layers {first['name']!r} and {record['name']!r} differ in {key} "
                                             f"({configs[0].get(key)!r} vs {config.get(key)!r}); import them one at a time with layer=")
         last = layer == len(records) - 1
