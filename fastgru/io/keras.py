@@ -43,6 +43,8 @@ from fastgru.spec import GRUSpec
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 _SKIPPED = ("InputLayer",)
 _MASK_OPS = ("NotEqual", "Any")  # Keras 3 functional graphs spell out Masking's mask computation as ops
+_OVERRIDABLE = {"return_sequences", "return_state", "go_backwards", "zero_output_for_mask", "reset_after",
+                "activation", "recurrent_activation", "use_bias", "merge_mode"}
 _GRU_DEFAULTS = {
     "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "return_sequences": False,
     "return_state": False, "go_backwards": False, "stateful": False, "zero_output_for_mask": False,
@@ -163,6 +165,10 @@ def from_keras(obj, *, layer=None, keras_version=None, **overrides):
     ``hard_sigmoid`` means). Other keyword arguments override GRU config values (``return_sequences``,
     ``reset_after``, ``recurrent_activation``, ``merge_mode``...), for weights-only files that have none.
     """
+    unknown = set(overrides) - _OVERRIDABLE
+    if unknown:
+        raise TypeError(f"from_keras got unknown option(s) {sorted(unknown)}; GRU config values that may be "
+                        f"overridden: {sorted(_OVERRIDABLE)}")
     if isinstance(obj, (str, os.PathLike)):
         source = os.fspath(obj)
         model_config, records, version, mask_value = _read_file(source)
@@ -204,6 +210,8 @@ def _object_record(layer, inbound):
     import keras
 
     def arrays(gru_layer):
+        if not gru_layer.built:
+            raise ValueError(f"{gru_layer.name}: the layer has no weights yet (build it or call it once first)")
         cell = gru_layer.cell
         variables = {"kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel, "bias": cell.bias}
         return {key: (keras.ops.convert_to_numpy(v), f"{gru_layer.name}/{key}") for key, v in variables.items() if v is not None}
