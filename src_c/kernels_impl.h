@@ -89,19 +89,24 @@ FG_INLINE void FN(lbr_block)(int hard, int clipping, int width, const fg_activat
                               const REAL *restrict bias_hn, const REAL *restrict h_prev,
                               REAL *restrict h_next, REAL *restrict output, REAL *restrict tape_rzn,
                               REAL *restrict tape_g) {
+    /* The gate values go through small arrays so that the loop has no branch (the tape is optional)
+     * and vectorises; the tape is written by a second loop. */
+    REAL r[FG_BLOCK], z[FG_BLOCK], n[FG_BLOCK], g[FG_BLOCK];
     for (int k = 0; k < width; k++) {
-        REAL r = FN(gate)(gates_x[k] + gates_h[k], hard, clipping, act);
-        REAL z = FN(gate)(gates_x[width + k] + gates_h[width + k], hard, clipping, act);
-        REAL g = gates_h[2 * width + k] + bias_hn[k];
-        REAL n = TANH(FN(clamp)(gates_x[2 * width + k] + r * g, clipping, act));
-        REAL h = n + z * (h_prev[k] - n); /* = z * h + (1 - z) * n with one multiply */
+        r[k] = FN(gate)(gates_x[k] + gates_h[k], hard, clipping, act);
+        z[k] = FN(gate)(gates_x[width + k] + gates_h[width + k], hard, clipping, act);
+        g[k] = gates_h[2 * width + k] + bias_hn[k];
+        n[k] = TANH(FN(clamp)(gates_x[2 * width + k] + r[k] * g[k], clipping, act));
+        REAL h = n[k] + z[k] * (h_prev[k] - n[k]); /* = z * h + (1 - z) * n with one multiply */
         h_next[k] = h;
         output[k] = h;
-        if (tape_rzn) {
-            tape_rzn[k] = r;
-            tape_rzn[width + k] = z;
-            tape_rzn[2 * width + k] = n;
-            tape_g[k] = g;
+    }
+    if (tape_rzn) {
+        for (int k = 0; k < width; k++) {
+            tape_rzn[k] = r[k];
+            tape_rzn[width + k] = z[k];
+            tape_rzn[2 * width + k] = n[k];
+            tape_g[k] = g[k];
         }
     }
 }
@@ -126,16 +131,18 @@ FG_INLINE void FN(rb2_block)(int hard, int clipping, int width, const fg_activat
                               REAL *restrict h_next, REAL *restrict output, REAL *restrict tape_rzn,
                               REAL *restrict tape_g) {
     (void)hard;
+    REAL n[FG_BLOCK];
     for (int k = 0; k < width; k++) {
-        REAL z = gates_rz[width + k];
-        REAL n = TANH(FN(clamp)(gates_x[2 * width + k] + gates_hn[k], clipping, act));
-        REAL h = n + z * (h_prev[k] - n);
+        n[k] = TANH(FN(clamp)(gates_x[2 * width + k] + gates_hn[k], clipping, act));
+        REAL h = n[k] + gates_rz[width + k] * (h_prev[k] - n[k]);
         h_next[k] = h;
         output[k] = h;
-        if (tape_rzn) {
+    }
+    if (tape_rzn) {
+        for (int k = 0; k < width; k++) {
             tape_rzn[k] = gates_rz[k];
-            tape_rzn[width + k] = z;
-            tape_rzn[2 * width + k] = n;
+            tape_rzn[width + k] = gates_rz[width + k];
+            tape_rzn[2 * width + k] = n[k];
             tape_g[k] = gates_hn[k];
         }
     }
