@@ -454,3 +454,21 @@ def test_tf_keras2_time_major_is_refused(tmp_path):
         file.attrs["model_config"] = config.replace('"time_major": false', '"time_major": true')
     with pytest.raises(UnsupportedModelError, match="time_major=True"):
         fastgru.load(path)
+
+
+def test_legacy_h5_with_chunked_name_attributes(x, tmp_path):
+    """Keras splits long layer_names/weight_names attributes into layer_names0, layer_names1, ..."""
+    import h5py
+
+    model = _randomize(keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True),
+                                         keras.layers.GRU(UNITS, return_sequences=True)]), 6)
+    path = tmp_path / "chunked.h5"
+    _write_tf_keras2_h5(path, model)
+    with h5py.File(path, "r+") as file:
+        group = file["model_weights"]
+        names = list(group.attrs.pop("layer_names"))
+        group.attrs["layer_names0"], group.attrs["layer_names1"] = names[:1], names[1:]
+        layer = group[names[1].decode()]
+        weight_names = list(layer.attrs.pop("weight_names"))
+        layer.attrs["weight_names0"], layer.attrs["weight_names1"] = weight_names[:2], weight_names[2:]
+    _assert_same(fastgru.load(path)(x), model(x))

@@ -246,7 +246,7 @@ def _read_file(path):
         return config, records, metadata.get("keras_version", "3"), mask_value
     with _open_h5(path, path) as store:
         root = store["model_weights"] if "model_weights" in store else store
-        if "layer_names" in root.attrs:  # the legacy format (Keras 1/2, tf.keras 2, or Keras 3 writing .h5)
+        if _attribute_list(root, "layer_names"):  # the legacy format (Keras 1/2, tf.keras 2, or Keras 3 writing .h5)
             version = _text(store.attrs.get("keras_version", root.attrs.get("keras_version", ""))) or None
             if "model_config" in store.attrs:
                 config = json.loads(_text(store.attrs["model_config"]))
@@ -281,6 +281,17 @@ class _open_h5:
 
 def _text(value) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def _attribute_list(group, name) -> list[str]:
+    """A legacy list attribute; Keras splits long ones into name0, name1, ... (HDF5's 64 KB header limit)."""
+    if name in group.attrs:
+        return [_text(n) for n in group.attrs[name]]
+    values, chunk = [], 0
+    while f"{name}{chunk}" in group.attrs:
+        values += [_text(n) for n in group.attrs[f"{name}{chunk}"]]
+        chunk += 1
+    return values
 
 
 def _walk_config(model_config, source):
@@ -445,7 +456,7 @@ def _legacy_arrays(group, names, label):
 
 def _legacy_split(group, label):
     """A legacy layer group's weights: one dict (GRU) or forward and backward dicts (Bidirectional)."""
-    names = [_text(n) for n in group.attrs.get("weight_names", [])]
+    names = _attribute_list(group, "weight_names")
     forward = [n for n in names if "forward" in n.rsplit("/", 1)[0]]
     backward = [n for n in names if "backward" in n.rsplit("/", 1)[0]]
     if forward and backward and len(forward) + len(backward) == len(names):
@@ -467,8 +478,8 @@ def _attach_legacy_arrays(record, root, label):
 def _legacy_records(root, label):
     """Records from a legacy weights-only .h5 (``layer_names`` order), Keras defaults for the configs."""
     records = []
-    for name in (_text(n) for n in root.attrs["layer_names"]):
-        weight_names = [_text(n) for n in root[name].attrs.get("weight_names", [])]
+    for name in _attribute_list(root, "layer_names"):
+        weight_names = _attribute_list(root[name], "weight_names")
         if not weight_names:
             continue
         if not any(n.split(":")[0].endswith("recurrent_kernel") for n in weight_names):

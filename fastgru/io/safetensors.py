@@ -90,6 +90,8 @@ def from_safetensors(path, prefix=None, *, batch_first=False, dtype=None):
 
     tensors, metadata = read_safetensors(path)
     if metadata.get("format") == native.FORMAT:
+        if prefix is not None or batch_first or dtype is not None:
+            raise TypeError(f"{os.fspath(path)}: a fastgru file holds its own spec; prefix/batch_first/dtype do not apply")
         return native.load(path)
     source = os.fspath(path)
     spec, weights = spec_from_state_dict(tensors, prefix, batch_first=batch_first, dtype=dtype, source=source)
