@@ -379,5 +379,55 @@ cdef class Model:
         _check(status, "step")
 
 
+cdef class Stepper:
+    """The hot path of GRUStream.step: fixed state, output and workspace, checks done in C.
+
+    x_t that is not already a C-contiguous array of the model's dtype and shape (B, I) (or (I,) when
+    B = 1) goes through `convert` (fastgru.model's user-facing conversion and errors) first."""
+    cdef Model model
+    cdef object state, output, view, convert
+    cdef Workspace workspace
+    cdef Pool pool
+    cdef int64_t batch
+    cdef int type_num
+
+    def __cinit__(self, Model model, state, output, view, Workspace workspace, Pool pool, convert):
+        self.model = model
+        self.state = state
+        self.output = output
+        self.view = view
+        self.workspace = workspace
+        self.pool = pool
+        self.convert = convert
+        self.batch = state.shape[1]
+        self.type_num = cnp.NPY_FLOAT32 if model.dtype == np.float32 else cnp.NPY_FLOAT64
+        workspace.allocate(model.step_workspace_bytes(self.batch))
+
+    cdef bint _ready(self, object x_t):
+        if not cnp.PyArray_Check(x_t):
+            return False
+        cdef cnp.ndarray arr = <cnp.ndarray>x_t
+        if cnp.PyArray_TYPE(arr) != self.type_num or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            return False
+        if cnp.PyArray_NDIM(arr) == 2:
+            return cnp.PyArray_DIM(arr, 0) == self.batch and cnp.PyArray_DIM(arr, 1) == self.model.input_size
+        return cnp.PyArray_NDIM(arr) == 1 and self.batch == 1 and cnp.PyArray_DIM(arr, 0) == self.model.input_size
+
+    def step(self, x_t):
+        """Advances one step; returns the read-only output view (overwritten by the next step)."""
+        if not self._ready(x_t):
+            x_t = self.convert(x_t)
+        cdef fg_context ctx = _context(self.pool)
+        cdef const void *x_ptr = cnp.PyArray_DATA(<cnp.ndarray>x_t)
+        cdef void *h_ptr = cnp.PyArray_DATA(<cnp.ndarray>self.state)
+        cdef void *out_ptr = cnp.PyArray_DATA(<cnp.ndarray>self.output)
+        cdef fg_status status
+        with nogil:
+            status = fg_step(self.model.gru, self.batch, x_ptr, h_ptr, out_ptr, self.workspace.data,
+                             self.workspace.nbytes, &ctx)
+        _check(status, "step")
+        return self.view
+
+
 def new_workspace():
     return Workspace()

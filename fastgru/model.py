@@ -354,12 +354,14 @@ class GRUStream:
         self.batch_size = int(batch_size)
         self._state = np.zeros((spec.num_layers, self.batch_size, spec.hidden_size), dtype=gru.dtype)
         self._output = np.zeros((self.batch_size, spec.hidden_size), dtype=gru.dtype)
-        self._workspace = _core.new_workspace()
-        self._workspace_bytes = gru._model.step_workspace_bytes(self.batch_size)
-        self._workspace.allocate(self._workspace_bytes)
-        self._pool = _core.Pool(_check_num_threads(num_threads) if num_threads is not None else gru.num_threads)
-        self._view = self._output.view()
-        self._view.flags.writeable = False
+        threads = _check_num_threads(num_threads) if num_threads is not None else gru.num_threads
+        view = self._output.view()
+        view.flags.writeable = False
+        # The step runs in Cython (fastgru._core.Stepper): streaming calls are small, and Python-level
+        # checks would cost as much as the work. The stream owns its pool: it may be stepped from any
+        # one thread, and a pool serves one call at a time.
+        self._step = _core.Stepper(gru._model, self._state, self._output, view, _core.new_workspace(),
+                                   _core.Pool(threads) if threads > 1 else None, self._convert).step
         self.reset(h0)
 
     def reset(self, h0=None) -> None:
@@ -380,13 +382,15 @@ class GRUStream:
     def step(self, x_t) -> np.ndarray:
         """Advances one time step with input ``x_t`` of shape (B, I) (or (I,) when B = 1) and returns
         h_t, shape (B, H). The returned array is read-only and overwritten by the next step: copy it to
-        keep it."""
+        keep it. Allocates nothing when ``x_t`` is already a C-contiguous array of the model's dtype."""
+        return self._step(x_t)
+
+    def _convert(self, x_t) -> np.ndarray:
+        """The conversion rule of GRU.forward for one step's input, with errors naming x_t."""
         gru = self._gru
-        if not (type(x_t) is np.ndarray and x_t.dtype == gru.dtype and x_t.flags.c_contiguous):
-            x_t = _as_real_array(x_t, "x_t", gru.dtype)
+        x_t = _as_real_array(x_t, "x_t", gru.dtype)
         expected = (self.batch_size, gru.spec.input_size)
         if x_t.shape != expected and not (self.batch_size == 1 and x_t.shape == expected[1:]):
-            raise ValueError(f"x_t must have shape (B, I) = ({self.batch_size}, {gru.spec.input_size})"
+            raise ValueError(f"x_t must have shape (B, I) = {expected}"
                              f"{' or (I,)' if self.batch_size == 1 else ''}, got {x_t.shape}")
-        gru._model.step(x_t, self._state, self._output, self._workspace, self._pool)
-        return self._view
+        return x_t
