@@ -341,7 +341,8 @@ def _write_tf_keras2_h5(path, model, keras_version="2.13.1"):
     def gru_weights(gru_layer, scope):
         cell = next(cells)
         return [(f"{scope}/{cell}/{key}:0", keras.ops.convert_to_numpy(variable))
-                for key, variable in (("kernel", gru_layer.cell.kernel), ("recurrent_kernel", gru_layer.cell.recurrent_kernel),
+                for key, variable in (("kernel", gru_layer.cell.kernel),
+                                      ("recurrent_kernel", gru_layer.cell.recurrent_kernel),
                                       ("bias", gru_layer.cell.bias)) if variable is not None]
 
     for layer in model.layers:
@@ -430,7 +431,8 @@ def test_tf_keras2_weights_only_h5(x, tmp_path):
     """tf.keras 2's save_weights("w.h5"): the same groups at the root, no model_config."""
     import h5py
 
-    model = _randomize(keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True)]), 5)
+    model = keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True)])
+    model = _randomize(model, 5)
     full = tmp_path / "full.h5"
     _write_tf_keras2_h5(full, model)
     weights_only = tmp_path / "weights.h5"

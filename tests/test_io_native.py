@@ -35,7 +35,8 @@ def _x(spec, rng, steps=6, batch=3):
     return rng.standard_normal(shape).astype(spec.dtype)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"L{s.num_layers}-D{s.num_directions}-{s.dtype}-{s.gate_activation}")
+@pytest.mark.parametrize("spec", SPECS,
+                         ids=lambda s: f"L{s.num_layers}-D{s.num_directions}-{s.dtype}-{s.gate_activation}")
 def test_save_load_round_trip_is_bit_exact(rng, tmp_path, spec):
     gru = _gru(spec, rng)
     path = tmp_path / "model.fastgru"
@@ -184,5 +185,6 @@ def test_flip_update_gate_negates_only_z_and_is_an_involution(rng):
     flipped = flip_update_gate(spec, weights)
     for name, value in weights.items():
         np.testing.assert_array_equal(flipped[name][3:6], -value[3:6])
-        np.testing.assert_array_equal(np.delete(flipped[name], np.s_[3:6], axis=0), np.delete(value, np.s_[3:6], axis=0))
+        others = np.s_[3:6]
+        np.testing.assert_array_equal(np.delete(flipped[name], others, axis=0), np.delete(value, others, axis=0))
         np.testing.assert_array_equal(flip_update_gate(spec, flipped)[name], value)

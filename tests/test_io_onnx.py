@@ -36,7 +36,8 @@ def _gru_model(rng, direction="forward", linear_before_reset=0, layout=0, bias=T
     if not bias:
         del arrays["B"]
     attributes = dict(hidden_size=HIDDEN, direction=direction, linear_before_reset=linear_before_reset, layout=layout)
-    for name, value in (("clip", clip), ("activations", activations), ("activation_alpha", alpha), ("activation_beta", beta)):
+    optional = {"clip": clip, "activations": activations, "activation_alpha": alpha, "activation_beta": beta}
+    for name, value in optional.items():
         if value is not None:
             attributes[name] = value
     node = helper.make_node("GRU", ["X", "W", "R", "B" if bias else "", "sequence_lens", "initial_h"], ["Y", "Y_h"],
@@ -45,7 +46,8 @@ def _gru_model(rng, direction="forward", linear_before_reset=0, layout=0, bias=T
               (("X", TensorProto.FLOAT), ("sequence_lens", TensorProto.INT32), ("initial_h", TensorProto.FLOAT))]
     initializers = [numpy_helper.from_array(value, name) for name, value in arrays.items()]
     if weights_as_inputs:
-        inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape) for name, value in arrays.items()]
+        inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, value.shape)
+                   for name, value in arrays.items()]
         initializers = []
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("Y", "Y_h")]
     graph = helper.make_graph([node], "gru", inputs, outputs, initializers)
@@ -232,7 +234,8 @@ def test_weights_given_at_run_time_are_refused_unless_supplied(rng):
     (dict(activations=["Relu", "Tanh"]), r"activations=\['Relu', 'Tanh'\].*'Relu'"),
     (dict(activations=["Sigmoid", "Relu"]), r"activations=\['Sigmoid', 'Relu'\].*candidate"),
     (dict(activations=["HardSigmoid", "Tanh"], alpha=[0.3]), r"HardSigmoid alpha=0\.3"),
-    (dict(direction="bidirectional", activations=["Sigmoid", "Tanh", "HardSigmoid", "Tanh"]), "differ between directions"),
+    (dict(direction="bidirectional", activations=["Sigmoid", "Tanh", "HardSigmoid", "Tanh"]),
+     "differ between directions"),
 ], ids=["gate_relu", "candidate_relu", "hard_sigmoid_alpha", "mixed_directions"])
 def test_unsupported_activations_are_named(rng, attributes, message):
     model, _ = _gru_model(rng, **attributes)

@@ -197,7 +197,8 @@ def _read_object(obj):
     if isinstance(obj, (keras.layers.GRU, keras.layers.Bidirectional)):
         return None, [_object_record(obj, None)], version, None
     if not isinstance(obj, keras.Model):
-        raise TypeError(f"from_keras expects a keras GRU/Bidirectional layer, a Model or a path, got {type(obj).__name__}")
+        raise TypeError(f"from_keras expects a keras GRU/Bidirectional layer, a Model or a path, "
+                        f"got {type(obj).__name__}")
     config = {"class_name": type(obj).__name__, "config": obj.get_config()}
     records, mask_value = _walk_config(config, obj.name)
     for record in records:
@@ -214,7 +215,8 @@ def _object_record(layer, inbound):
             raise ValueError(f"{gru_layer.name}: the layer has no weights yet (build it or call it once first)")
         cell = gru_layer.cell
         variables = {"kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel, "bias": cell.bias}
-        return {key: (keras.ops.convert_to_numpy(v), f"{gru_layer.name}/{key}") for key, v in variables.items() if v is not None}
+        return {key: (keras.ops.convert_to_numpy(v), f"{gru_layer.name}/{key}")
+                for key, v in variables.items() if v is not None}
 
     if isinstance(layer, keras.layers.Bidirectional):
         for part in (layer.forward_layer, layer.backward_layer):
@@ -222,7 +224,8 @@ def _object_record(layer, inbound):
                 raise UnsupportedModelError(f"{layer.name}: Bidirectional wraps a {type(part).__name__}, not a GRU")
         return {"name": layer.name, "class_name": "Bidirectional", "config": layer.forward_layer.get_config(),
                 "backward_config": layer.backward_layer.get_config(), "merge_mode": layer.merge_mode,
-                "arrays": arrays(layer.forward_layer), "backward_arrays": arrays(layer.backward_layer), "inbound": inbound}
+                "arrays": arrays(layer.forward_layer), "backward_arrays": arrays(layer.backward_layer),
+                "inbound": inbound}
     if not isinstance(layer, keras.layers.GRU):
         raise UnsupportedModelError(f"{layer.name}: a {type(layer).__name__}, not a GRU")
     return {"name": layer.name, "class_name": "GRU", "config": layer.get_config(), "backward_config": None,
@@ -257,7 +260,8 @@ def _read_file(path):
             return None, _legacy_records(root, path), version, None
         if "layers" in store or "vars" in store:
             return None, _store_records(store, path), "3", None
-    raise ValueError(f"{path}: an HDF5 file with neither Keras 3 weights ('layers/...') nor legacy Keras weights ('layer_names')")
+    raise ValueError(f"{path}: an HDF5 file with neither Keras 3 weights ('layers/...') nor legacy Keras weights "
+                     f"('layer_names')")
 
 
 class _open_h5:
@@ -317,7 +321,8 @@ def _walk_config(model_config, source):
             continue
         if kind == "Masking":
             if records:
-                raise UnsupportedModelError(f"{source}: Masking layer {name!r} comes after a GRU; fastgru only applies a Masking before the first GRU")
+                raise UnsupportedModelError(f"{source}: Masking layer {name!r} comes after a GRU; fastgru only applies "
+                                            f"a Masking before the first GRU")
             mask_value, previous = float(config.get("mask_value", 0.0)), name
             continue
         # The weights store names a layer by its class and position among layers of that class: gru, gru_1, ...
@@ -332,8 +337,10 @@ def _walk_config(model_config, source):
             record["config"] = dict(config["layer"]["config"])
             backward = config.get("backward_layer")
             if backward is not None and backward.get("class_name") != "GRU":
-                raise UnsupportedModelError(f"{source}: Bidirectional {name!r} has a backward {backward.get('class_name')}, not a GRU")
-            record["backward_config"] = dict(backward["config"]) if backward else {**config["layer"]["config"], "go_backwards": True}
+                raise UnsupportedModelError(f"{source}: Bidirectional {name!r} has a backward "
+                                            f"{backward.get('class_name')}, not a GRU")
+            default_backward = {**config["layer"]["config"], "go_backwards": True}
+            record["backward_config"] = dict(backward["config"]) if backward else default_backward
             record["merge_mode"] = config.get("merge_mode", "concat")
         else:
             inner = config.get("layer", {}).get("class_name")
@@ -376,13 +383,15 @@ def _select(records, layer, source, model_config):
         if "unsupported" in record:
             raise UnsupportedModelError(
                 f"{source}: layer {record['name']!r} is a {record['unsupported']}; fastgru imports chains of GRU / "
-                f"Bidirectional(GRU) layers (after an optional Masking). Import one layer with layer= one of {_names(records)}")
+                f"Bidirectional(GRU) layers (after an optional Masking). Import one layer with layer= one of "
+                f"{_names(records)}")
     if model_config is not None and model_config.get("class_name") not in ("Sequential", "GRU", "Bidirectional"):
         for record in records:
             if record["inbound"] is not None and record["inbound"] != record["previous"]:
                 raise UnsupportedModelError(
-                    f"{source}: layer {record['name']!r} takes its input from {record['inbound']!r}, not from the layer "
-                    f"before it; only a single chain imports as one GRU. Import one layer with layer= one of {_names(records)}")
+                    f"{source}: layer {record['name']!r} takes its input from {record['inbound']!r}, not from the "
+                    f"layer before it; only a single chain imports as one GRU. Import one layer with layer= one of "
+                    f"{_names(records)}")
     return records
 
 
@@ -405,14 +414,15 @@ def _cell_arrays(group, label):
     if vars_group is None:
         raise ValueError(f"{label}: {group.name} has no cell/vars group; not a GRU")
     keys = ("kernel", "recurrent_kernel", "bias")
-    return {keys[int(i)]: (vars_group[i][()], f"{vars_group[i].name}") for i in vars_group if i.isdigit() and int(i) < 3}
+    return {keys[int(i)]: (vars_group[i][()], vars_group[i].name) for i in vars_group if i.isdigit() and int(i) < 3}
 
 
 def _attach_store_arrays(record, store, label):
     if "unsupported" in record:
         return
     groups = _store_groups(store)
-    named = [path for path, group in groups.items() if _text(group.get("vars", group).attrs.get("name", "")) == record["name"]]
+    named = [path for path, group in groups.items()
+             if _text(group.get("vars", group).attrs.get("name", "")) == record["name"]]
     path = named[0] if named else record["expected_path"]  # older files lack the vars 'name' attribute
     if path not in groups:
         raise ValueError(f"{label}: no weights for layer {record['name']!r} (expected group layers/{path})")
@@ -437,8 +447,8 @@ def _store_records(store, label):
                             "backward_arrays": _cell_arrays(group["backward_layer"], label), "inbound": None})
         elif "cell" in group:
             records.append({"name": name, "path": path, "class_name": "GRU", "config": {}, "backward_config": None,
-                            "merge_mode": None, "arrays": _cell_arrays(group, label), "backward_arrays": None, "inbound": None})
-    records.sort(key=lambda r: (r["class_name"], int(r["path"].rsplit("_", 1)[1]) if re.search(r"_\d+$", r["path"]) else 0))
+                            "merge_mode": None, "arrays": _cell_arrays(group, label), "backward_arrays": None,
+                            "inbound": None})
     return records
 
 
@@ -471,7 +481,8 @@ def _attach_legacy_arrays(record, root, label):
     if "unsupported" in record:
         return
     if record["name"] not in root:
-        raise ValueError(f"{label}: no weights for layer {record['name']!r} (expected group {root.name}/{record['name']})")
+        raise ValueError(f"{label}: no weights for layer {record['name']!r} "
+                         f"(expected group {root.name}/{record['name']})")
     record["arrays"], record["backward_arrays"] = _legacy_split(root[record["name"]], label)
 
 
@@ -533,7 +544,8 @@ def _torch_layout(arrays, reset_after, use_bias, where):
     kernel, kernel_label = arrays["kernel"]
     recurrent, recurrent_label = arrays["recurrent_kernel"]
     if recurrent.ndim != 2 or recurrent.shape[1] != 3 * recurrent.shape[0]:
-        raise ValueError(f"{where}: tensor {recurrent_label!r} has shape {recurrent.shape}, expected (units, 3 * units)")
+        raise ValueError(f"{where}: tensor {recurrent_label!r} has shape {recurrent.shape}, "
+                         f"expected (units, 3 * units)")
     hidden3 = recurrent.shape[1]
     if kernel.ndim != 2 or kernel.shape[1] != hidden3:
         raise ValueError(f"{where}: tensor {kernel_label!r} has shape {kernel.shape}, expected (input_dim, {hidden3})")
@@ -570,28 +582,32 @@ def _build(records, version, mask_value, source):
         where = f"{source}: layer {record['name']!r}"
         _check_config(config, where)
         if record["class_name"] != first["class_name"]:
-            raise UnsupportedModelError(f"{source}: mixes GRU and Bidirectional layers ({first['name']!r}, {record['name']!r}); "
-                                        f"import them one at a time with layer=")
+            raise UnsupportedModelError(f"{source}: mixes GRU and Bidirectional layers ({first['name']!r}, "
+                                        f"{record['name']!r}); import them one at a time with layer=")
         for key in key_fields:
             if _activation(config.get(key)) != _activation(configs[0].get(key)):
-                raise UnsupportedModelError(f"{source}: layers {first['name']!r} and {record['name']!r} differ in {key} "
-                                            f"({configs[0].get(key)!r} vs {config.get(key)!r}); import them one at a time with layer=")
+                raise UnsupportedModelError(f"{source}: layers {first['name']!r} and {record['name']!r} differ in "
+                                            f"{key} ({configs[0].get(key)!r} vs {config.get(key)!r}); import them "
+                                            f"one at a time with layer=")
         last = layer == len(records) - 1
         if not last and (not config["return_sequences"] or config["return_state"]):
-            raise UnsupportedModelError(f"{where}: feeds another GRU, so it needs return_sequences=True and return_state=False")
+            raise UnsupportedModelError(f"{where}: feeds another GRU, so it needs return_sequences=True and "
+                                        f"return_state=False")
         if bidirectional:
             if not last and record["merge_mode"] != "concat":
-                raise UnsupportedModelError(f"{where}: merge_mode={record['merge_mode']!r} between stacked layers is not "
-                                            f"supported (only 'concat')")
+                raise UnsupportedModelError(f"{where}: merge_mode={record['merge_mode']!r} between stacked layers "
+                                            f"is not supported (only 'concat')")
             if record["merge_mode"] not in _MERGE_MODES:
                 raise UnsupportedModelError(f"{where}: merge_mode={record['merge_mode']!r} is not supported")
             backward = {**config, **record["backward_config"]}
             if config["go_backwards"] or not backward.get("go_backwards"):
-                raise UnsupportedModelError(f"{where}: Bidirectional with forward go_backwards={config['go_backwards']!r} "
-                                            f"and backward go_backwards={backward.get('go_backwards')!r} is not supported")
+                raise UnsupportedModelError(f"{where}: Bidirectional with forward go_backwards="
+                                            f"{config['go_backwards']!r} and backward go_backwards="
+                                            f"{backward.get('go_backwards')!r} is not supported")
             for key in key_fields + ("return_sequences",):
                 if _activation(backward.get(key)) != _activation(config.get(key)):
-                    raise UnsupportedModelError(f"{where}: backward layer differs in {key} ({config.get(key)!r} vs {backward.get(key)!r})")
+                    raise UnsupportedModelError(f"{where}: backward layer differs in {key} "
+                                                f"({config.get(key)!r} vs {backward.get(key)!r})")
         elif config["go_backwards"] and len(records) > 1:
             raise UnsupportedModelError(f"{where}: go_backwards=True in a stack of GRU layers is not supported; "
                                         f"import the layers one at a time with layer=")

@@ -13,7 +13,10 @@ _EXTENSIONS = {
 
 
 def sniff(path) -> str:
-    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx"; ValueError naming the file otherwise."""
+    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx".
+
+    Raises ValueError naming the file when it is none of them.
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a directory (TensorFlow SavedModel directories are not supported; "

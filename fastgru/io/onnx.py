@@ -131,7 +131,8 @@ def from_onnx(obj, node_name=None, *, values=None):
                 raise UnsupportedModelError(f"{source}: nodes {first['name']!r} and {layer['name']!r} differ in {key} "
                                             f"({first[key]!r} vs {layer[key]!r}); they cannot stack into one GRU")
     if len(layers) > 1 and first["direction"] == "reverse":
-        raise UnsupportedModelError(f"{source}: a chain of direction='reverse' nodes is not supported; import them one at a time")
+        raise UnsupportedModelError(f"{source}: a chain of direction='reverse' nodes is not supported; "
+                                    f"import them one at a time")
     weights = {}
     for index, layer in enumerate(layers):
         for name, array in layer["weights"].items():
@@ -257,15 +258,17 @@ def _node_layer(node, constants, source):
     if attributes.get("hidden_size", hidden) != hidden:
         raise ValueError(f"{where}: hidden_size={attributes['hidden_size']} but R ({inputs[2]!r}) has shape {R.shape}")
     if W.ndim != 3 or W.shape[:2] != (directions, 3 * hidden):
-        raise ValueError(f"{where}: tensor W ({inputs[1]!r}) has shape {W.shape}, expected ({directions}, {3 * hidden}, input_size)")
+        raise ValueError(f"{where}: tensor W ({inputs[1]!r}) has shape {W.shape}, "
+                         f"expected ({directions}, {3 * hidden}, input_size)")
     if B is not None and B.shape != (directions, 6 * hidden):
-        raise ValueError(f"{where}: tensor B ({inputs[3]!r}) has shape {B.shape}, expected ({directions}, {6 * hidden})")
+        raise ValueError(f"{where}: tensor B ({inputs[3]!r}) has shape {B.shape}, "
+                         f"expected ({directions}, {6 * hidden})")
     for index, label in ((4, "sequence_lens"), (5, "initial_h")):
         constant = constants.get(inputs[index]) if inputs[index] else None
         # Exporters bake zeros for initial_h (torch's dynamo exporter does): the same as no initial_h.
         if constant is not None and not (label == "initial_h" and not np.any(constant)):
-            raise UnsupportedModelError(f"{where}: {label} is a constant of the graph ({inputs[index]!r}); fastgru takes it "
-                                        f"at call time: pass {label}= when calling the imported model")
+            raise UnsupportedModelError(f"{where}: {label} is a constant of the graph ({inputs[index]!r}); "
+                                        f"fastgru takes it at call time: pass {label}= when calling the imported model")
     clip = attributes.get("clip")
     weights = {}
     for d in range(directions):
