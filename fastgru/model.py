@@ -85,8 +85,8 @@ def _check_num_threads(num_threads) -> int:
 
 def _as_real_array(value, name: str, dtype: np.dtype) -> np.ndarray:
     """`value` as a C-ordered array of `dtype`; a copy only when needed. Rejects non-real input."""
-    array = np.asarray(value)
-    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+    array = value if type(value) is np.ndarray else np.asarray(value)
+    if array.dtype.kind not in "fiu":  # float, signed or unsigned integer (not bool, complex, object)
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     return np.ascontiguousarray(array, dtype=dtype)
 
@@ -133,6 +133,7 @@ class GRU:
 
     def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads) -> None:
         self.spec = spec
+        self._dtype = np.dtype(spec.dtype)
         self.num_threads = _check_num_threads(num_threads)
         for array in weights.values():
             array.flags.writeable = False
@@ -224,7 +225,7 @@ class GRU:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.spec.dtype)
+        return self._dtype
 
     input_size = property(lambda self: self.spec.input_size)
     hidden_size = property(lambda self: self.spec.hidden_size)

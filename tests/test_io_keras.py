@@ -128,10 +128,12 @@ def test_bidirectional_reset_before_hard_sigmoid_without_bias(x):
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["gru", "bidirectional"])
 def test_initial_state_matches_keras(x, rng, bidirectional):
-    layer = keras.layers.GRU(UNITS, return_sequences=True)
+    layer = keras.layers.GRU(UNITS, return_sequences=True, return_state=True)
     layer = _built(keras.layers.Bidirectional(layer) if bidirectional else layer)
     states = [rng.standard_normal((BATCH, UNITS)).astype("float32") for _ in range(1 + bidirectional)]
-    _assert_same(from_keras(layer)(x, initial_state=states), layer(x, initial_state=states))
+    imported = from_keras(layer)
+    _assert_same(imported(x, initial_state=states), layer(x, initial_state=states))
+    _assert_same(imported(x, mask=MASK, initial_state=states), layer(x, mask=MASK, initial_state=states))
 
 
 def _stacked_sequential():
