@@ -30,6 +30,7 @@ one thread at a time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import threading
@@ -46,12 +47,23 @@ _WEIGHT_NAME = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 _thread_state = threading.local()
 
 
+@functools.lru_cache(maxsize=1)
 def default_num_threads() -> int:
-    """The CPUs this process may run on."""
+    """The physical cores this process may run on (hyperthreads of one core count once: two busy
+    workers on one core only compete for its FMA units and its cache bandwidth). Read once."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = os.sched_getaffinity(0)
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/core_id") as core, \
+                    open(f"/sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id") as package:
+                cores.add((package.read().strip(), core.read().strip()))
+        except OSError:  # no topology exposed: count logical CPUs
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
 
 
 def _thread_pool(num_threads: int):
