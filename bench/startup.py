@@ -118,6 +118,7 @@ def main() -> None:
     import numpy as np
 
     rows = {}
+    load_before = common.loadavg()
     with tempfile.TemporaryDirectory() as tmp:
         fastgru_format = write_models(Path(tmp), hidden)
         for name, body in CHILDREN.items():
@@ -132,7 +133,9 @@ def main() -> None:
     fmt = common.format_seconds
     lines = ["# Cold start: import + first inference, fresh process each", "",
              f"Model: one-layer GRU, I=H={hidden}, first call B=1 T={args.seq_len}; medians of {repeat} "
-             f"run(s); fastgru loads: {fastgru_format}. Peak RSS includes the interpreter.", "",
+             f"run(s); fastgru loads: {fastgru_format}. Peak RSS includes the interpreter. "
+             f"CPU: {common.cpu_info()['model']}; 1-minute load average before/after: {load_before} / "
+             f"{common.loadavg()} (above ~1: other processes competing, timings unreliable).", "",
              "| what | import | load model | first call | import + load + first call | whole process | peak RSS |",
              "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
