@@ -125,7 +125,7 @@ static fg_status check_sequence(const fg_gru *gru, const fg_sequence *seq) {
 fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void *workspace,
                      size_t workspace_bytes, const fg_context *ctx) {
     const fg_kernels *kernels;
-    fg_status status = fg_check_context(gru, ctx, &kernels);
+    fg_status status = fg_check_context(gru, ctx, 0, &kernels);
     if (status == FG_OK) status = check_sequence(gru, seq);
     if (status != FG_OK) return status;
     if (seq->batch == 0) return FG_OK;

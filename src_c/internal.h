@@ -206,7 +206,8 @@ fg_status fg_tape_layout(const fg_gru *gru, int64_t seq_len, int64_t batch, void
                          void **outputs, size_t *bytes);
 
 size_t fg_dtype_size(fg_dtype dtype);
-fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, const fg_kernels **kernels);
+/* Checks the context (the BLAS table too when needs_blas) and picks the kernels. */
+fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, int needs_blas, const fg_kernels **kernels);
 fg_activation fg_activation_of(const fg_spec *spec);
 
 /* Flush-to-zero and denormals-are-zero for the duration of a call: denormal states in a decaying
