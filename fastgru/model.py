@@ -212,14 +212,18 @@ class GRU:
         return from_torch(module_or_state_dict, prefix=prefix, **options)
 
     @classmethod
-    def from_keras(cls, layer_or_model, **options) -> "GRU":
-        """A model from a Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs (fastgru.io.keras)."""
+    def from_keras(cls, layer_or_model, **options):
+        """A Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs as a ``fastgru.io.keras.KerasGRU``:
+        called like the Keras layer (masks, ``go_backwards``, ``return_state`` as Keras does them), with
+        the plain :class:`GRU` underneath in ``.gru``."""
         from .io.keras import from_keras
         return from_keras(layer_or_model, **options)
 
     @classmethod
-    def from_onnx(cls, model_or_path, node_name: str | None = None, **options) -> "GRU":
-        """A model from a GRU node of an ONNX ModelProto or file (fastgru.io.onnx)."""
+    def from_onnx(cls, model_or_path, node_name=None, **options):
+        """A GRU node (or a list of chained nodes) of an ONNX ModelProto or file as a
+        ``fastgru.io.onnx.OnnxGRU``: called like the node (ONNX shapes, ``sequence_lens``, ``initial_h``),
+        with the plain :class:`GRU` underneath in ``.gru``."""
         from .io.onnx import from_onnx
         return from_onnx(model_or_path, node_name=node_name, **options)
 
