@@ -152,6 +152,19 @@ const fg_kernels *fg_select_kernels(fg_isa isa);
 
 /* ---------------------------------------------------------------- threads */
 
+/* Handing work to a worker costs about a microsecond (more on a busy machine); a part must carry at
+ * least this many multiply-adds to be worth it. */
+#define FG_MIN_PARALLEL_MACS ((int64_t)1 << 16)
+
+/* How many parts (at most max_parts) to split `macs` multiply-adds into on this pool. */
+static inline int64_t fg_parallel_parts(const fg_pool *pool, int64_t macs, int64_t max_parts) {
+    int64_t parts = fg_pool_num_threads(pool);
+    int64_t by_work = macs / FG_MIN_PARALLEL_MACS;
+    if (parts > by_work) parts = by_work;
+    if (parts > max_parts) parts = max_parts;
+    return parts < 1 ? 1 : parts;
+}
+
 /* Runs task(arg, i) for i in [0, n_tasks) on the pool's threads (the caller is one of them) and returns
  * when all are done. pool may be NULL: then everything runs on the calling thread. */
 typedef void (*fg_task_fn)(void *arg, int64_t index);
