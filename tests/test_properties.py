@@ -57,12 +57,12 @@ def specs(draw, bidirectional=None, dtype=None):
 
 
 @st.composite
-def problems(draw, spec_strategy=None, min_steps=1, sequences=("full", "lengths", "mask")):
+def problems(draw, spec_strategy=None, min_steps=1, min_batch=1, sequences=("full", "lengths", "mask")):
     """(spec, weights, x, h0, lengths, mask): values rounded to the spec's dtype, so that the float64
     reference sees exactly what the core sees."""
     spec = draw(spec_strategy if spec_strategy is not None else specs())
     steps = draw(st.integers(min_steps, 12))
-    batch = draw(st.integers(1, 6))
+    batch = draw(st.integers(min_batch, max(6, 2 * min_batch)))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     scale = draw(st.sampled_from([0.1, 0.5, 1.0, 2.0]))
     weights = random_weights(spec, rng, scale=scale / np.sqrt(spec.hidden_size) * 2)
@@ -108,8 +108,26 @@ def test_forward_matches_reference(problem, num_threads, layout):
     assert _max_diff(h_n, expected_h_n) <= TOLERANCE[spec.dtype]
 
 
+@st.composite
+def wide_specs(draw):
+    """Sizes at which the core splits a step across threads: each part must carry >= 64K multiply-adds
+    (FG_MIN_PARALLEL_MACS in src_c/internal.h), so B x H x 3H must reach 2 or 3 times that."""
+    return GRUSpec(
+        input_size=draw(st.integers(1, 40)),
+        hidden_size=draw(st.sampled_from([41, 64, 100, 129])),
+        num_layers=draw(st.integers(1, 2)),
+        bidirectional=draw(st.booleans()),
+        batch_first=draw(st.booleans()),
+        reset_after=draw(st.booleans()),
+        gate_activation=draw(st.sampled_from(sorted(GATE_ACTIVATIONS))),
+        clip=draw(st.one_of(st.none(), st.floats(0.05, 4.0))),
+        dtype=draw(st.sampled_from(["float32", "float64"])),
+    )
+
+
 @PROPERTY
-@given(problem=problems(sequences=("full", "lengths", "mask")), threads=st.lists(st.integers(2, 4), min_size=1, max_size=2))
+@given(problem=problems(spec_strategy=wide_specs(), min_batch=12), threads=st.lists(st.integers(2, 4), min_size=1,
+                                                                                    max_size=2))
 def test_thread_count_never_changes_a_bit(problem, threads):
     """Threads split unit blocks, never a sum: any thread count gives the one-thread result exactly."""
     spec, weights, x, h0, lengths, mask = problem

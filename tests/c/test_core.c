@@ -845,17 +845,21 @@ static void test_thread_counts_give_identical_bits(void) {
     current_test = "thread_counts_give_identical_bits";
     fg_pool *pools[4] = {NULL, NULL, NULL, NULL}; /* none, 1, 2, 3 threads */
     for (int i = 1; i < 4; i++) CHECK_STATUS(fg_pool_create(i, &pools[i]), FG_OK);
+    /* The core splits a step only when each part carries >= 64K multiply-adds (FG_MIN_PARALLEL_MACS):
+     * these shapes give 2 or 3 parts. 45 units are six blocks, the last a 5-wide tail, which 2 or 3
+     * threads split unevenly; 100 units are 13 blocks, one direction. */
+    const int64_t shapes[2][3] = {{45, 24, 2}, {100, 6, 1}}; /* H, B, D */
     for (int dtype = 0; dtype < 2; dtype++)
         for (int variant = 0; variant < 2; variant++)
-            for (int sequences = 0; sequences < 3; sequences++) {
+            for (int sequences = 0; sequences < 6; sequences++) {
                 model_case m;
-                /* 45 units: six blocks, the last one a 5-wide tail, for 2 or 3 threads to split unevenly */
-                CHECK_STATUS(model_init(&m, make_spec(6, 45, 2, 2, (fg_dtype)dtype, (fg_variant)variant, sequences, 0), 1,
-                                        0.4), FG_OK);
+                const int64_t H = shapes[sequences / 3][0], B = shapes[sequences / 3][1], D = shapes[sequences / 3][2];
+                CHECK_STATUS(model_init(&m, make_spec(6, H, 2, D, (fg_dtype)dtype, (fg_variant)variant, sequences % 3, 0),
+                                        1, 0.4), FG_OK);
                 call_data c;
-                call_init(&c, &m, 23, 7, sequences == 1, 1, sequences == 1, sequences == 2);
-                const size_t out_bytes = (size_t)(23 * 7 * 90) * dtype_size(m.spec.dtype);
-                const size_t h_n_bytes = (size_t)(4 * 7 * 45) * dtype_size(m.spec.dtype);
+                call_init(&c, &m, 23, B, sequences == 1, 1, sequences % 3 == 1, sequences % 3 == 2);
+                const size_t out_bytes = (size_t)(23 * B * D * H) * dtype_size(m.spec.dtype);
+                const size_t h_n_bytes = (size_t)(2 * D * B * H) * dtype_size(m.spec.dtype);
                 void *base_out, *base_h_n;
                 fg_context ctx = context(NULL, FG_ISA_AUTO);
                 run_into(&m, &c, &ctx, &base_out, &base_h_n);
