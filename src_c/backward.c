@@ -57,7 +57,7 @@ static fg_status layout_backward(const fg_gru *gru, int64_t seq_len, int64_t bat
     buf->grad_gates_x = fg_layout_take(layout, fg_mul(rows, D * 3 * H), elem);
     buf->grad_gates_h = fg_layout_take(layout, fg_mul(rows, D * 3 * H), elem);
     buf->state_before = fg_layout_take(layout, fg_mul(rows, D * H), elem);
-    buf->grad_state = fg_layout_take(layout, fg_mul(D * batch, H), elem);
+    buf->grad_state = fg_layout_take(layout, fg_mul(fg_mul(D, batch), H), elem);
     buf->grad_reset_h = fg_layout_take(layout, spec->variant == FG_RESET_BEFORE ? fg_mul(batch, H) : 0, elem);
     buf->grad_rows = fg_layout_take(layout, fg_mul(rows, width), elem);
     buf->input_rows = fg_layout_take(layout, fg_mul(rows, width), elem);
