@@ -84,10 +84,21 @@ class TorchInt8(Torch):
     precision = "int8"
 
     def _module(self, module):
-        import torch
+        import warnings
 
-        return torch.ao.quantization.quantize_dynamic(
-            copy.deepcopy(module), {torch.nn.GRU}, dtype=torch.qint8)
+        import torch
+        import torch.ao.nn.quantized.dynamic as nnqd
+
+        # quantize_dynamic swaps children only: a bare nn.GRU as the root comes back unchanged (and
+        # silently float32), so the GRU goes in as the child of a holder module.
+        holder = torch.nn.Module()
+        holder.gru = copy.deepcopy(module)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            quantized = torch.ao.quantization.quantize_dynamic(holder, {torch.nn.GRU}, dtype=torch.qint8).gru
+        if not isinstance(quantized, nnqd.GRU):
+            raise RuntimeError(f"quantize_dynamic returned {type(quantized).__name__}, not a dynamic int8 GRU")
+        return quantized
 
 
 # ---------------------------------------------------------------------------------------- fastgru

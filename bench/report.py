@@ -68,6 +68,20 @@ def _roof_text(case: dict, roof: dict) -> str:
     return f"{by_read}; {by_gemm}"
 
 
+def _busy_warning(meta: dict, workers: list[dict]) -> list[str]:
+    """A loud line when other processes were running: their load lands on some samples and threads."""
+    cpus = meta["machine"]["cpu"]["usable_cpus"] or 1
+    # The 1-minute load includes this benchmark itself (about 1 for t=1, up to t for t threads).
+    busy = [(w["threads"], max(w["loadavg_start"][0], w["loadavg_end"][0])) for w in workers
+            if w.get("loadavg_start") and w.get("loadavg_end")]
+    busy = [(t, load) for t, load in busy if load > t + 0.5]
+    if not busy:
+        return []
+    text = ", ".join(f"{load:.1f} during the {t}-thread run" for t, load in busy)
+    return [f"**Warning: the machine was busy (1-minute load average {text}, on {cpus} CPUs): other "
+            "processes competed for the cores, so these timings (multi-threaded ones most) are unreliable.**", ""]
+
+
 def markdown(meta: dict, workers: list[dict]) -> str:
     cpu = meta["machine"]["cpu"]
     lines = ["# fastgru benchmark", ""]
@@ -85,6 +99,7 @@ def markdown(meta: dict, workers: list[dict]) -> str:
         "over samples interleaved round-robin with the other engines (timing.py). `max diff` is the "
         "max abs difference of the output sequence from float64 PyTorch on the same weights and input.",
         "",
+        *_busy_warning(meta, workers),
         "## Engines and thread settings", "",
         "| engine | version | threads (t = the worker's thread count) |", "|---|---|---|",
     ]
@@ -179,10 +194,12 @@ def plot(meta: dict, workers: list[dict], path: Path) -> str:
         width = 0.8 / max(1, len(engines))
         xs = np.arange(len(cases))
         ax = axes[0][col]
+        palette = plt.get_cmap("tab10").colors
+        color = {name: palette[i % len(palette)] for i, name in enumerate(worker["engines"])}
         for i, name in enumerate(engines):
             values = [c["flops"] / c["rows"][name]["median_s"] / 1e9 if _timed(c["rows"].get(name, {}))
                       else np.nan for c in cases]
-            ax.bar(xs + (i - (len(engines) - 1) / 2) * width, values, width, label=name)
+            ax.bar(xs + (i - (len(engines) - 1) / 2) * width, values, width, label=name, color=color[name])
         peak = worker["limits"]["sgemm"]["best_gflops"]
         ax.axhline(peak, color="k", linestyle="--", linewidth=1, label=f"sgemm peak {peak:.0f}")
         ax.set_yscale("log")
@@ -193,7 +210,8 @@ def plot(meta: dict, workers: list[dict], path: Path) -> str:
         ax.legend(fontsize=7, ncol=3, loc="upper left")
 
         ax = axes[1][col]
-        fastgru_names = sorted({n for c in cases for n in _fastgru_names(c["rows"])})
+        fastgru_names = [n for n in worker["engines"] if any(n in c["rows"] for c in cases)
+                         and not worker["engines"][n]["peer"]]
         width = 0.8 / max(1, len(fastgru_names))
         for i, name in enumerate(fastgru_names):
             values = []
@@ -201,7 +219,8 @@ def plot(meta: dict, workers: list[dict], path: Path) -> str:
                 row = c["rows"].get(name, {})
                 peer = best_peer(c, worker, worker["engines"][name]["precision"]) if _timed(row) else None
                 values.append(peer[1] / row["median_s"] if peer else np.nan)
-            ax.bar(xs + (i - (len(fastgru_names) - 1) / 2) * width, values, width, label=name)
+            ax.bar(xs + (i - (len(fastgru_names) - 1) / 2) * width, values, width, label=name,
+                   color=color[name])
         ax.axhline(1.0, color="k", linewidth=1)
         ax.set_ylabel("speedup over best peer")
         ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
@@ -210,7 +229,9 @@ def plot(meta: dict, workers: list[dict], path: Path) -> str:
         else:
             ax.text(0.5, 0.5, "no fastgru engine ran", ha="center", transform=ax.transAxes)
     cpu = meta["machine"]["cpu"]["model"]
-    fig.suptitle(f"fastgru vs peers, {cpu}, {meta['date'][:10]}" + (" (QUICK: meaningless)" if meta["quick"] else ""))
+    flags = (" (QUICK: meaningless)" if meta["quick"] else "") + (
+        " (machine busy: timings unreliable)" if _busy_warning(meta, workers) else "")
+    fig.suptitle(f"fastgru vs peers, {cpu}, {meta['date'][:10]}{flags}")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import json
 import subprocess
 import sys
@@ -146,6 +147,8 @@ def worker(args) -> None:
         result["cases"].append(case)
         line = ", ".join(f"{n} {common.format_seconds(s['median_s'])}" for n, s in stats.items())
         say(f"{shape.name} ({shape.label()}): {line}  [{time.perf_counter() - start:.1f} s]")
+        runners = built = None
+        gc.collect()  # this case's models (tens of MB each at H=1024) go before the next case's
 
     result["loadavg_end"] = common.loadavg()
     Path(args.json).write_text(json.dumps(result, indent=1))

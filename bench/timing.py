@@ -7,7 +7,8 @@ from round to round, so drifts are spread over all engines alike.
 A sample is ``inner`` back-to-back calls timed together, ``inner`` chosen once so that a sample
 lasts at least ``sample_s`` (fast calls are not at the mercy of the timer's resolution); the
 figure reported per call is the sample's time / ``inner``. Median and p90 are taken over samples.
-The garbage collector is off while timing, as in ``timeit``.
+The garbage collector is off while timing, as in ``timeit``. Rounds stop at ``budget_s`` of wall time once ``min_rounds``
+are done, so a shape's timing costs about max(budget, min_rounds rounds).
 """
 
 from __future__ import annotations
@@ -55,8 +56,12 @@ def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
     samples: dict[str, list[float]] = {name: [] for name in names}
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    deadline = time.perf_counter() + budget_s
     try:
         for r in range(rounds):
+            # The plan came from calibration; if the machine got slower since, the budget still holds.
+            if r >= min_rounds and time.perf_counter() > deadline:
+                break
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 inner = plan[name][0]

@@ -84,7 +84,8 @@ def worker(args) -> None:
     import timing
 
     say = lambda text: print(f"[train, {threads} thread(s)] {text}", flush=True)  # noqa: E731
-    result = {"threads": threads, "versions": common.versions(("numpy", "torch", "fastgru")), "cases": []}
+    result = {"threads": threads, "versions": common.versions(("numpy", "torch", "fastgru")), "cases": [],
+              "loadavg_start": common.loadavg()}
     for shape in QUICK_SHAPES if args.quick else SHAPES:
         torch.manual_seed(0)
         module = torch.nn.GRU(shape.input_size, shape.hidden)
@@ -128,6 +129,7 @@ def worker(args) -> None:
         say(f"{shape.name} ({shape.label()}): " + ", ".join(
             f"{n} {common.format_seconds(s['median_s'])}" for n, s in stats.items()))
         result["cases"].append(case)
+    result["loadavg_end"] = common.loadavg()
     Path(args.json).write_text(json.dumps(result, indent=1))
 
 
@@ -136,7 +138,11 @@ def markdown(workers: list[dict]) -> str:
 
     lines = ["# Training step: forward + backward, fastgru vs torch autograd", "",
              "Per step, median [p90]; GFLOP/s counts 3x the forward FLOPs. `max diff` is over every "
-             "gradient (weights, x, h0) against float64 torch (relative: / largest gradient entry).", "",
+             "gradient (weights, x, h0) against float64 torch (relative: / largest gradient entry).",
+             f"CPU: {common.cpu_info()['model']}; versions: {workers[0]['versions']}; 1-minute load average "
+             "(start -> end) " + "; ".join(f"{w['threads']} thr {w['loadavg_start'][0] if w['loadavg_start'] else '?'}"
+                                         f" -> {w['loadavg_end'][0] if w['loadavg_end'] else '?'}" for w in workers)
+             + " (above the thread count: other processes were competing, timings unreliable).", "",
              "| threads | shape | engine | median [p90] | GFLOP/s | max diff (rel) | speedup vs torch |",
              "|---|---|---|---|---|---|---|"]
     for worker in workers:

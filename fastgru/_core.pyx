@@ -10,7 +10,7 @@ into Python exceptions.
 
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.limits cimport INT_MAX
-from scipy.linalg.cython_blas cimport sgemm as fortran_sgemm, dgemm as fortran_dgemm
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 import numpy as np
 cimport numpy as cnp
@@ -119,6 +119,15 @@ cdef extern from "fastgru.h" nogil:
 
 # ------------------------------------------------------------------ BLAS adapter
 
+# scipy's Fortran GEMMs, fetched on first use (_load_scipy_blas): the forward pass needs no BLAS, and
+# importing scipy.linalg would triple the time `import fastgru` takes.
+ctypedef void (*fortran_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *, float *,
+                                  int *, float *, float *, int *) noexcept nogil
+ctypedef void (*fortran_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *, double *,
+                                  int *, double *, double *, int *) noexcept nogil
+cdef fortran_sgemm_fn fortran_sgemm = NULL
+cdef fortran_dgemm_fn fortran_dgemm = NULL
+
 # Row-major C = alpha op(A) op(B) + beta C is, read column-major, C^T = alpha op(B)^T op(A)^T + beta C^T:
 # the same Fortran call with the operands (and their transposes) swapped.
 cdef void _sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
@@ -151,8 +160,30 @@ cdef fg_blas _scipy_blas
 _scipy_blas.sgemm = _sgemm
 _scipy_blas.dgemm = _dgemm
 
-# The fg_blas table in use: scipy's by default; "reference" swaps in the core's plain loops (tests).
-cdef const fg_blas *_blas = &_scipy_blas
+
+cdef void *_capi_pointer(object module, str name) except NULL:
+    capsule = module.__pyx_capi__[name]
+    signature = (<bytes>PyCapsule_GetName(capsule)).decode()
+    # The adapter passes C ints; scipy announced 64-bit BLAS integers (blas_int): refuse, don't crash.
+    if signature.count("int *") != 6:
+        raise ImportError(f"scipy.linalg.cython_blas.{name} has an unexpected signature {signature!r}; "
+                          "this fastgru expects 32-bit BLAS integers")
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+cdef int _load_scipy_blas() except -1:
+    global fortran_sgemm, fortran_dgemm
+    if fortran_sgemm != NULL:
+        return 0
+    from scipy.linalg import cython_blas
+    fortran_dgemm = <fortran_dgemm_fn>_capi_pointer(cython_blas, "dgemm")
+    fortran_sgemm = <fortran_sgemm_fn>_capi_pointer(cython_blas, "sgemm")
+    return 0
+
+
+# The fg_blas table for calls that need GEMMs (the backward pass): scipy's, loaded on first use;
+# "reference" swaps in the core's plain loops (tests).
+cdef bint _use_reference_blas = False
 cdef fg_isa _isa = FG_ISA_AUTO
 
 _ISA_NAMES = {"auto": FG_ISA_AUTO, "generic": FG_ISA_GENERIC, "avx2": FG_ISA_AVX2}
@@ -167,7 +198,7 @@ def set_backend(isa="auto", blas="scipy"):
     """Chooses kernels ("auto", "generic", "avx2") and GEMMs ("scipy", "reference") for later calls.
 
     A process-wide switch for tests and benchmarks; not thread-safe with concurrent calls."""
-    global _isa, _blas
+    global _isa, _use_reference_blas
     if isa not in _ISA_NAMES:
         raise ValueError(f"isa must be one of {sorted(_ISA_NAMES)}, got {isa!r}")
     if blas not in ("scipy", "reference"):
@@ -175,7 +206,7 @@ def set_backend(isa="auto", blas="scipy"):
     if isa == "avx2" and fg_isa_detect() != FG_ISA_AVX2:
         raise NotImplementedError("this CPU lacks AVX2+FMA")
     _isa = _ISA_NAMES[isa]
-    _blas = &_scipy_blas if blas == "scipy" else fg_reference_blas()
+    _use_reference_blas = blas == "reference"
 
 
 # ------------------------------------------------------------------ errors and buffers
@@ -248,9 +279,16 @@ cdef class Pool:
         fg_pool_destroy(self.pool)
 
 
-cdef inline fg_context _context(Pool pool):
+cdef fg_context _context(Pool pool, bint needs_blas=False) except *:
+    """The context of a core call; needs_blas for calls that run GEMMs (fg_backward)."""
     cdef fg_context ctx
-    ctx.blas = _blas
+    ctx.blas = NULL
+    if needs_blas:
+        if _use_reference_blas:
+            ctx.blas = fg_reference_blas()
+        else:
+            _load_scipy_blas()
+            ctx.blas = &_scipy_blas
     ctx.pool = pool.pool if pool is not None else NULL
     ctx.isa = _isa
     return ctx
@@ -436,6 +474,56 @@ cdef class Model:
         with nogil:
             status = fg_step(self.gru, B, x_ptr, h_ptr, out_ptr, ws, nbytes, &ctx)
         _check(status, "step")
+
+
+cdef class Stepper:
+    """The hot path of GRUStream.step: fixed state, output and workspace, checks done in C.
+
+    x_t that is not already a C-contiguous array of the model's dtype and shape (B, I) (or (I,) when
+    B = 1) goes through `convert` (fastgru.model's user-facing conversion and errors) first."""
+    cdef Model model
+    cdef object state, output, view, convert
+    cdef Workspace workspace
+    cdef Pool pool
+    cdef int64_t batch
+    cdef int type_num
+
+    def __cinit__(self, Model model, state, output, view, Workspace workspace, Pool pool, convert):
+        self.model = model
+        self.state = state
+        self.output = output
+        self.view = view
+        self.workspace = workspace
+        self.pool = pool
+        self.convert = convert
+        self.batch = state.shape[1]
+        self.type_num = cnp.NPY_FLOAT32 if model.dtype == np.float32 else cnp.NPY_FLOAT64
+        workspace.allocate(model.step_workspace_bytes(self.batch))
+
+    cdef bint _ready(self, object x_t):
+        if not cnp.PyArray_Check(x_t):
+            return False
+        cdef cnp.ndarray arr = <cnp.ndarray>x_t
+        if cnp.PyArray_TYPE(arr) != self.type_num or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+            return False
+        if cnp.PyArray_NDIM(arr) == 2:
+            return cnp.PyArray_DIM(arr, 0) == self.batch and cnp.PyArray_DIM(arr, 1) == self.model.input_size
+        return cnp.PyArray_NDIM(arr) == 1 and self.batch == 1 and cnp.PyArray_DIM(arr, 0) == self.model.input_size
+
+    def step(self, x_t):
+        """Advances one step; returns the read-only output view (overwritten by the next step)."""
+        if not self._ready(x_t):
+            x_t = self.convert(x_t)
+        cdef fg_context ctx = _context(self.pool)
+        cdef const void *x_ptr = cnp.PyArray_DATA(<cnp.ndarray>x_t)
+        cdef void *h_ptr = cnp.PyArray_DATA(<cnp.ndarray>self.state)
+        cdef void *out_ptr = cnp.PyArray_DATA(<cnp.ndarray>self.output)
+        cdef fg_status status
+        with nogil:
+            status = fg_step(self.model.gru, self.batch, x_ptr, h_ptr, out_ptr, self.workspace.data,
+                             self.workspace.nbytes, &ctx)
+        _check(status, "step")
+        return self.view
 
 
 def new_workspace():

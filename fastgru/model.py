@@ -30,6 +30,7 @@ one thread at a time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import threading
@@ -46,12 +47,23 @@ _WEIGHT_NAME = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 _thread_state = threading.local()
 
 
+@functools.lru_cache(maxsize=1)
 def default_num_threads() -> int:
-    """The CPUs this process may run on."""
+    """The physical cores this process may run on (hyperthreads of one core count once: two busy
+    workers on one core only compete for its FMA units and its cache bandwidth). Read once."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = os.sched_getaffinity(0)
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/core_id") as core, \
+                    open(f"/sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id") as package:
+                cores.add((package.read().strip(), core.read().strip()))
+        except OSError:  # no topology exposed: count logical CPUs
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
 
 
 def _thread_pool(num_threads: int):
@@ -85,8 +97,8 @@ def _check_num_threads(num_threads) -> int:
 
 def _as_real_array(value, name: str, dtype: np.dtype) -> np.ndarray:
     """`value` as a C-ordered array of `dtype`; a copy only when needed. Rejects non-real input."""
-    array = np.asarray(value)
-    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+    array = value if type(value) is np.ndarray else np.asarray(value)
+    if array.dtype.kind not in "fiu":  # float, signed or unsigned integer (not bool, complex, object)
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     return np.ascontiguousarray(array, dtype=dtype)
 
@@ -133,6 +145,7 @@ class GRU:
 
     def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads) -> None:
         self.spec = spec
+        self._dtype = np.dtype(spec.dtype)
         self.num_threads = _check_num_threads(num_threads)
         for array in weights.values():
             array.flags.writeable = False
@@ -199,14 +212,18 @@ class GRU:
         return from_torch(module_or_state_dict, prefix=prefix, **options)
 
     @classmethod
-    def from_keras(cls, layer_or_model, **options) -> "GRU":
-        """A model from a Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs (fastgru.io.keras)."""
+    def from_keras(cls, layer_or_model, **options):
+        """A Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs as a ``fastgru.io.keras.KerasGRU``:
+        called like the Keras layer (masks, ``go_backwards``, ``return_state`` as Keras does them), with
+        the plain :class:`GRU` underneath in ``.gru``."""
         from .io.keras import from_keras
         return from_keras(layer_or_model, **options)
 
     @classmethod
-    def from_onnx(cls, model_or_path, node_name: str | None = None, **options) -> "GRU":
-        """A model from a GRU node of an ONNX ModelProto or file (fastgru.io.onnx)."""
+    def from_onnx(cls, model_or_path, node_name=None, **options):
+        """A GRU node (or a list of chained nodes) of an ONNX ModelProto or file as a
+        ``fastgru.io.onnx.OnnxGRU``: called like the node (ONNX shapes, ``sequence_lens``, ``initial_h``),
+        with the plain :class:`GRU` underneath in ``.gru``."""
         from .io.onnx import from_onnx
         return from_onnx(model_or_path, node_name=node_name, **options)
 
@@ -224,7 +241,7 @@ class GRU:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(self.spec.dtype)
+        return self._dtype
 
     input_size = property(lambda self: self.spec.input_size)
     hidden_size = property(lambda self: self.spec.hidden_size)
@@ -354,12 +371,14 @@ class GRUStream:
         self.batch_size = int(batch_size)
         self._state = np.zeros((spec.num_layers, self.batch_size, spec.hidden_size), dtype=gru.dtype)
         self._output = np.zeros((self.batch_size, spec.hidden_size), dtype=gru.dtype)
-        self._workspace = _core.new_workspace()
-        self._workspace_bytes = gru._model.step_workspace_bytes(self.batch_size)
-        self._workspace.allocate(self._workspace_bytes)
-        self._pool = _core.Pool(_check_num_threads(num_threads) if num_threads is not None else gru.num_threads)
-        self._view = self._output.view()
-        self._view.flags.writeable = False
+        threads = _check_num_threads(num_threads) if num_threads is not None else gru.num_threads
+        view = self._output.view()
+        view.flags.writeable = False
+        # The step runs in Cython (fastgru._core.Stepper): streaming calls are small, and Python-level
+        # checks would cost as much as the work. The stream owns its pool: it may be stepped from any
+        # one thread, and a pool serves one call at a time.
+        self._step = _core.Stepper(gru._model, self._state, self._output, view, _core.new_workspace(),
+                                   _core.Pool(threads) if threads > 1 else None, self._convert).step
         self.reset(h0)
 
     def reset(self, h0=None) -> None:
@@ -380,13 +399,15 @@ class GRUStream:
     def step(self, x_t) -> np.ndarray:
         """Advances one time step with input ``x_t`` of shape (B, I) (or (I,) when B = 1) and returns
         h_t, shape (B, H). The returned array is read-only and overwritten by the next step: copy it to
-        keep it."""
+        keep it. Allocates nothing when ``x_t`` is already a C-contiguous array of the model's dtype."""
+        return self._step(x_t)
+
+    def _convert(self, x_t) -> np.ndarray:
+        """The conversion rule of GRU.forward for one step's input, with errors naming x_t."""
         gru = self._gru
-        if not (type(x_t) is np.ndarray and x_t.dtype == gru.dtype and x_t.flags.c_contiguous):
-            x_t = _as_real_array(x_t, "x_t", gru.dtype)
+        x_t = _as_real_array(x_t, "x_t", gru.dtype)
         expected = (self.batch_size, gru.spec.input_size)
         if x_t.shape != expected and not (self.batch_size == 1 and x_t.shape == expected[1:]):
-            raise ValueError(f"x_t must have shape (B, I) = ({self.batch_size}, {gru.spec.input_size})"
+            raise ValueError(f"x_t must have shape (B, I) = {expected}"
                              f"{' or (I,)' if self.batch_size == 1 else ''}, got {x_t.shape}")
-        gru._model.step(x_t, self._state, self._output, self._workspace, self._pool)
-        return self._view
+        return x_t

@@ -14,8 +14,9 @@
  * PyTorch's (r, z, n); the core repacks internally (see pack.c).
  *
  * BLAS reaches the core as a table of row-major GEMM function pointers (fg_blas), passed into each
- * call. The core never links a BLAS and never sees the Fortran calling convention; fg_reference_blas()
- * gives plain-loop GEMMs so the core can be tested with no BLAS at all.
+ * call that needs one (the backward pass; the forward pass runs on the core's own packed kernels). The
+ * core never links a BLAS and never sees the Fortran calling convention; fg_reference_blas() gives
+ * plain-loop GEMMs so the core can be tested with no BLAS at all.
  */
 #ifndef FASTGRU_H
 #define FASTGRU_H
@@ -128,7 +129,8 @@ typedef enum fg_isa { FG_ISA_AUTO = 0, FG_ISA_GENERIC = 1, FG_ISA_AVX2 = 2 } fg_
 /* The best kernel set this CPU supports (never FG_ISA_AUTO). */
 fg_isa fg_isa_detect(void);
 
-/* What every compute call takes besides its data. pool may be NULL: then the call runs on the
+/* What every compute call takes besides its data. blas is needed by fg_backward only (fg_forward and
+ * fg_step run on the core's own kernels and accept NULL). pool may be NULL: then the call runs on the
  * calling thread alone. Asking for FG_ISA_AVX2 on a CPU without AVX2+FMA gives FG_ERR_UNSUPPORTED. */
 typedef struct fg_context {
     const fg_blas *blas;

@@ -2,18 +2,15 @@
  * streaming steps. The computation itself is forward_impl.h. */
 #include "internal.h"
 
-typedef fg_sgemm_fn gemm_fn_f32;
-typedef fg_dgemm_fn gemm_fn_f64;
-
 /* Where each scratch array of a forward call lives in the caller's workspace. */
 typedef struct forward_buffers {
     int64_t chunk_steps;  /* time steps per input-projection GEMM */
     int64_t *perm;        /* (B) batch rows ordered by length, longest first */
     int64_t *active;      /* (T + 1) active[t] = sequences longer than t; NULL without lengths */
     void *gates_x;        /* (chunk, B, D*3H) input projection of the current chunk */
-    void *x_gather;       /* (chunk, B, max(I, D*H)) time-major copy of batch-first input rows */
-    void *state;          /* (D, B, H) current state, rows in perm order */
-    void *gates_h;        /* (D, B, 3H) recurrent GEMM results */
+    void *x_gather;       /* (2, chunk, B, max(I, D*H)) time-major copies of batch-first input rows */
+    void *state;          /* (2, D, B, H) double-buffered state, rows in perm order */
+    void *gates_rz;       /* (D, B, 2H) activated r and z, reset-before only */
     void *reset_h;        /* (D, B, H) r * h, reset-before only */
     void *intermediate;   /* (T, B, D*H) output of a non-final layer, L >= 2 only */
 } forward_buffers;
@@ -48,10 +45,11 @@ static fg_status layout_forward(const fg_gru *gru, int64_t seq_len, int64_t batc
     buf->perm = (int64_t *)fg_layout_take(layout, batch, sizeof(int64_t));
     buf->active = (int64_t *)fg_layout_take(layout, seq_len + 1, sizeof(int64_t));
     buf->gates_x = fg_layout_take(layout, fg_mul(chunk_rows, D * 3 * H), elem);
-    buf->x_gather = fg_layout_take(layout, fg_mul(chunk_rows, width), elem);
-    buf->state = fg_layout_take(layout, fg_mul(D * batch, H), elem);
-    buf->gates_h = fg_layout_take(layout, fg_mul(D * batch, 3 * H), elem);
-    buf->reset_h = fg_layout_take(layout, spec->variant == FG_RESET_BEFORE ? fg_mul(D * batch, H) : 0, elem);
+    buf->x_gather = fg_layout_take(layout, fg_mul(fg_mul(2, chunk_rows), width), elem);
+    const int rb = spec->variant == FG_RESET_BEFORE;
+    buf->state = fg_layout_take(layout, fg_mul(2 * D * batch, H), elem);
+    buf->gates_rz = fg_layout_take(layout, rb ? fg_mul(D * batch, 2 * H) : 0, elem);
+    buf->reset_h = fg_layout_take(layout, rb ? fg_mul(D * batch, H) : 0, elem);
     buf->intermediate =
         fg_layout_take(layout, spec->num_layers > 1 ? fg_mul(fg_mul(seq_len, batch), D * H) : 0, elem);
     return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
@@ -125,7 +123,7 @@ static fg_status check_sequence(const fg_gru *gru, const fg_sequence *seq) {
 fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void *workspace,
                      size_t workspace_bytes, const fg_context *ctx) {
     const fg_kernels *kernels;
-    fg_status status = fg_check_context(gru, ctx, &kernels);
+    fg_status status = fg_check_context(gru, ctx, 0, &kernels);
     if (status == FG_OK) status = check_sequence(gru, seq);
     if (status != FG_OK) return status;
     if (seq->batch == 0) return FG_OK;
@@ -148,8 +146,8 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     if (!seq->lengths) buf.active = NULL;
 
     unsigned saved_csr = fg_denormals_off();
-    if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->blas->sgemm);
-    else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->blas->dgemm);
+    if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->pool);
+    else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->pool);
     fg_denormals_restore(saved_csr);
     return FG_OK;
 }

@@ -3,8 +3,9 @@
  * Per layer:
  *   1. the input projection gates_x = x W_ih^T + bias for a chunk of time steps, both directions in
  *      one GEMM when the whole sequence is one chunk (forward.c, chunk_steps);
- *   2. per time step and direction: one recurrent GEMM over the active batch rows (two for
- *      reset-before, where W_hn multiplies r * h), then the fused gate pass per row (kernels_impl.h).
+ *   2. per time step, both directions: the fused recurrent kernel (kernels_impl.h) over the active
+ *      batch rows, its unit blocks split across the pool's threads; reset-before takes two passes,
+ *      because W_hn multiplies r * h, which needs every r first.
  * Variable lengths shrink the active batch: rows are ordered by length once (perm), so at time t the
  * sequences still running are the first active[t] rows of the state. The reverse direction visits t
  * from T-1 down, and a sequence joins it at t = length - 1 with its initial state: the same rows. */
@@ -17,7 +18,7 @@ typedef struct FN(forward_state) {
     const fg_gru *gru;
     const fg_sequence *seq;
     const fg_kernels *kernels;
-    FN(gemm_fn) gemm;
+    fg_pool *pool;
     fg_activation act;
     forward_buffers buf;
     REAL *tape_gates;   /* (L, D, T, B, 4H) or NULL */
@@ -25,127 +26,183 @@ typedef struct FN(forward_state) {
 } FN(forward_state);
 
 /* Rows of the layer input for times [t_begin, t_begin + steps) as a time-major (steps*B, width)
- * matrix: the input itself when it is time-major, else gathered into the workspace. */
+ * matrix: the input itself when it is time-major, else gathered into the workspace (slot 0 or 1, one
+ * per direction projected at once). */
 static const REAL *FN(time_major_rows)(const FN(forward_state) *s, const REAL *input, int64_t width,
-                                       int64_t t_begin, int64_t steps) {
+                                       int64_t t_begin, int64_t steps, int64_t slot) {
     const int64_t T = s->seq->seq_len, B = s->seq->batch;
     if (!s->seq->batch_first) return input + t_begin * B * width;
-    REAL *gathered = (REAL *)s->buf.x_gather;
+    REAL *gathered = (REAL *)s->buf.x_gather + slot * s->buf.chunk_steps * B * width;
     for (int64_t j = 0; j < steps; j++)
         for (int64_t b = 0; b < B; b++)
             memcpy(gathered + (j * B + b) * width, input + (b * T + t_begin + j) * width, (size_t)width * sizeof(REAL));
     return gathered;
 }
 
-/* gates_x[:, col0:col0+cols] = rows(input, times) . W_ih[row0:row0+cols]^T + bias_x[row0:...]. */
-static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer, const REAL *input,
-                        int64_t t_begin, int64_t steps, int64_t row0, int64_t cols) {
-    const int64_t B = s->seq->batch, G = 3 * s->gru->spec.hidden_size;
-    const int64_t ld = s->gru->spec.num_directions * G, width = layer->input_size;
-    REAL *gates_x = (REAL *)s->buf.gates_x + row0;
-    const REAL *bias = (const REAL *)layer->bias_x + row0;
-    for (int64_t row = 0; row < steps * B; row++) memcpy(gates_x + row * ld, bias, (size_t)cols * sizeof(REAL));
-    const REAL *rows = FN(time_major_rows)(s, input, width, t_begin, steps);
-    s->gemm(0, 1, steps * B, cols, width, 1, rows, width, (const REAL *)layer->weight_ih + row0 * width, width,
-            1, gates_x, ld);
+/* Work split across the pool: the unit blocks of every direction, numbered d * blocks + u, cut into
+ * `parts` contiguous ranges (a range may span both directions). Either a step or a projection. */
+typedef struct FN(block_work) {
+    const fg_step_args *step_args;       /* one per direction, with step */
+    fg_step_fn step;
+    const fg_project_args *project_args; /* one per direction, with project */
+    fg_project_fn project;
+    int64_t blocks, parts, directions;
+} FN(block_work);
+
+static void FN(block_task)(void *opaque, int64_t part) {
+    const FN(block_work) *work = (const FN(block_work) *)opaque;
+    const int64_t total = work->blocks * work->directions;
+    const int64_t begin = part * total / work->parts, end = (part + 1) * total / work->parts;
+    for (int64_t index = begin; index < end;) {
+        const int64_t d = index / work->blocks, u = index % work->blocks;
+        const int64_t stop = end < (d + 1) * work->blocks ? end : (d + 1) * work->blocks;
+        if (work->step) work->step(&work->step_args[d], u, u + stop - index);
+        else work->project(&work->project_args[d], u, u + stop - index);
+        index = stop;
+    }
 }
 
-/* One time step t of direction d of layer l; `local` is t's row block in gates_x. */
-static void FN(step)(const FN(forward_state) *s, int64_t l, int d, int64_t t, int64_t local, REAL *out) {
+/* Runs the work over `macs` multiply-adds in as many parts as pay off (fg_parallel_parts). */
+static void FN(run_blocks)(const FN(forward_state) *s, FN(block_work) *work, int64_t macs) {
+    work->blocks = fg_num_blocks(s->gru->spec.hidden_size);
+    work->parts = fg_parallel_parts(s->pool, macs, work->blocks * work->directions);
+    fg_pool_run(s->pool, work->parts, FN(block_task), work);
+}
+
+/* gates_x for the chunk: direction d (of `dirs` starting at first_dir) projects the rows of times
+ * [t_begin[d], t_begin[d] + steps). */
+static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer, const REAL *input,
+                        const int64_t *t_begin, int64_t first_dir, int64_t dirs, int64_t steps) {
+    const int64_t B = s->seq->batch, H = s->gru->spec.hidden_size, D = s->gru->spec.num_directions;
+    const int64_t G = 3 * H, width = layer->input_size;
+    fg_project_args args[2];
+    for (int64_t k = 0; k < dirs; k++) {
+        const int64_t d = first_dir + k;
+        fg_project_args *a = &args[k];
+        a->hidden = H;
+        a->input_size = width;
+        a->rows = steps * B;
+        a->input = FN(time_major_rows)(s, input, width, t_begin[k], steps, k);
+        a->input_stride = width;
+        a->panels_ih = layer->directions[d].panels_ih;
+        a->bias_x = (const REAL *)layer->bias_x + d * G;
+        a->gates_x = (REAL *)s->buf.gates_x + d * G;
+        a->gates_x_stride = D * G;
+    }
+    FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, dirs};
+    FN(run_blocks)(s, &work, dirs * steps * B * G * width);
+}
+
+/* Runs a step kernel over all blocks of every direction, split across the pool's threads. */
+static void FN(run_step_kernel)(const FN(forward_state) *s, const fg_step_args *args, int64_t dirs,
+                                fg_step_fn kernel) {
+    const int64_t H = s->gru->spec.hidden_size;
+    int64_t macs = 0;
+    for (int64_t d = 0; d < dirs; d++) macs += args[d].rows * 3 * H * H;
+    FN(block_work) work = {args, kernel, NULL, NULL, 0, 0, dirs};
+    FN(run_blocks)(s, &work, macs);
+}
+
+/* Time step j of the chunk starting at t0 (`steps` long), both directions, layer l. The state is
+ * double buffered by the parity of the step count: step `count` reads state[count % 2] and writes
+ * state[(count + 1) % 2]. */
+static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t steps, int64_t j, REAL *out) {
     const fg_spec *spec = &s->gru->spec;
     const fg_sequence *seq = s->seq;
     const int64_t T = seq->seq_len, B = seq->batch, H = spec->hidden_size, D = spec->num_directions;
-    const int64_t G = 3 * H, out_width = D * H;
-    const fg_packed_direction *dir = &s->gru->layers[l].directions[d];
-    const REAL *w_hh = (const REAL *)dir->weight_hh;
-    const int64_t *perm = s->buf.perm;
-    const int64_t active = s->buf.active ? s->buf.active[t] : B;
-    REAL *state = (REAL *)s->buf.state + d * B * H;
-    REAL *gates_h = (REAL *)s->buf.gates_h + d * B * G;
-    const REAL *gates_x = (const REAL *)s->buf.gates_x + local * B * D * G + d * G;
-    const uint8_t *mask = seq->mask ? seq->mask + t * B : NULL;
-    REAL *tape = s->tape_gates ? s->tape_gates + ((l * D + d) * T + t) * B * 4 * H : NULL;
-
-#define OUT_ROW(b) (out + (seq->batch_first ? (b) * T + t : t * B + (b)) * out_width + d * H)
-#define TAPE_ROW(b) (tape ? tape + (b) * 4 * H : NULL)
-#define MASKED(b) (mask && !mask[b])
-    if (spec->variant == FG_LINEAR_BEFORE_RESET) {
-        const REAL *bias_hn = (const REAL *)dir->bias_hn;
-        s->gemm(0, 1, active, G, H, 1, state, H, w_hh, H, 0, gates_h, G);
-        for (int64_t i = 0; i < active; i++) {
-            int64_t b = perm[i];
-            if (MASKED(b)) continue;
-            s->kernels->FN(gates_lbr)(&s->act, H, gates_x + b * D * G, gates_h + i * G, bias_hn, state + i * H,
-                                      OUT_ROW(b), TAPE_ROW(b));
-        }
-    } else {
-        REAL *gates_rz = gates_h, *gates_hn = gates_h + B * 2 * H;
-        REAL *reset_h = (REAL *)s->buf.reset_h + d * B * H;
-        s->gemm(0, 1, active, 2 * H, H, 1, state, H, w_hh, H, 0, gates_rz, 2 * H);
-        for (int64_t i = 0; i < active; i++)
-            s->kernels->FN(gates_rb1)(&s->act, H, gates_x + perm[i] * D * G, gates_rz + i * 2 * H, state + i * H,
-                                      reset_h + i * H);
-        s->gemm(0, 1, active, H, H, 1, reset_h, H, w_hh + 2 * H * H, H, 0, gates_hn, H);
-        for (int64_t i = 0; i < active; i++) {
-            int64_t b = perm[i];
-            if (MASKED(b)) continue;
-            s->kernels->FN(gates_rb2)(&s->act, H, gates_x + b * D * G, gates_rz + i * 2 * H, gates_hn + i * H,
-                                      state + i * H, OUT_ROW(b), TAPE_ROW(b));
-        }
+    const int64_t G = 3 * H, out_width = D * H, count = t0 + j;
+    const int lbr = spec->variant == FG_LINEAR_BEFORE_RESET;
+    fg_step_args args[2];
+    for (int64_t d = 0; d < D; d++) {
+        /* Direction 1 walks the chunk mirrored from the end (run_layer). */
+        const int64_t t = d ? T - 1 - count : count, local = d ? steps - 1 - j : j;
+        const fg_packed_direction *dir = &s->gru->layers[l].directions[d];
+        fg_step_args *a = &args[d];
+        a->act = s->act;
+        a->hidden = H;
+        a->rows = s->buf.active ? s->buf.active[t] : B;
+        a->perm = s->buf.perm;
+        a->h_prev = (REAL *)s->buf.state + ((count % 2) * D + d) * B * H;
+        a->h_next = (REAL *)s->buf.state + (((count + 1) % 2) * D + d) * B * H;
+        a->panels = dir->panels;
+        a->panels_n = dir->panels_n;
+        a->bias_hn = dir->bias_hn;
+        a->gates_x = (const REAL *)s->buf.gates_x + local * B * D * G + d * G;
+        a->gates_x_stride = D * G;
+        a->output = out + (seq->batch_first ? t : t * B) * out_width + d * H;
+        a->output_stride = seq->batch_first ? T * out_width : out_width;
+        a->tape = s->tape_gates ? s->tape_gates + ((l * D + d) * T + t) * B * 4 * H : NULL;
+        a->mask = seq->mask ? seq->mask + t * B : NULL;
+        a->gates_rz = lbr ? NULL : (REAL *)s->buf.gates_rz + d * B * 2 * H;
+        a->reset_h = lbr ? NULL : (REAL *)s->buf.reset_h + d * B * H;
     }
-    /* Finished sequences and masked steps output zeros. A masked step's tape row reads r = 0, z = 1,
-     * n = 0: the backward formulas then pass the state's gradient through untouched. */
-    for (int64_t i = active; i < B; i++) memset(OUT_ROW(perm[i]), 0, (size_t)H * sizeof(REAL));
-    if (mask) {
-        for (int64_t b = 0; b < B; b++) {
-            if (!MASKED(b)) continue;
-            memset(OUT_ROW(b), 0, (size_t)H * sizeof(REAL));
-            if (tape) {
-                REAL *row = TAPE_ROW(b);
+    if (lbr) {
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_lbr));
+    } else {
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb1));
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb2));
+    }
+    /* Finished sequences output zeros. Masked steps carry the state, output zeros, and leave a tape
+     * row with r = 0, z = 1, n = 0: the backward formulas then pass the state's gradient through. */
+    for (int64_t d = 0; d < D; d++) {
+        const fg_step_args *a = &args[d];
+        for (int64_t i = a->rows; i < B; i++)
+            memset((REAL *)a->output + s->buf.perm[i] * a->output_stride, 0, (size_t)H * sizeof(REAL));
+        if (!a->mask) continue;
+        for (int64_t i = 0; i < B; i++) {
+            const int64_t b = s->buf.perm[i];
+            if (a->mask[b]) continue;
+            memcpy((REAL *)a->h_next + i * H, (const REAL *)a->h_prev + i * H, (size_t)H * sizeof(REAL));
+            memset((REAL *)a->output + b * a->output_stride, 0, (size_t)H * sizeof(REAL));
+            if (a->tape) {
+                REAL *row = (REAL *)a->tape + b * 4 * H;
                 memset(row, 0, (size_t)(4 * H) * sizeof(REAL));
-                for (int64_t j = 0; j < H; j++) row[fg_packed_index(H, 3, 1, j)] = 1;
+                for (int64_t u = 0; u < H; u++) row[fg_packed_index(H, 3, 1, u)] = 1;
             }
         }
     }
-#undef OUT_ROW
-#undef TAPE_ROW
-#undef MASKED
 }
 
 static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *input, REAL *out) {
     const fg_spec *spec = &s->gru->spec;
     const fg_sequence *seq = s->seq;
     const int64_t T = seq->seq_len, B = seq->batch, H = spec->hidden_size, D = spec->num_directions;
-    const int64_t G = 3 * H, chunk = s->buf.chunk_steps;
+    const int64_t chunk = s->buf.chunk_steps;
     const fg_packed_layer *layer = &s->gru->layers[l];
     const int64_t *perm = s->buf.perm;
     const REAL *h0 = (const REAL *)seq->h0;
     REAL *h_n = (REAL *)seq->h_n;
 
-    /* The state lives in perm order so the active rows are always a prefix. */
-    for (int64_t d = 0; d < D; d++) {
-        REAL *state = (REAL *)s->buf.state + d * B * H;
-        for (int64_t i = 0; i < B; i++) {
-            if (h0) memcpy(state + i * H, h0 + ((l * D + d) * B + perm[i]) * H, (size_t)H * sizeof(REAL));
-            else memset(state + i * H, 0, (size_t)H * sizeof(REAL));
+    /* The state lives in perm order so the active rows are always a prefix. Both buffers start at
+     * h0: a sequence that joins the reverse direction late reads whichever one its first step reads. */
+    for (int64_t parity = 0; parity < 2; parity++)
+        for (int64_t d = 0; d < D; d++) {
+            REAL *state = (REAL *)s->buf.state + (parity * D + d) * B * H;
+            for (int64_t i = 0; i < B; i++) {
+                if (h0) memcpy(state + i * H, h0 + ((l * D + d) * B + perm[i]) * H, (size_t)H * sizeof(REAL));
+                else memset(state + i * H, 0, (size_t)H * sizeof(REAL));
+            }
         }
-    }
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
         const int64_t steps = T - t0 < chunk ? T - t0 : chunk;
         /* Direction 1 walks the chunk mirrored from the end: times [T - t0 - steps, T - t0). */
-        if (steps == T) FN(project)(s, layer, input, 0, T, 0, D * G);
-        else
-            for (int64_t d = 0; d < D; d++) FN(project)(s, layer, input, d ? T - t0 - steps : t0, steps, d * G, G);
-        for (int64_t j = 0; j < steps; j++) {
-            FN(step)(s, l, 0, t0 + j, j, out);
-            if (D == 2) FN(step)(s, l, 1, T - 1 - t0 - j, steps - 1 - j, out);
+        const int64_t t_begin[2] = {t0, T - t0 - steps};
+        if (steps == T) {
+            const int64_t whole[2] = {0, 0}; /* one chunk: both directions read the same rows */
+            FN(project)(s, layer, input, whole, 0, D, T);
+        } else {
+            FN(project)(s, layer, input, t_begin, 0, D, steps);
         }
+        for (int64_t j = 0; j < steps; j++) FN(step)(s, l, t0, steps, j, out);
     }
-    for (int64_t d = 0; d < D; d++) {
-        const REAL *state = (const REAL *)s->buf.state + d * B * H;
-        for (int64_t i = 0; i < B; i++)
+    /* A sequence of length len took len steps in each direction. Its forward state was last written at
+     * step len - 1, into state[len % 2]; the reverse direction ends at the last step, in state[T % 2]. */
+    for (int64_t d = 0; d < D; d++)
+        for (int64_t i = 0; i < B; i++) {
+            const int64_t len = d == 0 && seq->lengths ? seq->lengths[perm[i]] : T;
+            const REAL *state = (const REAL *)s->buf.state + ((len % 2) * D + d) * B * H;
             memcpy(h_n + ((l * D + d) * B + perm[i]) * H, state + i * H, (size_t)H * sizeof(REAL));
-    }
+        }
     if (s->tape_outputs) {
         REAL *saved = s->tape_outputs + l * T * B * D * H;
         const int64_t rows = T * B, width = D * H;
@@ -158,14 +215,14 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
 }
 
 static void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
-                        const forward_buffers *buf, const fg_kernels *kernels, FN(gemm_fn) gemm) {
+                        const forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool) {
     const fg_spec *spec = &gru->spec;
     const int64_t L = spec->num_layers;
     FN(forward_state) s;
     s.gru = gru;
     s.seq = seq;
     s.kernels = kernels;
-    s.gemm = gemm;
+    s.pool = pool;
     s.act = fg_activation_of(spec);
     s.buf = *buf;
     s.tape_gates = (REAL *)tape_gates;

@@ -35,12 +35,22 @@ static inline int64_t fg_packed_index(int64_t hidden, int ngates, int gate, int6
 /* One (layer, direction) of a packed model.
  *   weight_hh, linear-before-reset: (3H, H), rows in packed [r z n] order.
  *   weight_hh, reset-before: (2H, H) rows in packed [r z] order, then (H, H) W_hn in natural order,
- *              because W_hn multiplies r*h, which only exists once r is known.
+ *              because W_hn multiplies r * h, which only exists once r is known.
+ *   panels:    the recurrent weights again, transposed block by block for the fused step kernels:
+ *              for unit block u, a (H, C) row-major panel with panel[k][g*8 + w] = W_hh[gate g, unit
+ *              8u + w][k] (zero past the last unit). C = 24 ([r z n]) for linear-before-reset, 16
+ *              ([r z]) for reset-before, whose W_hn panels (C = 8) are panels_n. A step then streams
+ *              each block's weights once, contiguously, for every batch row it handles.
  *   bias_hn:   linear-before-reset only, natural order: b_hn stays inside r * (W_hn h + b_hn).
+ * weight_ih / weight_hh (row-major, for the BLAS GEMMs of the backward pass) and the panels hold the
+ * same numbers: the forward pass reads only the panels.
  * The input weights of both directions of a layer are stacked in fg_packed_layer.weight_ih so one GEMM
  * projects the input for both. */
 typedef struct fg_packed_direction {
+    void *panels_ih;        /* W_ih as panels: block u, row k (of I_k), column g*8 + w, C = 24 */
     void *weight_hh;
+    void *panels;
+    void *panels_n;
     void *bias_hn;
 } fg_packed_direction;
 
@@ -58,42 +68,77 @@ struct fg_gru {
     size_t packed_bytes;
 };
 
+/* Number of unit blocks, and the width of block u. */
+static inline int64_t fg_num_blocks(int64_t hidden) { return (hidden + FG_BLOCK - 1) / FG_BLOCK; }
+static inline int fg_block_width(int64_t hidden, int64_t block) {
+    int64_t left = hidden - block * FG_BLOCK;
+    return (int)(left < FG_BLOCK ? left : FG_BLOCK);
+}
+
 /* ---------------------------------------------------------------- kernels
  *
- * The fused gate math of one step for one batch row, compiled once per ISA (kernels_generic.c,
- * kernels_avx2.c) from the same source (kernels_impl.h). Arguments in packed order unless noted.
- *   gates_lbr:  gates_x (3H), gates_h = W_hh h (3H) -> updates h (H, natural) in place, writes output
- *               (H) and, when tape is not NULL, the tape row (4H: r z n packed, then W_hn h + b_hn).
- *   gates_rb1:  reset-before, first half: gates_h (2H, [r z] packed) is overwritten with the activated
- *               r and z; reset_h (H) = r * h.
- *   gates_rb2:  reset-before, second half: gates_hn = W_hn (r * h) (H, natural); updates h, output, tape.
- */
+ * One recurrent step of one direction, for the unit blocks [block_begin, block_end): the dot products
+ * of the state rows with each block's panel, then the gate math while the results are in registers
+ * (kernels_impl.h). Compiled once per ISA (kernels_generic.c, kernels_avx2.c) from the same source.
+ * Different block ranges touch disjoint outputs, so threads split a step by blocks; the arithmetic of
+ * each output value is the same whatever the split, hence results do not depend on the thread count.
+ *
+ * Rows are the active batch rows in length order: row i is batch entry perm[i]. The state is double
+ * buffered (h_prev read, h_next written) because every block reads the whole previous state.
+ *   step_lbr:  linear-before-reset; writes h_next, the output and (if tape) the tape rows.
+ *   step_rb1:  reset-before, first half: gates_rz row i (2H, [r z] packed) = activated r, z;
+ *              reset_h row i (H) = r * h_prev.
+ *   step_rb2:  reset-before, second half: n from W_hn (r * h) (panels_n); writes h_next, output, tape.
+ * Masked rows (mask[perm[i]] == 0) are skipped; the driver carries their state. */
 typedef struct fg_activation {
     int hard_sigmoid;
     double alpha, beta;     /* hard sigmoid: clip(alpha * a + beta, 0, 1) */
     double clip;            /* > 0: clamp pre-activations */
 } fg_activation;
 
-#define FG_KERNEL_DECLS(REAL, SFX)                                                                    \
-    typedef void (*fg_gates_lbr_##SFX)(const fg_activation *act, int64_t hidden, const REAL *gates_x, \
-                                       const REAL *gates_h, const REAL *bias_hn, REAL *h, REAL *output, \
-                                       REAL *tape);                                                   \
-    typedef void (*fg_gates_rb1_##SFX)(const fg_activation *act, int64_t hidden, const REAL *gates_x, \
-                                       REAL *gates_h, const REAL *h, REAL *reset_h);                  \
-    typedef void (*fg_gates_rb2_##SFX)(const fg_activation *act, int64_t hidden, const REAL *gates_x, \
-                                       const REAL *gates_rz, const REAL *gates_hn, REAL *h,           \
-                                       REAL *output, REAL *tape);
+typedef struct fg_step_args {
+    fg_activation act;
+    int64_t hidden;
+    int64_t rows;
+    const int64_t *perm;
+    const void *h_prev;         /* (rows, H) */
+    void *h_next;               /* (rows, H) */
+    const void *panels;         /* this direction's panels (see fg_packed_direction) */
+    const void *panels_n;
+    const void *bias_hn;        /* (H) */
+    const void *gates_x;        /* batch entry b's input projection at gates_x + b * gates_x_stride */
+    int64_t gates_x_stride;
+    void *output;               /* batch entry b's output at output + b * output_stride */
+    int64_t output_stride;
+    void *tape;                 /* batch entry b's tape row at tape + b * 4H, or NULL */
+    const uint8_t *mask;        /* indexed by batch entry, or NULL */
+    void *gates_rz;             /* reset-before scratch (rows, 2H) */
+    void *reset_h;              /* reset-before scratch (rows, H) */
+} fg_step_args;
 
-FG_KERNEL_DECLS(float, f32)
-FG_KERNEL_DECLS(double, f64)
+typedef void (*fg_step_fn)(const fg_step_args *args, int64_t block_begin, int64_t block_end);
+
+/* The input projection of `rows` input rows for one direction and the unit blocks [block_begin,
+ * block_end): gates_x row i = input row i . W_ih^T + bias_x, in packed order. */
+typedef struct fg_project_args {
+    int64_t hidden;
+    int64_t input_size;
+    int64_t rows;
+    const void *input;          /* row i at input + i * input_stride */
+    int64_t input_stride;
+    const void *panels_ih;      /* this direction's W_ih panels */
+    const void *bias_x;         /* this direction's folded bias (3H, packed) */
+    void *gates_x;              /* row i at gates_x + i * gates_x_stride */
+    int64_t gates_x_stride;
+} fg_project_args;
+
+typedef void (*fg_project_fn)(const fg_project_args *args, int64_t block_begin, int64_t block_end);
 
 typedef struct fg_kernels {
-    fg_gates_lbr_f32 gates_lbr_f32;
-    fg_gates_rb1_f32 gates_rb1_f32;
-    fg_gates_rb2_f32 gates_rb2_f32;
-    fg_gates_lbr_f64 gates_lbr_f64;
-    fg_gates_rb1_f64 gates_rb1_f64;
-    fg_gates_rb2_f64 gates_rb2_f64;
+    fg_step_fn step_lbr_f32, step_rb1_f32, step_rb2_f32;
+    fg_project_fn project_f32;
+    fg_step_fn step_lbr_f64, step_rb1_f64, step_rb2_f64;
+    fg_project_fn project_f64;
 } fg_kernels;
 
 extern const fg_kernels fg_kernels_generic;
@@ -106,6 +151,19 @@ extern const fg_kernels fg_kernels_avx2;
 const fg_kernels *fg_select_kernels(fg_isa isa);
 
 /* ---------------------------------------------------------------- threads */
+
+/* Handing work to a worker costs about a microsecond (more on a busy machine); a part must carry at
+ * least this many multiply-adds to be worth it. */
+#define FG_MIN_PARALLEL_MACS ((int64_t)1 << 16)
+
+/* How many parts (at most max_parts) to split `macs` multiply-adds into on this pool. */
+static inline int64_t fg_parallel_parts(const fg_pool *pool, int64_t macs, int64_t max_parts) {
+    int64_t parts = fg_pool_num_threads(pool);
+    int64_t by_work = macs / FG_MIN_PARALLEL_MACS;
+    if (parts > by_work) parts = by_work;
+    if (parts > max_parts) parts = max_parts;
+    return parts < 1 ? 1 : parts;
+}
 
 /* Runs task(arg, i) for i in [0, n_tasks) on the pool's threads (the caller is one of them) and returns
  * when all are done. pool may be NULL: then everything runs on the calling thread. */
@@ -169,7 +227,8 @@ fg_status fg_tape_layout(const fg_gru *gru, int64_t seq_len, int64_t batch, void
 fg_status fg_order_by_length(const fg_sequence *seq, int64_t *perm, int64_t *active);
 
 size_t fg_dtype_size(fg_dtype dtype);
-fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, const fg_kernels **kernels);
+/* Checks the context (the BLAS table too when needs_blas) and picks the kernels. */
+fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, int needs_blas, const fg_kernels **kernels);
 fg_activation fg_activation_of(const fg_spec *spec);
 
 /* Flush-to-zero and denormals-are-zero for the duration of a call: denormal states in a decaying

@@ -22,6 +22,6 @@
 #include "kernels_impl.h"
 
 const fg_kernels fg_kernels_generic = {
-    gates_lbr_f32_generic, gates_rb1_f32_generic, gates_rb2_f32_generic,
-    gates_lbr_f64_generic, gates_rb1_f64_generic, gates_rb2_f64_generic,
+    step_lbr_f32_generic, step_rb1_f32_generic, step_rb2_f32_generic, project_f32_generic,
+    step_lbr_f64_generic, step_rb1_f64_generic, step_rb2_f64_generic, project_f64_generic,
 };

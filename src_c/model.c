@@ -53,6 +53,25 @@ static fg_status check_spec(const fg_spec *spec) {
                        (size_t)hidden * sizeof(REAL));                                                 \
             }                                                                                          \
         }                                                                                              \
+        REAL *panels_ih = (REAL *)layer->directions[direction].panels_ih;                              \
+        for (int64_t unit = 0; unit < hidden; unit++)                                                  \
+            for (int64_t k = 0; k < in; k++)                                                           \
+                for (int gate = 0; gate < 3; gate++)                                                   \
+                    panels_ih[((unit / FG_BLOCK) * in + k) * 3 * FG_BLOCK + gate * FG_BLOCK + unit % FG_BLOCK] = \
+                        SRC(w_ih, in, gate, unit, k);                                                  \
+        /* Panels: block u, row k, column g*8 + w holds W_hh[gate g, unit 8u + w][k]. */               \
+        const int panel_gates = lbr ? 3 : 2;                                                           \
+        REAL *panels = (REAL *)layer->directions[direction].panels;                                    \
+        REAL *panels_n = (REAL *)layer->directions[direction].panels_n;                                \
+        for (int64_t unit = 0; unit < hidden; unit++) {                                                \
+            const int64_t block = unit / FG_BLOCK, w = unit % FG_BLOCK;                                \
+            for (int64_t k = 0; k < hidden; k++) {                                                     \
+                REAL *row = panels + (block * hidden + k) * panel_gates * FG_BLOCK;                    \
+                for (int gate = 0; gate < panel_gates; gate++)                                         \
+                    row[gate * FG_BLOCK + w] = SRC(w_hh, hidden, gate, unit, k);                       \
+                if (!lbr) panels_n[(block * hidden + k) * FG_BLOCK + w] = SRC(w_hh, hidden, 2, unit, k); \
+            }                                                                                          \
+        }                                                                                              \
     }
 
 FG_PACK_FUNCTIONS(float, f32)
@@ -71,7 +90,13 @@ static fg_status layout_model(fg_gru *gru, fg_layout *layout) {
         layer->weight_ih = fg_layout_take(layout, fg_mul(dirs * 3 * hidden, layer->input_size), elem);
         layer->bias_x = fg_layout_take(layout, dirs * 3 * hidden, elem);
         for (int64_t d = 0; d < dirs; d++) {
+            const int64_t panel_rows = fg_mul(fg_num_blocks(hidden) * FG_BLOCK, hidden);
+            const int lbr = spec->variant == FG_LINEAR_BEFORE_RESET;
+            layer->directions[d].panels_ih =
+                fg_layout_take(layout, fg_mul(fg_num_blocks(hidden) * 3 * FG_BLOCK, layer->input_size), elem);
             layer->directions[d].weight_hh = fg_layout_take(layout, fg_mul(3 * hidden, hidden), elem);
+            layer->directions[d].panels = fg_layout_take(layout, fg_mul(lbr ? 3 : 2, panel_rows), elem);
+            layer->directions[d].panels_n = fg_layout_take(layout, lbr ? 0 : panel_rows, elem);
             layer->directions[d].bias_hn = fg_layout_take(layout, hidden, elem);
         }
     }

@@ -43,6 +43,8 @@ from fastgru.spec import GRUSpec
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 _SKIPPED = ("InputLayer",)
 _MASK_OPS = ("NotEqual", "Any")  # Keras 3 functional graphs spell out Masking's mask computation as ops
+_OVERRIDABLE = {"return_sequences", "return_state", "go_backwards", "zero_output_for_mask", "reset_after",
+                "activation", "recurrent_activation", "use_bias", "merge_mode"}
 _GRU_DEFAULTS = {
     "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True, "return_sequences": False,
     "return_state": False, "go_backwards": False, "stateful": False, "zero_output_for_mask": False,
@@ -163,6 +165,10 @@ def from_keras(obj, *, layer=None, keras_version=None, **overrides):
     ``hard_sigmoid`` means). Other keyword arguments override GRU config values (``return_sequences``,
     ``reset_after``, ``recurrent_activation``, ``merge_mode``...), for weights-only files that have none.
     """
+    unknown = set(overrides) - _OVERRIDABLE
+    if unknown:
+        raise TypeError(f"from_keras got unknown option(s) {sorted(unknown)}; GRU config values that may be "
+                        f"overridden: {sorted(_OVERRIDABLE)}")
     if isinstance(obj, (str, os.PathLike)):
         source = os.fspath(obj)
         model_config, records, version, mask_value = _read_file(source)
@@ -191,11 +197,13 @@ def _read_object(obj):
     if isinstance(obj, (keras.layers.GRU, keras.layers.Bidirectional)):
         return None, [_object_record(obj, None)], version, None
     if not isinstance(obj, keras.Model):
-        raise TypeError(f"from_keras expects a keras GRU/Bidirectional layer, a Model or a path, got {type(obj).__name__}")
+        raise TypeError(f"from_keras expects a keras GRU/Bidirectional layer, a Model or a path, "
+                        f"got {type(obj).__name__}")
     config = {"class_name": type(obj).__name__, "config": obj.get_config()}
     records, mask_value = _walk_config(config, obj.name)
     for record in records:
-        record.update(_object_record(obj.get_layer(record["name"]), record["inbound"]))
+        if "unsupported" not in record:
+            record.update(_object_record(obj.get_layer(record["name"]), record["inbound"]))
     return config, records, version, mask_value
 
 
@@ -203,9 +211,12 @@ def _object_record(layer, inbound):
     import keras
 
     def arrays(gru_layer):
+        if not gru_layer.built:
+            raise ValueError(f"{gru_layer.name}: the layer has no weights yet (build it or call it once first)")
         cell = gru_layer.cell
         variables = {"kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel, "bias": cell.bias}
-        return {key: (keras.ops.convert_to_numpy(v), f"{gru_layer.name}/{key}") for key, v in variables.items() if v is not None}
+        return {key: (keras.ops.convert_to_numpy(v), f"{gru_layer.name}/{key}")
+                for key, v in variables.items() if v is not None}
 
     if isinstance(layer, keras.layers.Bidirectional):
         for part in (layer.forward_layer, layer.backward_layer):
@@ -213,7 +224,8 @@ def _object_record(layer, inbound):
                 raise UnsupportedModelError(f"{layer.name}: Bidirectional wraps a {type(part).__name__}, not a GRU")
         return {"name": layer.name, "class_name": "Bidirectional", "config": layer.forward_layer.get_config(),
                 "backward_config": layer.backward_layer.get_config(), "merge_mode": layer.merge_mode,
-                "arrays": arrays(layer.forward_layer), "backward_arrays": arrays(layer.backward_layer), "inbound": inbound}
+                "arrays": arrays(layer.forward_layer), "backward_arrays": arrays(layer.backward_layer),
+                "inbound": inbound}
     if not isinstance(layer, keras.layers.GRU):
         raise UnsupportedModelError(f"{layer.name}: a {type(layer).__name__}, not a GRU")
     return {"name": layer.name, "class_name": "GRU", "config": layer.get_config(), "backward_config": None,
@@ -222,9 +234,7 @@ def _object_record(layer, inbound):
 
 def _read_file(path):
     """Records from a .keras archive, a Keras 3 .weights.h5 or a legacy .h5."""
-    import h5py
-
-    if zipfile.is_zipfile(path):
+    if path.endswith(".keras") or zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
                 config = json.loads(archive.read("config.json"))
@@ -239,7 +249,7 @@ def _read_file(path):
         return config, records, metadata.get("keras_version", "3"), mask_value
     with _open_h5(path, path) as store:
         root = store["model_weights"] if "model_weights" in store else store
-        if "layer_names" in root.attrs:  # the legacy format (Keras 1/2, tf.keras 2, or Keras 3 writing .h5)
+        if _attribute_list(root, "layer_names"):  # the legacy format (Keras 1/2, tf.keras 2, or Keras 3 writing .h5)
             version = _text(store.attrs.get("keras_version", root.attrs.get("keras_version", ""))) or None
             if "model_config" in store.attrs:
                 config = json.loads(_text(store.attrs["model_config"]))
@@ -250,7 +260,8 @@ def _read_file(path):
             return None, _legacy_records(root, path), version, None
         if "layers" in store or "vars" in store:
             return None, _store_records(store, path), "3", None
-    raise ValueError(f"{path}: an HDF5 file with neither Keras 3 weights ('layers/...') nor legacy Keras weights ('layer_names')")
+    raise ValueError(f"{path}: an HDF5 file with neither Keras 3 weights ('layers/...') nor legacy Keras weights "
+                     f"('layer_names')")
 
 
 class _open_h5:
@@ -276,6 +287,17 @@ def _text(value) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
+def _attribute_list(group, name) -> list[str]:
+    """A legacy list attribute; Keras splits long ones into name0, name1, ... (HDF5's 64 KB header limit)."""
+    if name in group.attrs:
+        return [_text(n) for n in group.attrs[name]]
+    values, chunk = [], 0
+    while f"{name}{chunk}" in group.attrs:
+        values += [_text(n) for n in group.attrs[f"{name}{chunk}"]]
+        chunk += 1
+    return values
+
+
 def _walk_config(model_config, source):
     """The GRU/Bidirectional layers of a model config, in order, plus the Masking value if the chain has one."""
     class_name, config = model_config.get("class_name"), model_config.get("config")
@@ -288,17 +310,19 @@ def _walk_config(model_config, source):
     else:
         raise UnsupportedModelError(f"{source}: top-level object is a {class_name}, not a model or a GRU layer")
     records, mask_value, previous, counts = [], None, None, {}
+    has_masking = any(entry.get("class_name") == "Masking" for entry in entries)
     for entry in entries:
         kind, config = entry["class_name"], entry.get("config", {})
         name = entry.get("name", config.get("name"))
         if kind in _SKIPPED:
             previous = name
             continue
-        if kind in _MASK_OPS and "ops" in entry.get("module", ""):
+        if kind in _MASK_OPS and has_masking:
             continue
         if kind == "Masking":
             if records:
-                raise UnsupportedModelError(f"{source}: Masking layer {name!r} comes after a GRU; fastgru only applies a Masking before the first GRU")
+                raise UnsupportedModelError(f"{source}: Masking layer {name!r} comes after a GRU; fastgru only applies "
+                                            f"a Masking before the first GRU")
             mask_value, previous = float(config.get("mask_value", 0.0)), name
             continue
         # The weights store names a layer by its class and position among layers of that class: gru, gru_1, ...
@@ -313,8 +337,10 @@ def _walk_config(model_config, source):
             record["config"] = dict(config["layer"]["config"])
             backward = config.get("backward_layer")
             if backward is not None and backward.get("class_name") != "GRU":
-                raise UnsupportedModelError(f"{source}: Bidirectional {name!r} has a backward {backward.get('class_name')}, not a GRU")
-            record["backward_config"] = dict(backward["config"]) if backward else {**config["layer"]["config"], "go_backwards": True}
+                raise UnsupportedModelError(f"{source}: Bidirectional {name!r} has a backward "
+                                            f"{backward.get('class_name')}, not a GRU")
+            default_backward = {**config["layer"]["config"], "go_backwards": True}
+            record["backward_config"] = dict(backward["config"]) if backward else default_backward
             record["merge_mode"] = config.get("merge_mode", "concat")
         else:
             inner = config.get("layer", {}).get("class_name")
@@ -342,24 +368,30 @@ def _inbound(entry):
 
 def _select(records, layer, source, model_config):
     if layer is not None:
-        chosen = [r for r in records if layer in (r["name"], r.get("path")) and "unsupported" not in r]
+        usable = [r for r in records if "unsupported" not in r]
+        chosen = [r for r in usable if r["name"] == layer] or [r for r in usable if r.get("path") == layer]
         if not chosen:
             raise ValueError(f"{source}: no GRU layer named {layer!r}; GRU layers: {_names(records)}")
         chosen[0]["inbound"] = None
         return chosen
     if not records:
         raise ValueError(f"{source}: no GRU or Bidirectional(GRU) layer found")
+    if model_config is None and len(records) > 1:
+        raise ValueError(f"{source}: {len(records)} GRU layers and no model config to chain them; pass layer= "
+                         f"one of {_names(records)}")
     for record in records:
         if "unsupported" in record:
             raise UnsupportedModelError(
                 f"{source}: layer {record['name']!r} is a {record['unsupported']}; fastgru imports chains of GRU / "
-                f"Bidirectional(GRU) layers (after an optional Masking). Import one layer with layer= one of {_names(records)}")
+                f"Bidirectional(GRU) layers (after an optional Masking). Import one layer with layer= one of "
+                f"{_names(records)}")
     if model_config is not None and model_config.get("class_name") not in ("Sequential", "GRU", "Bidirectional"):
         for record in records:
             if record["inbound"] is not None and record["inbound"] != record["previous"]:
                 raise UnsupportedModelError(
-                    f"{source}: layer {record['name']!r} takes its input from {record['inbound']!r}, not from the layer "
-                    f"before it; only a single chain imports as one GRU. Import one layer with layer= one of {_names(records)}")
+                    f"{source}: layer {record['name']!r} takes its input from {record['inbound']!r}, not from the "
+                    f"layer before it; only a single chain imports as one GRU. Import one layer with layer= one of "
+                    f"{_names(records)}")
     return records
 
 
@@ -382,14 +414,15 @@ def _cell_arrays(group, label):
     if vars_group is None:
         raise ValueError(f"{label}: {group.name} has no cell/vars group; not a GRU")
     keys = ("kernel", "recurrent_kernel", "bias")
-    return {keys[int(i)]: (vars_group[i][()], f"{vars_group[i].name}") for i in vars_group if i.isdigit() and int(i) < 3}
+    return {keys[int(i)]: (vars_group[i][()], vars_group[i].name) for i in vars_group if i.isdigit() and int(i) < 3}
 
 
 def _attach_store_arrays(record, store, label):
     if "unsupported" in record:
         return
     groups = _store_groups(store)
-    named = [path for path, group in groups.items() if _text(group.get("vars", group).attrs.get("name", "")) == record["name"]]
+    named = [path for path, group in groups.items()
+             if _text(group.get("vars", group).attrs.get("name", "")) == record["name"]]
     path = named[0] if named else record["expected_path"]  # older files lack the vars 'name' attribute
     if path not in groups:
         raise ValueError(f"{label}: no weights for layer {record['name']!r} (expected group layers/{path})")
@@ -414,8 +447,8 @@ def _store_records(store, label):
                             "backward_arrays": _cell_arrays(group["backward_layer"], label), "inbound": None})
         elif "cell" in group:
             records.append({"name": name, "path": path, "class_name": "GRU", "config": {}, "backward_config": None,
-                            "merge_mode": None, "arrays": _cell_arrays(group, label), "backward_arrays": None, "inbound": None})
-    records.sort(key=lambda r: (r["class_name"], int(r["path"].rsplit("_", 1)[1]) if re.search(r"_\d+$", r["path"]) else 0))
+                            "merge_mode": None, "arrays": _cell_arrays(group, label), "backward_arrays": None,
+                            "inbound": None})
     return records
 
 
@@ -433,7 +466,7 @@ def _legacy_arrays(group, names, label):
 
 def _legacy_split(group, label):
     """A legacy layer group's weights: one dict (GRU) or forward and backward dicts (Bidirectional)."""
-    names = [_text(n) for n in group.attrs.get("weight_names", [])]
+    names = _attribute_list(group, "weight_names")
     forward = [n for n in names if "forward" in n.rsplit("/", 1)[0]]
     backward = [n for n in names if "backward" in n.rsplit("/", 1)[0]]
     if forward and backward and len(forward) + len(backward) == len(names):
@@ -448,15 +481,16 @@ def _attach_legacy_arrays(record, root, label):
     if "unsupported" in record:
         return
     if record["name"] not in root:
-        raise ValueError(f"{label}: no weights for layer {record['name']!r} (expected group {root.name}/{record['name']})")
+        raise ValueError(f"{label}: no weights for layer {record['name']!r} "
+                         f"(expected group {root.name}/{record['name']})")
     record["arrays"], record["backward_arrays"] = _legacy_split(root[record["name"]], label)
 
 
 def _legacy_records(root, label):
     """Records from a legacy weights-only .h5 (``layer_names`` order), Keras defaults for the configs."""
     records = []
-    for name in (_text(n) for n in root.attrs["layer_names"]):
-        weight_names = [_text(n) for n in root[name].attrs.get("weight_names", [])]
+    for name in _attribute_list(root, "layer_names"):
+        weight_names = _attribute_list(root[name], "weight_names")
         if not weight_names:
             continue
         if not any(n.split(":")[0].endswith("recurrent_kernel") for n in weight_names):
@@ -510,7 +544,8 @@ def _torch_layout(arrays, reset_after, use_bias, where):
     kernel, kernel_label = arrays["kernel"]
     recurrent, recurrent_label = arrays["recurrent_kernel"]
     if recurrent.ndim != 2 or recurrent.shape[1] != 3 * recurrent.shape[0]:
-        raise ValueError(f"{where}: tensor {recurrent_label!r} has shape {recurrent.shape}, expected (units, 3 * units)")
+        raise ValueError(f"{where}: tensor {recurrent_label!r} has shape {recurrent.shape}, "
+                         f"expected (units, 3 * units)")
     hidden3 = recurrent.shape[1]
     if kernel.ndim != 2 or kernel.shape[1] != hidden3:
         raise ValueError(f"{where}: tensor {kernel_label!r} has shape {kernel.shape}, expected (input_dim, {hidden3})")
@@ -547,28 +582,32 @@ def _build(records, version, mask_value, source):
         where = f"{source}: layer {record['name']!r}"
         _check_config(config, where)
         if record["class_name"] != first["class_name"]:
-            raise UnsupportedModelError(f"{source}: mixes GRU and Bidirectional layers ({first['name']!r}, {record['name']!r}); "
-                                        f"import them one at a time with layer=")
+            raise UnsupportedModelError(f"{source}: mixes GRU and Bidirectional layers ({first['name']!r}, "
+                                        f"{record['name']!r}); import them one at a time with layer=")
         for key in key_fields:
-            if key != "units" and _activation(config.get(key)) != _activation(configs[0].get(key)):
-                raise UnsupportedModelError(f"{source}: layers {first['name']!r} and {record['name']!r} differ in {key} "
-                                            f"({configs[0].get(key)!r} vs {config.get(key)!r}); import them one at a time with layer=")
+            if _activation(config.get(key)) != _activation(configs[0].get(key)):
+                raise UnsupportedModelError(f"{source}: layers {first['name']!r} and {record['name']!r} differ in "
+                                            f"{key} ({configs[0].get(key)!r} vs {config.get(key)!r}); import them "
+                                            f"one at a time with layer=")
         last = layer == len(records) - 1
         if not last and (not config["return_sequences"] or config["return_state"]):
-            raise UnsupportedModelError(f"{where}: feeds another GRU, so it needs return_sequences=True and return_state=False")
+            raise UnsupportedModelError(f"{where}: feeds another GRU, so it needs return_sequences=True and "
+                                        f"return_state=False")
         if bidirectional:
             if not last and record["merge_mode"] != "concat":
-                raise UnsupportedModelError(f"{where}: merge_mode={record['merge_mode']!r} between stacked layers is not "
-                                            f"supported (only 'concat')")
+                raise UnsupportedModelError(f"{where}: merge_mode={record['merge_mode']!r} between stacked layers "
+                                            f"is not supported (only 'concat')")
             if record["merge_mode"] not in _MERGE_MODES:
                 raise UnsupportedModelError(f"{where}: merge_mode={record['merge_mode']!r} is not supported")
             backward = {**config, **record["backward_config"]}
             if config["go_backwards"] or not backward.get("go_backwards"):
-                raise UnsupportedModelError(f"{where}: Bidirectional with forward go_backwards={config['go_backwards']!r} "
-                                            f"and backward go_backwards={backward.get('go_backwards')!r} is not supported")
+                raise UnsupportedModelError(f"{where}: Bidirectional with forward go_backwards="
+                                            f"{config['go_backwards']!r} and backward go_backwards="
+                                            f"{backward.get('go_backwards')!r} is not supported")
             for key in key_fields + ("return_sequences",):
                 if _activation(backward.get(key)) != _activation(config.get(key)):
-                    raise UnsupportedModelError(f"{where}: backward layer differs in {key} ({config.get(key)!r} vs {backward.get(key)!r})")
+                    raise UnsupportedModelError(f"{where}: backward layer differs in {key} "
+                                                f"({config.get(key)!r} vs {backward.get(key)!r})")
         elif config["go_backwards"] and len(records) > 1:
             raise UnsupportedModelError(f"{where}: go_backwards=True in a stack of GRU layers is not supported; "
                                         f"import the layers one at a time with layer=")

@@ -6,10 +6,17 @@ import os
 import zipfile
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"
+_EXTENSIONS = {
+    ".pt": "torch", ".pth": "torch", ".bin": "torch", ".ckpt": "torch", ".safetensors": "safetensors",
+    ".fastgru": "safetensors", ".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx",
+}
 
 
 def sniff(path) -> str:
-    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx"; ValueError naming the file otherwise."""
+    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx".
+
+    Raises ValueError naming the file when it is none of them.
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a directory (TensorFlow SavedModel directories are not supported; "
@@ -27,13 +34,15 @@ def sniff(path) -> str:
         if any(name.endswith("data.pkl") for name in names):
             return "torch"
         raise ValueError(f"{path}: a zip archive that is neither a .keras model nor a torch.save file: {names[:10]}")
-    if head.startswith(_HDF5) or extension == ".h5":
+    if head.startswith(_HDF5):
         return "h5"
     if len(head) >= 9 and head[8:9] == b"{":  # 8-byte header length, then the JSON header
         return "safetensors"
-    if extension in (".pt", ".pth", ".bin", ".ckpt") or head[:1] == b"\x80":  # pickle protocol >= 2
+    if extension in _EXTENSIONS:  # content not decisive (truncated, or a format without a magic number)
+        return _EXTENSIONS[extension]
+    if head[:1] == b"\x80":  # pickle protocol >= 2: torch's legacy (non-zip) format
         return "torch"
-    if extension == ".onnx" or head[:1] == b"\x08":  # ModelProto field 1 (ir_version), varint
+    if head[:1] == b"\x08":  # ModelProto field 1 (ir_version), a varint
         return "onnx"
     raise ValueError(f"{path}: unrecognised file (not torch, safetensors, .keras, .h5, .onnx or a fastgru file)")
 

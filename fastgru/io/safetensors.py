@@ -33,7 +33,8 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise ValueError(f"{path}: not a safetensors file (only {len(data)} bytes)")
     (header_size,) = struct.unpack("<Q", data[:8])
     if header_size > min(len(data) - 8, _MAX_HEADER):
-        raise ValueError(f"{path}: not a safetensors file or truncated (header of {header_size} bytes, file of {len(data)})")
+        raise ValueError(f"{path}: not a safetensors file or truncated "
+                         f"(header of {header_size} bytes, file of {len(data)})")
     try:
         header = json.loads(data[8 : 8 + header_size])
     except ValueError as error:
@@ -51,7 +52,8 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: tensor {name!r} has a bad header entry {info!r} ({error!r})") from None
         if not 0 <= begin <= end <= len(body):
-            raise ValueError(f"{path}: tensor {name!r} lies outside the file (bytes {begin}..{end} of {len(body)}); truncated?")
+            raise ValueError(f"{path}: tensor {name!r} lies outside the file (bytes {begin}..{end} of {len(body)}); "
+                             f"truncated?")
         if end - begin != int(np.prod(shape)) * dtype.itemsize:
             raise ValueError(f"{path}: tensor {name!r} has {end - begin} bytes, shape {shape} of {info['dtype']} needs "
                              f"{int(np.prod(shape)) * dtype.itemsize}")
@@ -70,7 +72,8 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
         if array.dtype not in _NAMES:
             raise TypeError(f"{path}: tensor {name!r} has dtype {array.dtype}; only float16/32/64 are written")
         raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": _NAMES[array.dtype], "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {"dtype": _NAMES[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)
         offset += len(raw)
     if metadata:
@@ -90,6 +93,9 @@ def from_safetensors(path, prefix=None, *, batch_first=False, dtype=None):
 
     tensors, metadata = read_safetensors(path)
     if metadata.get("format") == native.FORMAT:
+        if prefix is not None or batch_first or dtype is not None:
+            raise TypeError(f"{os.fspath(path)}: a fastgru file holds its own spec; "
+                            f"prefix/batch_first/dtype do not apply")
         return native.load(path)
     source = os.fspath(path)
     spec, weights = spec_from_state_dict(tensors, prefix, batch_first=batch_first, dtype=dtype, source=source)

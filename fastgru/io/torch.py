@@ -16,7 +16,9 @@ from fastgru.io import build_gru, spec_dtype
 from fastgru.spec import GRUSpec, check_weights
 
 # weight_ih_l0, bias_hh_l1_reverse, ... (nn.GRU) and weight_ih, bias_hh (nn.GRUCell).
-_NAME = re.compile(r"^(?P<prefix>.*?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)(?:_l(?P<layer>\d+))?(?P<reverse>_reverse)?$")
+_NAME = re.compile(
+    r"^(?P<prefix>.*?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh)(?:_l(?P<layer>\d+))?(?P<reverse>_reverse)?$"
+)
 
 
 def to_numpy(tensor) -> np.ndarray:
@@ -65,7 +67,8 @@ def spec_from_state_dict(state, prefix=None, *, batch_first=False, dtype=None, s
     elif len(candidates) == 1:
         prefix = candidates[0]
     elif not candidates:
-        raise ValueError(f"{source}: no GRU weights found (looked for 'weight_hh_l0' of shape (3H, H)); names: {list(state)[:20]}")
+        raise ValueError(f"{source}: no GRU weights found (looked for 'weight_hh_l0' of shape (3H, H)); "
+                         f"names: {list(state)[:20]}")
     else:
         raise ValueError(f"{source}: several GRUs found, pass prefix= one of {candidates}")
 
@@ -175,7 +178,8 @@ def load_torch_file(path, prefix=None, *, batch_first=None, dtype=None):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all mean "not a readable state dict"
-        raise ValueError(f"{path}: not a readable torch state dict (torch.load(weights_only=True) said: {error})") from error
+        raise ValueError(f"{path}: not a readable torch state dict "
+                         f"(torch.load(weights_only=True) said: {error})") from error
     if isinstance(state, torch.nn.Module) or not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return from_torch(state, prefix, batch_first=batch_first, dtype=dtype, source=path)

@@ -1,0 +1,35 @@
+# The two commands of the README. Both work on a fresh machine: they make a virtual environment in
+# .venv, build fastgru into it (pip fetches Cython, numpy and scipy for the build), install the extras
+# they need, and run.
+#   make demo   load exported PyTorch / ONNX weights, check them against the frameworks, time them
+#   make test   the test suite (CI runs this through .ci/run)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned: unpinned, pip would pull a multi-GB CUDA build.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test bench sanitize clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+demo: $(BIN)/python
+	$(PIP_INSTALL) -e ".[torch,onnx]"
+	$(BIN)/python examples/demo.py
+
+test: $(BIN)/python
+	$(PIP_INSTALL) -e ".[test]"
+	$(BIN)/python -m pytest -q
+	$(BIN)/python bench/run.py --quick --out $(VENV)/bench-smoke
+
+bench: $(BIN)/python
+	$(PIP_INSTALL) -e ".[bench]"
+	$(BIN)/python bench/run.py
+
+sanitize: $(BIN)/python
+	$(PIP_INSTALL) -e ".[test]"
+	PYTHON=$(BIN)/python bash tools/sanitize.sh
+
+clean:
+	rm -rf build $(VENV) fastgru/_core.c fastgru/*.so *.egg-info

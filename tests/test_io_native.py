@@ -1,0 +1,190 @@
+"""fastgru's own file (save/load round trip, bit-exact, readable with numpy alone), format detection in
+fastgru.load, and the textbook update convention h' = (1 - z) * h + z * n."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+import fastgru
+from conftest import random_weights
+from fastgru.io import flip_update_gate, native
+from fastgru.io.keras import KerasGRU
+from fastgru.io.load import sniff
+from fastgru.io.onnx import OnnxGRU
+from fastgru.io.safetensors import write_safetensors
+from fastgru.spec import GRUSpec
+
+SPECS = [
+    GRUSpec(3, 5),
+    GRUSpec(3, 5, num_layers=2, bidirectional=True, batch_first=True, dtype="float64"),
+    GRUSpec(4, 2, bias=False, reset_after=False, gate_activation="hard_sigmoid"),
+    GRUSpec(1, 7, num_layers=3, gate_activation="hard_sigmoid_keras2", clip=2.5),
+]
+
+
+def _gru(spec, rng):
+    return fastgru.GRU.from_spec(spec, random_weights(spec, rng, scale=0.7))
+
+
+def _x(spec, rng, steps=6, batch=3):
+    shape = (batch, steps, spec.input_size) if spec.batch_first else (steps, batch, spec.input_size)
+    return rng.standard_normal(shape).astype(spec.dtype)
+
+
+@pytest.mark.parametrize("spec", SPECS,
+                         ids=lambda s: f"L{s.num_layers}-D{s.num_directions}-{s.dtype}-{s.gate_activation}")
+def test_save_load_round_trip_is_bit_exact(rng, tmp_path, spec):
+    gru = _gru(spec, rng)
+    path = tmp_path / "model.fastgru"
+    gru.save(path)
+    loaded = fastgru.load(path)
+    assert isinstance(loaded, fastgru.GRU) and loaded.spec == spec
+    for name, value in gru.weights.items():
+        assert loaded.weights[name].dtype == value.dtype
+        np.testing.assert_array_equal(loaded.weights[name], value, err_msg=name)
+    x = _x(spec, rng)
+    for actual, expected in zip(loaded(x), gru(x)):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_file_is_json_spec_plus_raw_weights_readable_with_numpy_alone(rng, tmp_path):
+    """The whole format in a few lines of numpy and json: no fastgru, safetensors or torch needed."""
+    spec = SPECS[1]
+    gru = _gru(spec, rng)
+    path = tmp_path / "model.fastgru"
+    gru.save(path)
+    data = path.read_bytes()
+    (header_size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_size])
+    metadata = header.pop("__metadata__")
+    assert metadata["format"] == "fastgru" and GRUSpec.from_dict(json.loads(metadata["spec"])) == spec
+    body = data[8 + header_size :]
+    dtypes = {"F32": "<f4", "F64": "<f8"}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        array = np.frombuffer(body[begin:end], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
+        np.testing.assert_array_equal(array, gru.weights[name], err_msg=name)
+    assert set(header) == set(gru.weights)
+
+
+def test_file_is_a_safetensors_file(rng, tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    gru = _gru(SPECS[0], rng)
+    path = tmp_path / "model.safetensors"
+    gru.save(path)
+    tensors = safetensors_numpy.load_file(str(path))
+    for name, value in gru.weights.items():
+        np.testing.assert_array_equal(tensors[name], value)
+
+
+def test_keras_and_onnx_wrappers_come_back_with_their_calling_convention(rng, tmp_path):
+    spec = GRUSpec(3, 4, batch_first=True)
+    keras_like = KerasGRU(_gru(spec, rng), go_backwards=True, return_sequences=True, return_state=True, mask_value=0.0)
+    keras_like.save(tmp_path / "keras.fastgru")
+    loaded = fastgru.load(tmp_path / "keras.fastgru")
+    assert isinstance(loaded, KerasGRU) and loaded.call_config() == keras_like.call_config()
+    x = _x(spec, rng)
+    x[0, 4:] = 0.0  # masked by mask_value
+    for actual, expected in zip(loaded(x), keras_like(x)):
+        np.testing.assert_array_equal(actual, expected)
+
+    onnx_like = OnnxGRU(_gru(GRUSpec(3, 4), rng), reverse=True)
+    native.save(onnx_like, tmp_path / "onnx.fastgru")
+    loaded = fastgru.load(tmp_path / "onnx.fastgru")
+    assert isinstance(loaded, OnnxGRU) and loaded.reverse
+    x = _x(loaded.spec, rng)
+    lengths = np.array([6, 2, 4])
+    for actual, expected in zip(loaded(x, lengths), onnx_like(x, lengths)):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_load_recognises_files_by_content(rng, tmp_path):
+    gru = _gru(SPECS[0], rng)
+    odd_name = tmp_path / "weights.bin"  # an extension that suggests torch; the content says fastgru
+    gru.save(odd_name)
+    assert sniff(odd_name) == "safetensors"
+    assert fastgru.load(odd_name).spec == gru.spec
+    hdf5 = tmp_path / "x.model"
+    hdf5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    assert sniff(hdf5) == "h5"
+
+
+def _write_fastgru(path, spec, weights, **metadata):
+    write_safetensors(path, weights, {"format": "fastgru", "format_version": "1",
+                                      "spec": json.dumps(spec.to_dict()), **metadata})
+
+
+def test_bad_fastgru_files_name_file_and_tensor(rng, tmp_path):
+    spec = SPECS[0]
+    weights = random_weights(spec, rng)
+    missing = tmp_path / "missing.fastgru"
+    _write_fastgru(missing, spec, {k: v for k, v in weights.items() if k != "bias_hh_l0"})
+    with pytest.raises(ValueError, match=r"missing\.fastgru.*bias_hh_l0"):
+        fastgru.load(missing)
+    misshaped = tmp_path / "misshaped.fastgru"
+    _write_fastgru(misshaped, spec, {**weights, "weight_hh_l0": np.zeros((15, 4))})
+    with pytest.raises(ValueError, match=r"misshaped\.fastgru.*'weight_hh_l0'.*shape \(15, 4\)"):
+        fastgru.load(misshaped)
+    future = tmp_path / "future.fastgru"
+    _write_fastgru(future, spec, weights, format_version="99")
+    with pytest.raises(ValueError, match=r"future\.fastgru.*format_version '99'"):
+        fastgru.load(future)
+    bad_spec = tmp_path / "bad_spec.fastgru"
+    write_safetensors(bad_spec, weights, {"format": "fastgru", "format_version": "1", "spec": "{not json"})
+    with pytest.raises(ValueError, match=r"bad_spec\.fastgru.*spec"):
+        fastgru.load(bad_spec)
+    truncated = tmp_path / "truncated.fastgru"
+    _gru(spec, rng).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:-20])
+    with pytest.raises(ValueError, match=r"truncated\.fastgru.*(outside|truncated)"):
+        fastgru.load(truncated)
+
+
+# ---------------------------------------------------------------------------------------------
+# h' = (1 - z) * h + z * n
+
+
+def _textbook_gru(weights, x, hidden, reset_after):
+    """A hand-written single-layer cell with the textbook update; gates r, z, n as in PyTorch's layout."""
+    def sigmoid(a):
+        return 1 / (1 + np.exp(-a))
+
+    h = np.zeros((x.shape[1], hidden))
+    outputs = []
+    for x_t in x:
+        gx = x_t @ weights["weight_ih_l0"].T + weights["bias_ih_l0"]
+        gh = h @ weights["weight_hh_l0"].T + weights["bias_hh_l0"]
+        r = sigmoid(gx[:, :hidden] + gh[:, :hidden])
+        z = sigmoid(gx[:, hidden : 2 * hidden] + gh[:, hidden : 2 * hidden])
+        if reset_after:
+            n = np.tanh(gx[:, 2 * hidden :] + r * gh[:, 2 * hidden :])
+        else:
+            n = np.tanh(gx[:, 2 * hidden :] + (r * h) @ weights["weight_hh_l0"][2 * hidden :].T
+                        + weights["bias_hh_l0"][2 * hidden :])
+        h = (1 - z) * h + z * n
+        outputs.append(h)
+    return np.stack(outputs)
+
+
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+def test_textbook_update_convention_via_from_arrays(rng, reset_after):
+    spec = GRUSpec(3, 5, reset_after=reset_after, dtype="float64")
+    weights = random_weights(spec, rng, scale=0.8)
+    x = rng.standard_normal((7, 2, 3))
+    gru = fastgru.GRU.from_arrays(weights, reset_after=reset_after, update="z_takes_candidate")
+    np.testing.assert_allclose(gru(x)[0], _textbook_gru(weights, x, 5, reset_after), atol=1e-12)
+
+
+def test_flip_update_gate_negates_only_z_and_is_an_involution(rng):
+    spec = GRUSpec(2, 3, num_layers=2, bidirectional=True)
+    weights = random_weights(spec, rng)
+    flipped = flip_update_gate(spec, weights)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(flipped[name][3:6], -value[3:6])
+        others = np.s_[3:6]
+        np.testing.assert_array_equal(np.delete(flipped[name], others, axis=0), np.delete(value, others, axis=0))
+        np.testing.assert_array_equal(flip_update_gate(spec, flipped)[name], value)
