@@ -450,7 +450,7 @@ cdef class Model:
         grads.layers = table
         _check(fg_backward_workspace_size(self.gru, T, B, &nbytes), "sizing the backward workspace")
         ws = workspace.reserve(nbytes)
-        cdef fg_context ctx = _context(None)
+        cdef fg_context ctx = _context(None, True)
         with nogil:
             status = fg_backward(self.gru, &seq, tape_ptr, grad_output_ptr, grad_h_n_ptr, &grads, ws, nbytes, &ctx)
         _check(status, "backward")

@@ -103,7 +103,7 @@ fg_status fg_backward(const fg_gru *gru, const fg_sequence *seq, const void *tap
                       const void *grad_h_n, const fg_gradients *grads, void *workspace, size_t workspace_bytes,
                       const fg_context *ctx) {
     const fg_kernels *kernels;
-    fg_status status = fg_check_context(gru, ctx, &kernels);
+    fg_status status = fg_check_context(gru, ctx, 1, &kernels);
     if (status != FG_OK) return status;
     if (!seq) return FG_ERR_NULL_POINTER;
     if (seq->seq_len < 1 || seq->batch < 0) return FG_ERR_INVALID_SIZE;
