@@ -2,6 +2,7 @@
  * The computation itself is backward_impl.h. */
 #include "internal.h"
 #include "activations.h"
+#include "backward_kernels.h"
 
 typedef fg_sgemm_fn gemm_fn_f32;
 typedef fg_dgemm_fn gemm_fn_f64;
@@ -23,6 +24,8 @@ typedef struct backward_buffers {
     void *input_rows;     /* (T*B, max(I, D*H)) the layer input gathered into (t, i) rows */
     void *grad_weight;    /* (D*3H, max(I, D*H, H)) a weight gradient in packed row order */
     double *bias_sums;    /* (2 * D*3H) column sums of the gate gradients */
+    void *panels;         /* one direction's weight_hh as column panels (backward_kernels.h), AVX2 only */
+    int64_t panel_stride; /* elements from one panel to the next: 3H * panel width */
 } backward_buffers;
 
 #define REAL float
@@ -63,6 +66,9 @@ static fg_status layout_backward(const fg_gru *gru, int64_t seq_len, int64_t bat
     buf->input_rows = fg_layout_take(layout, fg_mul(rows, width), elem);
     buf->grad_weight = fg_layout_take(layout, fg_mul(D * 3 * H, width), elem);
     buf->bias_sums = (double *)fg_layout_take(layout, 2 * D * 3 * H, sizeof(double));
+    const int64_t panel_width = FG_PANEL_BYTES / (int64_t)elem;
+    buf->panel_stride = 3 * H * panel_width;
+    buf->panels = fg_layout_take(layout, fg_mul((H + panel_width - 1) / panel_width, buf->panel_stride), elem);
     return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
 }
 
@@ -131,11 +137,22 @@ fg_status fg_backward(const fg_gru *gru, const fg_sequence *seq, const void *tap
     if (status != FG_OK) return status;
     if (!seq->lengths) buf.active = NULL;
 
+    /* The per-step product runs on the panel kernel where the AVX2 kernel set runs, else on the BLAS. */
+    fg_panel_gemm_f32 panel_gemm_f32 = NULL;
+    fg_panel_gemm_f64 panel_gemm_f64 = NULL;
+#if defined(FG_HAVE_AVX2_KERNELS) && defined(FG_HAVE_AVX2_PANEL_GEMM)
+    if (kernels == &fg_kernels_avx2) {
+        panel_gemm_f32 = fg_panel_gemm_f32_avx2;
+        panel_gemm_f64 = fg_panel_gemm_f64_avx2;
+    }
+#endif
     unsigned saved_csr = fg_denormals_off();
     if (gru->spec.dtype == FG_FLOAT32)
-        backward_f32(gru, seq, tape_gates, tape_outputs, grad_output, grad_h_n, grads, &buf, ctx->blas->sgemm);
-    else backward_f64(gru, seq, tape_gates, tape_outputs, grad_output, grad_h_n, grads, &buf, ctx->blas->dgemm);
+        backward_f32(gru, seq, tape_gates, tape_outputs, grad_output, grad_h_n, grads, &buf, ctx->blas->sgemm,
+                     panel_gemm_f32);
+    else
+        backward_f64(gru, seq, tape_gates, tape_outputs, grad_output, grad_h_n, grads, &buf, ctx->blas->dgemm,
+                     panel_gemm_f64);
     fg_denormals_restore(saved_csr);
-    (void)kernels;
     return FG_OK;
 }

@@ -152,6 +152,7 @@ typedef struct FN(backward_state) {
     const fg_gru *gru;
     const fg_sequence *seq;
     FN(gemm_fn) gemm;
+    FN(fg_panel_gemm) panel_gemm; /* NULL: the per-step products go to the BLAS */
     FN(derivative_params) params;
     backward_buffers buf;
     const REAL *tape_gates;   /* (L, D, T, B, 4H) */
@@ -221,6 +222,29 @@ static const REAL *FN(layer_input_rows)(const FN(backward_state) *s, int64_t l) 
     return rows;
 }
 
+/* weight_hh (3H, H) as column panels (backward_kernels.h) in the workspace. */
+static void FN(pack_panels)(const FN(backward_state) *s, const REAL *w_hh) {
+    const int64_t H = s->gru->spec.hidden_size, K = 3 * H, P = FG_PANEL_BYTES / sizeof(REAL);
+    REAL *panels = (REAL *)s->buf.panels;
+    for (int64_t j0 = 0; j0 < H; j0 += P) {
+        REAL *panel = panels + (j0 / P) * s->buf.panel_stride;
+        const int64_t width = H - j0 < P ? H - j0 : P;
+        for (int64_t k = 0; k < K; k++) {
+            memcpy(panel + k * P, w_hh + k * H + j0, (size_t)width * sizeof(REAL));
+            for (int64_t j = width; j < P; j++) panel[k * P + j] = 0;
+        }
+    }
+}
+
+/* c (rows, H) += a (rows, K; row stride lda) . weight_hh[k0 : k0 + K] (K, H), on the panels when there
+ * are (packed by pack_panels), else through the BLAS. */
+static void FN(recurrent_product)(const FN(backward_state) *s, int64_t rows, int64_t k0, int64_t K, const REAL *a,
+                                  int64_t lda, const REAL *w_hh, REAL *c) {
+    const int64_t H = s->gru->spec.hidden_size, P = FG_PANEL_BYTES / sizeof(REAL);
+    if (s->panel_gemm) s->panel_gemm(rows, H, K, a, lda, (const REAL *)s->buf.panels + k0 * P, s->buf.panel_stride, c, H);
+    else s->gemm(0, 0, rows, H, K, 1, a, lda, w_hh + k0 * H, H, 1, c, H);
+}
+
 /* The reverse time loop of direction d of layer l. grad_out_rows: dL/d(this layer's output) in (t, i)
  * rows of D*H columns, or NULL for the last layer, which reads the caller's grad_output. */
 static void FN(reverse_loop)(const FN(backward_state) *s, int64_t l, int d, const REAL *grad_out_rows) {
@@ -238,6 +262,7 @@ static void FN(reverse_loop)(const FN(backward_state) *s, int64_t l, int d, cons
     REAL *grad_reset_h = (REAL *)s->buf.grad_reset_h;
     const size_t gate_bytes = (size_t)G * sizeof(REAL);
 
+    if (s->panel_gemm) FN(pack_panels)(s, w_hh);
     for (int64_t i = 0; i < B; i++) {
         if (s->grad_h_n) memcpy(dh + i * H, s->grad_h_n + ((l * D + d) * B + perm[i]) * H, (size_t)H * sizeof(REAL));
         else memset(dh + i * H, 0, (size_t)H * sizeof(REAL));
@@ -265,16 +290,17 @@ static void FN(reverse_loop)(const FN(backward_state) *s, int64_t l, int d, cons
             else FN(derivatives_rb1)(&s->params, H, tape + b * 4 * H, h_prev, grad_out, dh + i * H, dgx_row, dgh + i * G);
         }
         if (lbr) {
-            s->gemm(0, 0, active, H, G, 1, dgh, G, w_hh, H, 1, dh, H);
+            FN(recurrent_product)(s, active, 0, G, dgh, G, w_hh, dh);
         } else {
-            s->gemm(0, 0, active, H, H, 1, dgh + 2 * H, G, w_hh + 2 * H * H, H, 0, grad_reset_h, H);
+            memset(grad_reset_h, 0, (size_t)(active * H) * sizeof(REAL));
+            FN(recurrent_product)(s, active, 2 * H, H, dgh + 2 * H, G, w_hh, grad_reset_h);
             for (int64_t i = 0; i < active; i++) {
                 if (!FN(step_ran)(s, t, i)) continue;
                 const REAL *h_prev = before_all + (t * B + i) * H;
                 FN(derivatives_rb2)(&s->params, H, tape + perm[i] * 4 * H, h_prev, grad_reset_h + i * H, dh + i * H,
                                     dgx_all + (t * B + i) * D * G + d * G, dgh + i * G);
             }
-            s->gemm(0, 0, active, H, 2 * H, 1, dgh, G, w_hh, H, 1, dh, H);
+            FN(recurrent_product)(s, active, 0, 2 * H, dgh, G, w_hh, dh);
         }
     }
 }
@@ -345,7 +371,7 @@ static void FN(weight_gradients)(const FN(backward_state) *s, int64_t l, const R
 
 static void FN(backward)(const fg_gru *gru, const fg_sequence *seq, const void *tape_gates, const void *tape_outputs,
                          const void *grad_output, const void *grad_h_n, const fg_gradients *grads,
-                         const backward_buffers *buf, FN(gemm_fn) gemm) {
+                         const backward_buffers *buf, FN(gemm_fn) gemm, FN(fg_panel_gemm) panel_gemm) {
     const fg_spec *spec = &gru->spec;
     const int64_t T = seq->seq_len, B = seq->batch, H = spec->hidden_size, D = spec->num_directions;
     const int64_t L = spec->num_layers, G = 3 * H, rows = T * B;
@@ -353,6 +379,7 @@ static void FN(backward)(const fg_gru *gru, const fg_sequence *seq, const void *
     s.gru = gru;
     s.seq = seq;
     s.gemm = gemm;
+    s.panel_gemm = panel_gemm;
     s.params = FN(derivative_params_of)(spec);
     s.buf = *buf;
     s.tape_gates = (const REAL *)tape_gates;
