@@ -2,6 +2,8 @@
 
     python examples/train_copy_task.py [--steps 300] [--delay 5]
 
+(with fastgru installed, e.g. ``pip install -e ".[torch]"`` in the repository, as ``make demo`` does)
+
 Task: a stream of random symbols (one-hot, 8 symbols, 30 steps per sequence); at every step the model
 must output the symbol it saw `delay` steps earlier. A GRU must hold the last `delay` symbols in its
 state, so the task is learned only through backpropagation through time (a feed-forward model on the
@@ -10,8 +12,9 @@ batches do), so the run also exercises variable lengths.
 
 Both runs start from the same weights (same seed, same parameter order) and see the same batches; the
 only difference is the recurrent layer: ``torch.nn.GRU`` or ``fastgru.torch.GRU``, whose forward and
-backward run in fastgru's C core. Their loss curves, printed side by side, agree to several digits
-early on and stay together (float32 rounding differs, so they drift apart slowly).
+backward run in fastgru's C core. Their loss curves, printed side by side, agree to the printed digits
+(the float32 rounding of the two engines differs, so over many more steps they would drift apart
+slowly). The whole script takes a few seconds on 2 cores.
 """
 
 from __future__ import annotations
