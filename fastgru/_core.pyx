@@ -11,6 +11,7 @@ into Python exceptions.
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.limits cimport INT_MAX
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from cython cimport floating
 
 import numpy as np
 cimport numpy as cnp
@@ -130,35 +131,26 @@ cdef fortran_dgemm_fn fortran_dgemm = NULL
 
 # Row-major C = alpha op(A) op(B) + beta C is, read column-major, C^T = alpha op(B)^T op(A)^T + beta C^T:
 # the same Fortran call with the operands (and their transposes) swapped.
-cdef void _sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) noexcept nogil:
-    """C := alpha * op(A) . op(B) + beta * C, row-major, through the Fortran sgemm."""
+cdef void _gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, floating alpha, const floating *a,
+                int64_t lda, const floating *b, int64_t ldb, floating beta, floating *c, int64_t ldc) noexcept nogil:
+    """C := alpha * op(A) . op(B) + beta * C, row-major, through the Fortran sgemm/dgemm."""
     cdef char op_b = b'T' if trans_b else b'N'
     cdef char op_a = b'T' if trans_a else b'N'
     cdef int rows = <int>n, cols = <int>m, inner = <int>k
     cdef int ld_b = <int>ldb, ld_a = <int>lda, ld_c = <int>ldc
     if m == 0 or n == 0:
         return
-    fortran_sgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <float *>b, &ld_b, <float *>a, &ld_a,
-                  &beta, c, &ld_c)
-
-
-cdef void _dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
-                 int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc) noexcept nogil:
-    """C := alpha * op(A) . op(B) + beta * C, row-major, through the Fortran dgemm."""
-    cdef char op_b = b'T' if trans_b else b'N'
-    cdef char op_a = b'T' if trans_a else b'N'
-    cdef int rows = <int>n, cols = <int>m, inner = <int>k
-    cdef int ld_b = <int>ldb, ld_a = <int>lda, ld_c = <int>ldc
-    if m == 0 or n == 0:
-        return
-    fortran_dgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <double *>b, &ld_b, <double *>a, &ld_a,
-                  &beta, c, &ld_c)
+    if floating is float:
+        fortran_sgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <float *>b, &ld_b, <float *>a, &ld_a,
+                      &beta, c, &ld_c)
+    else:
+        fortran_dgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <double *>b, &ld_b, <double *>a, &ld_a,
+                      &beta, c, &ld_c)
 
 
 cdef fg_blas _scipy_blas
-_scipy_blas.sgemm = _sgemm
-_scipy_blas.dgemm = _dgemm
+_scipy_blas.sgemm = _gemm[float]
+_scipy_blas.dgemm = _gemm[double]
 
 
 cdef void *_capi_pointer(object module, str name) except NULL:
