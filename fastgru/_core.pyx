@@ -388,6 +388,65 @@ cdef class Model:
             status = fg_forward(self.gru, &seq, tape_ptr, ws, nbytes, &ctx)
         _check(status, "forward")
 
+    def backward_workspace_bytes(self, int64_t seq_len, int64_t batch):
+        cdef size_t nbytes
+        _check(fg_backward_workspace_size(self.gru, seq_len, batch, &nbytes), "sizing the backward workspace")
+        return nbytes
+
+    def backward(self, x, h0, lengths, mask, bint batch_first, tape, grad_output, grad_h_n, grad_x, grad_h0,
+                 list grad_weights, Workspace workspace):
+        """Runs fg_backward for the forward call that filled `tape` from (x, h0, lengths, mask).
+        grad_output and grad_h_n may be None (zeros); grad_x, grad_h0 and the arrays of grad_weights (per
+        layer and direction, layer-major, (weight_ih, weight_hh, bias_ih, bias_hh), biases may be None)
+        are overwritten. Like forward, this checks element counts and flags only."""
+        cdef int64_t T = x.shape[1] if batch_first else x.shape[0]
+        cdef int64_t B = x.shape[0] if batch_first else x.shape[1]
+        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size
+        cdef int64_t k, d, index, in_k
+        cdef fg_sequence seq
+        cdef fg_gradients grads
+        cdef fg_layer_weights[2048] table
+        cdef size_t nbytes
+        cdef const void *tape_ptr
+        cdef const void *grad_output_ptr
+        cdef const void *grad_h_n_ptr
+        cdef char *ws
+        cdef fg_status status
+        if B >= INT_MAX // 8:
+            raise ValueError(f"batch size {B} too large for 32-bit BLAS")
+        if len(grad_weights) != L * D:
+            raise ValueError("grad_weights must hold one entry per layer and direction")
+        seq.seq_len = T
+        seq.batch = B
+        seq.batch_first = batch_first
+        seq.x = _buffer(x, self.dtype, T * B * self.input_size, "x", False)
+        seq.h0 = _buffer(h0, self.dtype, L * D * B * H, "h0", False)
+        seq.lengths = <const int64_t *>_buffer(lengths, np.int64, B, "lengths", False)
+        seq.mask = <const uint8_t *>_buffer(mask, np.uint8, T * B, "mask", False)
+        seq.output = NULL
+        seq.h_n = NULL
+        tape_ptr = _buffer(tape, np.uint8, self.tape_bytes(T, B), "tape", False)
+        grad_output_ptr = _buffer(grad_output, self.dtype, T * B * D * H, "grad_output", False)
+        grad_h_n_ptr = _buffer(grad_h_n, self.dtype, L * D * B * H, "grad_h_n", False)
+        grads.grad_x = _buffer(grad_x, self.dtype, T * B * self.input_size, "grad_x", True)
+        grads.grad_h0 = _buffer(grad_h0, self.dtype, L * D * B * H, "grad_h0", True)
+        for k in range(L):
+            in_k = self.input_size if k == 0 else D * H
+            for d in range(D):
+                index = k * D + d
+                g_ih, g_hh, g_bih, g_bhh = grad_weights[index]
+                table[index].weight_ih = _buffer(g_ih, self.dtype, 3 * H * in_k, "grad weight_ih", True)
+                table[index].weight_hh = _buffer(g_hh, self.dtype, 3 * H * H, "grad weight_hh", True)
+                table[index].bias_ih = _buffer(g_bih, self.dtype, 3 * H, "grad bias_ih", True)
+                table[index].bias_hh = _buffer(g_bhh, self.dtype, 3 * H, "grad bias_hh", True)
+        grads.layers = table
+        _check(fg_backward_workspace_size(self.gru, T, B, &nbytes), "sizing the backward workspace")
+        ws = workspace.reserve(nbytes)
+        cdef fg_context ctx = _context(None, True)
+        with nogil:
+            status = fg_backward(self.gru, &seq, tape_ptr, grad_output_ptr, grad_h_n_ptr, &grads, ws, nbytes, &ctx)
+        _check(status, "backward")
+
     def step_workspace_bytes(self, int64_t batch):
         cdef size_t nbytes
         _check(fg_step_workspace_size(self.gru, batch, &nbytes), "sizing the stream workspace")

@@ -84,15 +84,13 @@ fg_status fg_tape_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t
     return fg_tape_layout(gru, seq_len, batch, NULL, &gates, &outputs, bytes);
 }
 
-/* Orders the batch rows by length, longest first (stable), and counts the active rows per step. */
-static fg_status order_by_length(const fg_sequence *seq, forward_buffers *buf) {
+fg_status fg_order_by_length(const fg_sequence *seq, int64_t *perm, int64_t *active) {
     const int64_t T = seq->seq_len, B = seq->batch;
     if (!seq->lengths) {
-        for (int64_t b = 0; b < B; b++) buf->perm[b] = b;
-        buf->active = NULL;
+        for (int64_t b = 0; b < B; b++) perm[b] = b;
         return FG_OK;
     }
-    int64_t *count = buf->active; /* count[len] first, then turned into active[] in place */
+    int64_t *count = active; /* count[len] first, then turned into active[] in place */
     memset(count, 0, (size_t)(T + 1) * sizeof(int64_t));
     for (int64_t b = 0; b < B; b++) {
         int64_t len = seq->lengths[b];
@@ -106,10 +104,10 @@ static fg_status order_by_length(const fg_sequence *seq, forward_buffers *buf) {
         count[len] = longer; /* first position of length len */
         longer += here;
     }
-    for (int64_t b = 0; b < B; b++) buf->perm[count[seq->lengths[b]]++]= b;
+    for (int64_t b = 0; b < B; b++) perm[count[seq->lengths[b]]++] = b;
     /* Now count[len] = #rows of length >= len; active[t] = #rows longer than t = that at len = t + 1. */
-    for (int64_t t = 0; t < T; t++) buf->active[t] = buf->active[t + 1];
-    buf->active[T] = 0;
+    for (int64_t t = 0; t < T; t++) active[t] = active[t + 1];
+    active[T] = 0;
     return FG_OK;
 }
 
@@ -143,8 +141,9 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     if (workspace_bytes < layout.used) return FG_ERR_WORKSPACE_TOO_SMALL;
     layout = (fg_layout){(char *)workspace, 0, 0};
     layout_forward(gru, seq->seq_len, seq->batch, &layout, &buf);
-    status = order_by_length(seq, &buf);
+    status = fg_order_by_length(seq, buf.perm, buf.active);
     if (status != FG_OK) return status;
+    if (!seq->lengths) buf.active = NULL;
 
     unsigned saved_csr = fg_denormals_off();
     if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->pool);

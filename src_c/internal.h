@@ -218,6 +218,14 @@ static inline void *fg_layout_take(fg_layout *layout, int64_t count, size_t elem
 fg_status fg_tape_layout(const fg_gru *gru, int64_t seq_len, int64_t batch, void *tape, void **gates,
                          void **outputs, size_t *bytes);
 
+/* Orders the batch rows by length, longest first (stable): perm (B) lists the caller's rows in that
+ * order, and active (T + 1) gets active[t] = the number of sequences longer than t, so the sequences
+ * still running at time t are the first active[t] rows in perm order (for either direction: the
+ * reverse direction visits t from T-1 down and a sequence joins it at t = length - 1). Without
+ * lengths perm is the identity and active is left untouched. FG_ERR_INVALID_LENGTHS for a length
+ * outside 1..T. Shared by the forward and the backward pass. */
+fg_status fg_order_by_length(const fg_sequence *seq, int64_t *perm, int64_t *active);
+
 size_t fg_dtype_size(fg_dtype dtype);
 /* Checks the context (the BLAS table too when needs_blas) and picks the kernels. */
 fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, int needs_blas, const fg_kernels **kernels);
