@@ -227,6 +227,8 @@ cdef void *_buffer(object array, object dtype, int64_t count, str name, bint wri
         raise TypeError(f"{name} must have dtype {dtype}, got {arr.dtype}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be C-contiguous")
+    if not cnp.PyArray_ISBEHAVED_RO(arr):
+        raise ValueError(f"{name} must be aligned and in native byte order")
     if arr.size != count:
         raise ValueError(f"{name} must have {count} elements, got {arr.size}")
     if writable and not arr.flags.writeable:
@@ -496,7 +498,8 @@ cdef class Stepper:
         if not cnp.PyArray_Check(x_t):
             return False
         cdef cnp.ndarray arr = <cnp.ndarray>x_t
-        if cnp.PyArray_TYPE(arr) != self.type_num or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        if cnp.PyArray_TYPE(arr) != self.type_num or not cnp.PyArray_IS_C_CONTIGUOUS(arr) \
+                or not cnp.PyArray_ISBEHAVED_RO(arr):  # aligned and in native byte order
             return False
         if cnp.PyArray_NDIM(arr) == 2:
             return cnp.PyArray_DIM(arr, 0) == self.batch and cnp.PyArray_DIM(arr, 1) == self.model.input_size

@@ -43,13 +43,14 @@ static fg_status layout_forward(const fg_gru *gru, int64_t seq_len, int64_t batc
     buf->chunk_steps = chunk_steps(spec, seq_len, batch);
     const int64_t chunk_rows = fg_mul(buf->chunk_steps, batch);
     buf->perm = (int64_t *)fg_layout_take(layout, batch, sizeof(int64_t));
-    buf->active = (int64_t *)fg_layout_take(layout, seq_len + 1, sizeof(int64_t));
+    buf->active = (int64_t *)fg_layout_take(layout, seq_len < INT64_MAX ? seq_len + 1 : -1, sizeof(int64_t));
     buf->gates_x = fg_layout_take(layout, fg_mul(chunk_rows, D * 3 * H), elem);
     buf->x_gather = fg_layout_take(layout, fg_mul(fg_mul(2, chunk_rows), width), elem);
     const int rb = spec->variant == FG_RESET_BEFORE;
-    buf->state = fg_layout_take(layout, fg_mul(2 * D * batch, H), elem);
-    buf->gates_rz = fg_layout_take(layout, rb ? fg_mul(D * batch, 2 * H) : 0, elem);
-    buf->reset_h = fg_layout_take(layout, rb ? fg_mul(D * batch, H) : 0, elem);
+    const int64_t state_rows = fg_mul(D, batch); /* D <= 2, H <= INT64_MAX / 8 (check_spec) */
+    buf->state = fg_layout_take(layout, fg_mul(fg_mul(2, state_rows), H), elem);
+    buf->gates_rz = fg_layout_take(layout, rb ? fg_mul(state_rows, 2 * H) : 0, elem);
+    buf->reset_h = fg_layout_take(layout, rb ? fg_mul(state_rows, H) : 0, elem);
     buf->intermediate =
         fg_layout_take(layout, spec->num_layers > 1 ? fg_mul(fg_mul(seq_len, batch), D * H) : 0, elem);
     return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;

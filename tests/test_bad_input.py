@@ -291,8 +291,7 @@ def test_non_finite_masked_steps_change_nothing(rng, dtype):
 
 
 def _unaligned(array):
-    """A C-contiguous copy of `array` whose data starts one byte past an aligned address. The tests that
-    pass these to a call are left out of tools/sanitize.sh's run (UNALIGNED_BUG below)."""
+    """A C-contiguous copy of `array` whose data starts one byte past an aligned address."""
     raw = np.zeros(array.nbytes + 1, np.uint8)
     view = np.frombuffer(raw.data, dtype=array.dtype, count=array.size, offset=1).reshape(array.shape)
     view[...] = array
@@ -326,15 +325,6 @@ def test_unusual_buffers_give_the_same_result(rng, buffer, dtype):
             np.testing.assert_array_equal(a, e)
 
 
-UNALIGNED_BUG = (
-    "fastgru/model.py _as_real_array and GRU._check_lengths use np.ascontiguousarray, which keeps an unaligned "
-    "array as it is, and fastgru/_core.pyx _buffer (and Stepper._ready) do not check alignment: the core then "
-    "loads float/int64 values from misaligned addresses (undefined behaviour in C; UBSan reports "
-    "'load of misaligned address' at src_c/forward.c order_by_length; a fault on strict-alignment CPUs). Fix: "
-    "np.require(array, dtype, ['C_CONTIGUOUS', 'ALIGNED']) in model.py, and PyArray_ISALIGNED in _buffer and "
-    "Stepper._ready (PyArray_ISBEHAVED_RO there, which also refuses byte-swapped arrays)")
-
-
 class _ModelSpy:
     """Stands in for GRU._model: records the arrays handed to the binding's forward, then runs the real
     one on aligned copies (so that this test feeds nothing misaligned to the core itself)."""
@@ -352,7 +342,6 @@ class _ModelSpy:
         return self._model.forward(*aligned)
 
 
-@pytest.mark.xfail(strict=True, reason=UNALIGNED_BUG)
 @pytest.mark.parametrize("argument", ["x", "h0", "lengths"])
 def test_the_core_is_handed_aligned_buffers(rng, argument):
     gru = _model("float64")
@@ -503,18 +492,8 @@ STEP_LAYOUTS = {
     "other_float": lambda a: a.astype(np.float64 if a.dtype == np.float32 else np.float32),
     "byte_swapped": lambda a: a.astype(a.dtype.newbyteorder(">")),
 }
-STEP_LAYOUT_BUGS = {
-    "byte_swapped": "fastgru/_core.pyx Stepper._ready accepts a byte-swapped array of the model's dtype "
-                    "(PyArray_TYPE ignores byte order) and fg_step reads its bytes as native: wrong results. "
-                    "Fix: also require cnp.PyArray_ISBEHAVED_RO(arr) (aligned, native byte order) there",
-}
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("layout", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=STEP_LAYOUT_BUGS[name]))
-    if name in STEP_LAYOUT_BUGS else name for name in STEP_LAYOUTS
-])
+@pytest.mark.parametrize("layout", list(STEP_LAYOUTS))
 def test_stream_accepts_any_layout_and_dtype(rng, layout, dtype):
     convert = STEP_LAYOUTS[layout]
     gru = _model(dtype, layers=2, bidirectional=False, input_size=3, hidden_size=6)

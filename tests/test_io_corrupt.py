@@ -153,39 +153,10 @@ DAMAGES = {
     "text": lambda data: b"this is not a model\n" * 10,
 }
 
-# Bugs in the importers, each also pinned down by a targeted test below.
-ZIP_NAME_BUG = ("fastgru/io/load.py sniff: zipfile.ZipFile(path).namelist() raises UnicodeDecodeError for a "
-                "member name that is not UTF-8 (also possible: ValueError, EOFError, NotImplementedError); only "
-                "BadZipFile is caught, so the error escapes without the file name. Catch them all there")
-KERAS_CONFIG_BUG = ("fastgru/io/keras.py _read_file: json.loads(model_config) (line ~255) raises JSONDecodeError and "
-                    "_walk_config (line ~315, entry['class_name']) raises KeyError on a damaged legacy .h5 config, "
-                    "neither naming the file. Wrap both in a ValueError naming the file")
-KERAS_H5_BUG = ("fastgru/io/keras.py: _open_h5 only wraps h5py.File(); reading a damaged group or dataset later "
-                "(_legacy_arrays, line ~463) raises h5py's KeyError/RuntimeError/OSError without the file name. "
-                "Convert them in _open_h5.__exit__ (or around _read_file) into a ValueError naming the file")
-ONNX_TEXT_BUG = ("fastgru/io/onnx.py _text (line ~197): bytes.decode() of a non-UTF-8 string attribute raises "
-                 "UnicodeDecodeError without the file name; decode inside _node_layer and raise a ValueError "
-                 "naming `where`")
-
-# (format, damage) -> why it does not give a ValueError naming the file. Offsets into files written by
-# torch 2.13 / Keras 3 / onnx as installed here; another version may move a flipped byte elsewhere.
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("torch_zip", "flip_at_90pc"): ZIP_NAME_BUG,
-    ("torch_zip", "flip_at_99pc"): ZIP_NAME_BUG,
-    ("keras_legacy_h5", "flip_at_07pc"): KERAS_CONFIG_BUG,
-    ("keras_legacy_h5", "flip_at_12pc"): KERAS_CONFIG_BUG,
-    ("keras_legacy_h5", "flip_at_20pc"): KERAS_CONFIG_BUG,
-    ("keras_legacy_h5", "flip_at_60pc"): KERAS_H5_BUG,
-    ("onnx", "flip_at_03pc"): ONNX_TEXT_BUG,
-}
-
-
 def _cases():
     for format_name in FORMATS:
         for damage in DAMAGES:
-            reason = KNOWN_BUGS.get((format_name, damage))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            yield pytest.param(format_name, damage, marks=marks, id=f"{format_name}-{damage}")
+            yield pytest.param(format_name, damage, id=f"{format_name}-{damage}")
 
 
 @pytest.mark.parametrize("format_name, damage", list(_cases()))
@@ -259,7 +230,6 @@ def _raises_value_error_naming(path, **options):
     assert path.name in str(info.value), f"the message does not name the file: {info.value}"
 
 
-@pytest.mark.xfail(strict=True, reason=ZIP_NAME_BUG)
 def test_zip_with_a_member_name_that_is_not_utf8(tmp_path):
     import zipfile
 
@@ -280,7 +250,6 @@ def legacy_h5(clean_files, tmp_path):
     return path
 
 
-@pytest.mark.xfail(strict=True, reason=KERAS_CONFIG_BUG)
 def test_legacy_h5_with_a_config_that_is_not_json(legacy_h5):
     import h5py
 
@@ -289,7 +258,6 @@ def test_legacy_h5_with_a_config_that_is_not_json(legacy_h5):
     _raises_value_error_naming(legacy_h5)
 
 
-@pytest.mark.xfail(strict=True, reason=KERAS_CONFIG_BUG)
 def test_legacy_h5_with_a_layer_config_missing_its_class(legacy_h5):
     import h5py
 
@@ -298,7 +266,6 @@ def test_legacy_h5_with_a_layer_config_missing_its_class(legacy_h5):
     _raises_value_error_naming(legacy_h5)
 
 
-@pytest.mark.xfail(strict=True, reason=ONNX_TEXT_BUG)
 def test_onnx_string_attribute_that_is_not_utf8(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import helper

@@ -83,9 +83,6 @@ done
 # the backward tests once the core has a backward pass
 if grep -qs "^fg_status fg_backward(" "$WORK"/src_c/*.c; then TESTS+=(tests/test_backward.py); fi
 
-# Tests that hand the core unaligned buffers, a known bug that UBSan reports (tests/test_bad_input.py
-# UNALIGNED_BUG, pinned down there by a strict xfail that needs no sanitizer). Drop this once it is fixed.
-DESELECT=(-k "not unaligned")
 
 step "running ${TESTS[*]} on the sanitized extension"
 (
@@ -94,7 +91,7 @@ step "running ${TESTS[*]} on the sanitized extension"
     export FASTGRU_HYPOTHESIS_EXAMPLES=${FASTGRU_HYPOTHESIS_EXAMPLES:-10}
     export ASAN_OPTIONS="$ASAN_OPTIONS_BASE:detect_leaks=0"
     export LD_PRELOAD="$LIBASAN"
-    "$PYTHON" -m pytest -q -p sanitized_build_check -p no:cacheprovider "${TESTS[@]}" "${DESELECT[@]}"
+    "$PYTHON" -m pytest -q -p sanitized_build_check -p no:cacheprovider "${TESTS[@]}"
 )
 
 step "done: no sanitizer report"

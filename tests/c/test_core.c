@@ -574,8 +574,8 @@ static void test_extreme_sizes_are_an_overflow(void) {
 
 /* Known bug (src_c/model.c, check_spec): `2 * spec->hidden_size` overflows int64 before the
  * `hidden_size > INT64_MAX / 8` test that would have caught it. */
-static void known_bug_hidden_size_past_half_int64_overflows(void) {
-    current_test = "known_bug_hidden_size_past_half_int64_overflows";
+static void test_hidden_size_past_half_int64_is_an_overflow(void) {
+    current_test = "test_hidden_size_past_half_int64_is_an_overflow";
     expect_create_overflow(4, INT64_MAX / 2 + 1);
     expect_create_overflow(4, INT64_MAX);
 }
@@ -649,8 +649,8 @@ static void test_huge_call_sizes_are_an_overflow(void) {
 /* Known bug (src_c/forward.c, layout_forward): `seq_len + 1` and `2 * D * batch`, `D * batch` are
  * computed unchecked, so T = INT64_MAX or B near INT64_MAX is signed overflow (undefined) before
  * fg_mul reports it. */
-static void known_bug_call_sizes_near_int64_max_overflow(void) {
-    current_test = "known_bug_call_sizes_near_int64_max_overflow";
+static void test_call_sizes_near_int64_max_are_an_overflow(void) {
+    current_test = "test_call_sizes_near_int64_max_are_an_overflow";
     const int64_t big[][2] = {{INT64_MAX, 1}, {1, INT64_MAX}, {1, INT64_MAX / 2}, {INT64_MAX, INT64_MAX}};
     expect_call_overflow(big, sizeof big / sizeof big[0]);
     model_case m;
@@ -1106,8 +1106,8 @@ static void test_non_finite_inputs_propagate(void) {
 /* Known bug (src_c/activations.h, fg_expf): for a NaN argument `(int32_t)n` converts NaN to int
  * (undefined; INT_MIN on x86) and `(... + 127) << 23` then shifts a negative value (undefined). The
  * float32 sigmoid and tanh call it, so any NaN reaching a float32 gate is undefined behaviour. */
-static void known_bug_float32_nan_input_is_undefined_behaviour(void) {
-    current_test = "known_bug_float32_nan_input_is_undefined_behaviour";
+static void test_float32_nan_input_is_well_defined(void) {
+    current_test = "test_float32_nan_input_is_well_defined";
     check_non_finite_inputs_propagate(FG_FLOAT32);
 }
 
@@ -1237,43 +1237,8 @@ static void test_backward_matches_finite_differences(void) {
     }
 }
 
-/* Tests of bugs not yet fixed in the core: each is undefined behaviour that only a UBSan build
- * (-fsanitize=undefined -fno-sanitize-recover) turns into a failure. They are left out of the normal
- * run and run alone with --known-bugs, which tests/test_c_core.py expects to fail (strict xfail): once
- * the core is fixed that run passes, and the test moves into the normal list. */
-typedef struct known_bug {
-    const char *name;
-    void (*run)(void);
-    const char *what;
-} known_bug;
-
-static const known_bug KNOWN_BUGS[] = {
-    {"hidden_size_overflow", known_bug_hidden_size_past_half_int64_overflows,
-     "src_c/model.c check_spec: 2 * hidden_size overflows"},
-    {"call_size_overflow", known_bug_call_sizes_near_int64_max_overflow,
-     "src_c/forward.c layout_forward: seq_len + 1, 2 * D * batch overflow"},
-    {"float32_nan", known_bug_float32_nan_input_is_undefined_behaviour,
-     "src_c/activations.h fg_expf: NaN converted to int and shifted"},
-};
-
-/* Usage: test_core                 the tests
- *        test_core --known-bugs [NAME]  the known-bug tests (all, or the one called NAME) */
-int main(int argc, char **argv) {
-    const size_t n_known = sizeof KNOWN_BUGS / sizeof KNOWN_BUGS[0];
-    if (argc > 1 && strcmp(argv[1], "--known-bugs") == 0) {
-        int ran = 0;
-        for (size_t i = 0; i < n_known; i++)
-            if (argc < 3 || strcmp(argv[2], KNOWN_BUGS[i].name) == 0) {
-                KNOWN_BUGS[i].run();
-                ran++;
-            }
-        if (!ran) {
-            fprintf(stderr, "no known bug called %s\n", argv[2]);
-            return 2;
-        }
-        printf("%d passed, %d failed\n", passed, failed);
-        return failed ? 1 : 0;
-    }
+/* Prints 'N passed, N failed' last; exits non-zero on any failure. */
+int main(void) {
     test_status_strings();
     test_create_and_destroy_every_kind();
     test_create_copies_weights_and_null_bias_is_zero();
@@ -1295,7 +1260,10 @@ int main(int argc, char **argv) {
     test_threads_share_one_model();
     test_non_finite_inputs_propagate();
     test_backward_matches_finite_differences();
-    for (size_t i = 0; i < n_known; i++) printf("known bug %s (run with --known-bugs %s): %s\n", KNOWN_BUGS[i].name, KNOWN_BUGS[i].name, KNOWN_BUGS[i].what);
+    /* undefined behaviour once, caught by the UBSan build of tests/test_c_core.py */
+    test_hidden_size_past_half_int64_is_an_overflow();
+    test_call_sizes_near_int64_max_are_an_overflow();
+    test_float32_nan_input_is_well_defined();
     printf("%d skipped\n", skipped);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
