@@ -4,7 +4,7 @@
 
 /* Where each scratch array of a forward call lives in the caller's workspace. */
 typedef struct forward_buffers {
-    int64_t chunk_steps;  /* time steps per input-projection GEMM */
+    int64_t chunk_steps;  /* time steps per input projection */
     int64_t *perm;        /* (B) batch rows ordered by length, longest first */
     int64_t *active;      /* (T + 1) active[t] = sequences longer than t; NULL without lengths */
     void *gates_x;        /* (chunk, B, D*3H) input projection of the current chunk */

@@ -1,8 +1,9 @@
 /* forward_impl.h: the forward pass as a template over REAL (float/double), included by forward.c.
  *
  * Per layer:
- *   1. the input projection gates_x = x W_ih^T + bias for a chunk of time steps, both directions in
- *      one GEMM when the whole sequence is one chunk (forward.c, chunk_steps);
+ *   1. the input projection gates_x = x W_ih^T + bias for a chunk of time steps (forward.c,
+ *      chunk_steps), on W_ih's panels with the same kernel as the recurrence; direction 1 projects the
+ *      mirrored chunk from the end, so both directions' gates for a step are ready together;
  *   2. per time step, both directions: the fused recurrent kernel (kernels_impl.h) over the active
  *      batch rows, its unit blocks split across the pool's threads; reset-before takes two passes,
  *      because W_hn multiplies r * h, which needs every r first.

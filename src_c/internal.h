@@ -12,9 +12,9 @@
 #define FG_BLOCK 8
 /* Every workspace segment and packed array starts on a cache line. */
 #define FG_ALIGN 64
-/* The input projection is computed for a chunk of time steps at once: enough rows to make the GEMM
- * efficient, few enough that the chunk's gates stay in cache and the workspace stays bounded for any
- * sequence length. Budget in elements of gates_x per chunk. */
+/* The input projection is computed for a chunk of time steps at once: enough rows to stream W_ih's
+ * panels once for many rows, few enough that the chunk's gates stay in cache and the workspace stays
+ * bounded for any sequence length. Budget in elements of gates_x per chunk. */
 #define FG_CHUNK_ELEMENTS ((int64_t)1 << 20)
 
 /* ---------------------------------------------------------------- packed gate order
@@ -23,8 +23,8 @@
  * [r(8), z(8), n(8)] for units 0..7, then units 8..15, ... (a last block of H % 8 units is narrower).
  * One pass over a block then meets r, z and n of the same units in neighbouring memory, so the gate
  * math runs while the values are in registers, and the rows of W_hh that produce them are adjacent.
- * The same permutation is applied to the rows of W_ih, W_hh and the biases, so every GEMM writes its
- * result directly in this order. fg_packed_index maps (gate, unit) to the position, for a layout of
+ * The same permutation is applied to the rows of W_ih, W_hh and the biases, so every product (the
+ * panel kernels forward, the BLAS GEMMs backward) writes its result directly in this order. fg_packed_index maps (gate, unit) to the position, for a layout of
  * `ngates` gates (3 for [r z n], 2 for the [r z] part of the reset-before recurrent weights). */
 static inline int64_t fg_packed_index(int64_t hidden, int ngates, int gate, int64_t unit) {
     int64_t start = unit - unit % FG_BLOCK;
@@ -44,8 +44,8 @@ static inline int64_t fg_packed_index(int64_t hidden, int ngates, int gate, int6
  *   bias_hn:   linear-before-reset only, natural order: b_hn stays inside r * (W_hn h + b_hn).
  * weight_ih / weight_hh (row-major, for the BLAS GEMMs of the backward pass) and the panels hold the
  * same numbers: the forward pass reads only the panels.
- * The input weights of both directions of a layer are stacked in fg_packed_layer.weight_ih so one GEMM
- * projects the input for both. */
+ * The row-major input weights of both directions of a layer are stacked in fg_packed_layer.weight_ih
+ * so one backward GEMM serves both. */
 typedef struct fg_packed_direction {
     void *panels_ih;        /* W_ih as panels: block u, row k (of I_k), column g*8 + w, C = 24 */
     void *weight_hh;
