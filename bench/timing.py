@@ -9,6 +9,12 @@ lasts at least ``sample_s`` (fast calls are not at the mercy of the timer's reso
 figure reported per call is the sample's time / ``inner``. Median and p90 are taken over samples.
 The garbage collector is off while timing, as in ``timeit``. Rounds stop at ``budget_s`` of wall time once ``min_rounds``
 are done, so a shape's timing costs about max(budget, min_rounds rounds).
+
+With several threads, every engine keeps a pool of workers that spin for a while after each call
+(PyTorch's OpenMP, ONNX Runtime's pool, fastgru's own). Sampled back to back in one process, an engine
+would then share the cores with the previous engine's spinning workers (ONNX Runtime's spin for
+40-50 ms after a call on this machine). ``settle_s`` is an idle pause before each sample, long enough
+for those workers to go to sleep; it is not timed, but counts against the budget.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ def calibrate(run: Runner, sample_s: float, warmup_calls: int) -> tuple[int, flo
 
 
 def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
-                min_rounds: int, max_rounds: int, warmup_calls: int = 2) -> dict[str, dict]:
+                min_rounds: int, max_rounds: int, warmup_calls: int = 2, settle_s: float = 0.0) -> dict[str, dict]:
     """Times every runner in round-robin rounds; returns per-runner stats (seconds per call)."""
     plan = {}
     for name, run in runners.items():
@@ -65,6 +71,8 @@ def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 inner = plan[name][0]
+                if settle_s:
+                    time.sleep(settle_s)
                 samples[name].append(_time_once(runners[name], inner) / inner)
     finally:
         if gc_was_enabled:

@@ -152,17 +152,20 @@ const fg_kernels *fg_select_kernels(fg_isa isa);
 
 /* ---------------------------------------------------------------- threads */
 
-/* Handing work to a worker costs about a microsecond (more on a busy machine); a part must carry at
- * least this many multiply-adds to be worth it. */
+/* Handing work to a worker costs about a microsecond (more on a busy machine): a run is split only
+ * when it carries at least FG_MIN_PARALLEL_MACS multiply-adds per thread. It is then cut into a few
+ * tasks per thread (claimed dynamically, pool.c) rather than one: a worker preempted by another process
+ * then holds up the run for one small task, while the caller takes the rest. */
 #define FG_MIN_PARALLEL_MACS ((int64_t)1 << 16)
+#define FG_TASKS_PER_THREAD 4
 
-/* How many parts (at most max_parts) to split `macs` multiply-adds into on this pool. */
+/* How many tasks (at most max_parts) to cut a run of `macs` multiply-adds into on this pool. */
 static inline int64_t fg_parallel_parts(const fg_pool *pool, int64_t macs, int64_t max_parts) {
-    int64_t parts = fg_pool_num_threads(pool);
-    int64_t by_work = macs / FG_MIN_PARALLEL_MACS;
-    if (parts > by_work) parts = by_work;
-    if (parts > max_parts) parts = max_parts;
-    return parts < 1 ? 1 : parts;
+    const int64_t threads = fg_pool_num_threads(pool);
+    int64_t worth = macs / FG_MIN_PARALLEL_MACS; /* threads that get enough work */
+    if (worth < 2 || threads < 2) return 1;
+    int64_t parts = (threads < worth ? threads : worth) * FG_TASKS_PER_THREAD;
+    return parts < max_parts ? parts : max_parts;
 }
 
 /* Runs task(arg, i) for i in [0, n_tasks) on the pool's threads (the caller is one of them) and returns

@@ -1,62 +1,79 @@
-/* pool.c: persistent worker threads. A call hands the pool a task count; workers (and the caller, as
- * worker 0) take task indices from an atomic counter until none are left.
+/* pool.c: persistent worker threads. A call hands the pool n tasks; the caller and the workers claim
+ * task indices until none are left, and the call returns when every claimed task has finished.
  *
- * Workers spin briefly on the generation counter before sleeping on the condition variable: inside a
- * sequence the next batch of tasks follows within microseconds, and a futex wake-up would cost more
- * than the work of a small step. */
+ * The caller never waits for a worker that has not claimed anything: on a busy machine a worker may
+ * be descheduled for milliseconds, and a step that waited for it to check in would take that long.
+ * Such a worker simply finds nothing left when it runs. To make that safe, the run's generation and
+ * the next task index share one 64-bit atomic (the "ticket"): claiming a task and checking that it
+ * belongs to the current run is one compare-and-swap, so a late worker can never take a task of a
+ * later run.
+ *
+ * Workers spin briefly on the ticket before sleeping on the condition variable: inside a sequence the
+ * next run follows within microseconds, and a futex wake-up would cost more than a small step. */
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define FG_SPIN_ITERATIONS 20000
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define FG_CPU_RELAX() _mm_pause()
+#else
+#define FG_CPU_RELAX() ((void)0)
+#endif
+
+#define FG_SPIN_ITERATIONS 4000
 
 struct fg_pool {
     int num_threads;
     pthread_t *threads;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
-    pthread_cond_t done;
-    atomic_long generation;   /* bumped once per fg_pool_run */
-    atomic_long next_task;
-    atomic_int busy_workers;  /* workers still inside the current generation */
-    int64_t n_tasks;
+    _Atomic uint64_t ticket;  /* (generation << 32) | index of the next unclaimed task */
+    atomic_long done;         /* tasks of the current run finished */
+    atomic_llong n_tasks;     /* of the current run; stored before its ticket is published (a late
+                               * worker may read it while the next run sets it: hence atomic) */
     fg_task_fn task;
     void *arg;
     int stopping;
 };
 
-static void run_tasks(fg_pool *pool) {
-    for (;;) {
-        long index = atomic_fetch_add(&pool->next_task, 1);
-        if (index >= pool->n_tasks) return;
-        pool->task(pool->arg, index);
+static inline uint32_t generation_of(uint64_t ticket) { return (uint32_t)(ticket >> 32); }
+
+/* Claims and runs tasks of `generation` until none are left or a newer run has started. */
+static void run_tasks(fg_pool *pool, uint32_t generation) {
+    uint64_t ticket = atomic_load(&pool->ticket);
+    while (generation_of(ticket) == generation && (int64_t)(uint32_t)ticket < atomic_load(&pool->n_tasks)) {
+        /* On success the task is ours; on failure `ticket` is reloaded and checked again. */
+        if (atomic_compare_exchange_weak(&pool->ticket, &ticket, ticket + 1)) {
+            pool->task(pool->arg, (int64_t)(uint32_t)ticket);
+            atomic_fetch_add(&pool->done, 1);
+            ticket = atomic_load(&pool->ticket);
+        }
     }
 }
 
 static void *worker_main(void *opaque) {
     fg_pool *pool = (fg_pool *)opaque;
-    long seen = 0;
+    uint32_t seen = 0;
     unsigned csr = fg_denormals_off(); /* every compute thread flushes denormals (internal.h) */
     for (;;) {
-        long generation = atomic_load(&pool->generation);
-        for (int spin = 0; generation == seen && spin < FG_SPIN_ITERATIONS; spin++)
-            generation = atomic_load(&pool->generation);
+        uint32_t generation = generation_of(atomic_load(&pool->ticket));
+        for (int spin = 0; generation == seen && spin < FG_SPIN_ITERATIONS; spin++) {
+            FG_CPU_RELAX();
+            generation = generation_of(atomic_load(&pool->ticket));
+        }
         if (generation == seen) {
             pthread_mutex_lock(&pool->mutex);
-            while ((generation = atomic_load(&pool->generation)) == seen && !pool->stopping)
+            while ((generation = generation_of(atomic_load(&pool->ticket))) == seen && !pool->stopping)
                 pthread_cond_wait(&pool->wake, &pool->mutex);
             pthread_mutex_unlock(&pool->mutex);
         }
         if (pool->stopping) break;
         seen = generation;
-        run_tasks(pool);
-        if (atomic_fetch_sub(&pool->busy_workers, 1) == 1) {
-            pthread_mutex_lock(&pool->mutex);
-            pthread_cond_signal(&pool->done);
-            pthread_mutex_unlock(&pool->mutex);
-        }
+        run_tasks(pool, generation);
     }
     fg_denormals_restore(csr);
     return NULL;
@@ -71,7 +88,6 @@ fg_status fg_pool_create(int num_threads, fg_pool **out) {
     pool->num_threads = 1;
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
-    pthread_cond_init(&pool->done, NULL);
     if (num_threads > 1) {
         pool->threads = (pthread_t *)calloc((size_t)num_threads - 1, sizeof(pthread_t));
         if (!pool->threads) {
@@ -94,12 +110,11 @@ void fg_pool_destroy(fg_pool *pool) {
     if (!pool) return;
     pthread_mutex_lock(&pool->mutex);
     pool->stopping = 1;
-    atomic_fetch_add(&pool->generation, 1);
+    atomic_fetch_add(&pool->ticket, (uint64_t)1 << 32); /* a new generation wakes the spinners */
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
     for (int i = 0; i < pool->num_threads - 1; i++) pthread_join(pool->threads[i], NULL);
     pthread_cond_destroy(&pool->wake);
-    pthread_cond_destroy(&pool->done);
     pthread_mutex_destroy(&pool->mutex);
     free(pool->threads);
     free(pool);
@@ -113,23 +128,23 @@ fg_status fg_pool_run(fg_pool *pool, int64_t n_tasks, fg_task_fn task, void *arg
         for (int64_t i = 0; i < n_tasks; i++) task(arg, i);
         return FG_OK;
     }
+    if (n_tasks > UINT32_MAX) return FG_ERR_INVALID_SIZE;
+    /* The previous run has fully finished (we waited for it), so nothing reads these fields now. */
     pool->task = task;
     pool->arg = arg;
-    pool->n_tasks = n_tasks;
-    atomic_store(&pool->next_task, 0);
-    atomic_store(&pool->busy_workers, pool->num_threads - 1);
+    atomic_store(&pool->n_tasks, n_tasks);
+    atomic_store(&pool->done, 0);
+    const uint32_t generation = generation_of(atomic_load(&pool->ticket)) + 1;
+    /* Published under the mutex so that a worker about to sleep cannot miss it. */
     pthread_mutex_lock(&pool->mutex);
-    atomic_fetch_add(&pool->generation, 1);
+    atomic_store(&pool->ticket, (uint64_t)generation << 32);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
-    run_tasks(pool);
-    /* Wait for every worker to leave the generation, so the next run cannot race with a straggler. */
-    for (int spin = 0; atomic_load(&pool->busy_workers) > 0 && spin < FG_SPIN_ITERATIONS; spin++) {
-    }
-    if (atomic_load(&pool->busy_workers) > 0) {
-        pthread_mutex_lock(&pool->mutex);
-        while (atomic_load(&pool->busy_workers) > 0) pthread_cond_wait(&pool->done, &pool->mutex);
-        pthread_mutex_unlock(&pool->mutex);
+    run_tasks(pool, generation);
+    /* Only tasks that a worker claimed can still be running; they are short, so spin, then yield. */
+    for (int spin = 0; atomic_load(&pool->done) < n_tasks; spin++) {
+        if (spin < FG_SPIN_ITERATIONS) FG_CPU_RELAX();
+        else sched_yield();
     }
     return FG_OK;
 }
