@@ -63,10 +63,52 @@ typedef struct fg_packed_layer {
 
 struct fg_gru {
     fg_spec spec;
+    fg_weight_format weight_format;
     fg_packed_layer *layers;
     void *memory;           /* one allocation holding every packed array */
     size_t packed_bytes;
 };
+
+/* ---------------------------------------------------------------- int8 panels
+ *
+ * An int8 model (fg_gru_quantize, weight_format FG_WEIGHTS_INT8) is the same layout in another format:
+ * the same fg_packed_layer / fg_packed_direction, the same unit blocks and panel columns (c = g*8 + w),
+ * the same folded biases (float32), and the forward pass is the same template (forward_impl.h compiled
+ * with FG_QUANTIZED). What changes:
+ *   - weight_ih and weight_hh are NULL (they only serve the backward pass, which int8 models lack);
+ *   - panels_ih, panels and panels_n hold int8 panel blocks. Block u of a panel with C columns over K
+ *     inputs is fg_i8_block_bytes(C, K) bytes, 64-byte aligned, starting at u * that:
+ *         int32  column_sum[C]    sum over k of q[k][c] (the VNNI kernels' zero-point correction)
+ *         float  column_scale[C]  the row's scale s: W[row][k] ~= s * q[k][c]
+ *         int8   q[K4 / 4][C][4]  q[k][c] at [k / 4][c][k % 4], K4 = K rounded up to 4, zero padded
+ *     Four consecutive k of one column are adjacent: one 32-byte load holds 8 columns x 4 k, which is
+ *     what vpmaddubsw + vpmaddwd (and vpdpbusd) sum into 8 int32 lanes against a broadcast of 4 inputs.
+ *   - activations reach the panel products as int8 rows of K4 bytes (zero padded): the state as
+ *     fg_quantize_unit(h) (fixed scale 1/127), the layer input per row with a dynamic scale.
+ * Every integer product is exact: |q| <= 127 on both sides, so K * 127^2 < 2^31 for K <= 131072
+ * (FG_INT8_MAX_K), and the kernels of every ISA produce the same int32 sums; with the float32 steps
+ * after them written identically, every ISA gives bitwise identical outputs. */
+#define FG_INT8_MAX_K ((int64_t)1 << 17)
+
+static inline int64_t fg_round4(int64_t k) { return (k + 3) & ~(int64_t)3; }
+
+static inline int64_t fg_i8_block_bytes(int columns, int64_t k) {
+    return (int64_t)(((size_t)(8 * columns + fg_round4(k) * columns) + FG_ALIGN - 1) & ~(size_t)(FG_ALIGN - 1));
+}
+
+/* round-half-even(v) clamped to [-127, 127]: the int8 code of a value already divided by its scale.
+ * NaN maps to -127 (no undefined float-to-int conversion). Adding and subtracting 1.5 * 2^23 rounds to
+ * the nearest integer, ties to even, in the default rounding mode, and vectorises. */
+static inline int8_t fg_quantize_code(float v) {
+    v = v >= -127.0f ? v : -127.0f;
+    v = v <= 127.0f ? v : 127.0f;
+    v = (v + 12582912.0f) - 12582912.0f;
+    return (int8_t)(int32_t)v;
+}
+
+/* The int8 code of a value in [-1, 1] (states, r * h): fixed scale 1/127, as RNNoise/LPCNet code their
+ * activations; values outside saturate to +-127. */
+static inline int8_t fg_quantize_unit(float v) { return fg_quantize_code(v * 127.0f); }
 
 /* Number of unit blocks, and the width of block u. */
 static inline int64_t fg_num_blocks(int64_t hidden) { return (hidden + FG_BLOCK - 1) / FG_BLOCK; }
@@ -114,6 +156,10 @@ typedef struct fg_step_args {
     const uint8_t *mask;        /* indexed by batch entry, or NULL */
     void *gates_rz;             /* reset-before scratch (rows, 2H) */
     void *reset_h;              /* reset-before scratch (rows, H) */
+    /* int8 models only: int8 copies of the state and of r * h, rows of fg_round4(H) bytes */
+    const int8_t *h_prev_q;     /* (rows, H4), read by the panel product */
+    int8_t *h_next_q;           /* (rows, H4), written next to h_next */
+    int8_t *reset_h_q;          /* reset-before (rows, H4) */
 } fg_step_args;
 
 typedef void (*fg_step_fn)(const fg_step_args *args, int64_t block_begin, int64_t block_end);
@@ -124,8 +170,9 @@ typedef struct fg_project_args {
     int64_t hidden;
     int64_t input_size;
     int64_t rows;
-    const void *input;          /* row i at input + i * input_stride */
+    const void *input;          /* row i at input + i * input_stride (int8 models: int8 rows) */
     int64_t input_stride;
+    const float *input_scale;   /* int8 models: row i ~= input_scale[i] * input row i */
     const void *panels_ih;      /* this direction's W_ih panels */
     const void *bias_x;         /* this direction's folded bias (3H, packed) */
     void *gates_x;              /* row i at gates_x + i * gates_x_stride */
@@ -139,12 +186,15 @@ typedef struct fg_kernels {
     fg_project_fn project_f32;
     fg_step_fn step_lbr_f64, step_rb1_f64, step_rb2_f64;
     fg_project_fn project_f64;
+    fg_step_fn step_lbr_i8, step_rb1_i8, step_rb2_i8;  /* int8 weights, float32 activations */
+    fg_project_fn project_i8;
 } fg_kernels;
 
 extern const fg_kernels fg_kernels_generic;
 #if defined(__x86_64__) || defined(_M_X64)
 #define FG_HAVE_AVX2_KERNELS 1
 extern const fg_kernels fg_kernels_avx2;
+extern const fg_kernels fg_kernels_avx512vnni; /* AVX2's, with vpdpbusd for the int8 products */
 #endif
 
 /* The kernel table for ctx->isa, or NULL if that ISA cannot run here. */
