@@ -15,21 +15,21 @@ typedef struct forward_buffers {
     void *gates_rz;       /* (D, B, 2H) activated r and z, reset-before only */
     void *reset_h;        /* (D, B, H) r * h, reset-before only */
     void *intermediate;   /* (T, B, D*H) output of a non-final layer, L >= 2 only */
-    /* int8 models only (internal.h, "int8 panels"); rows of int8 codes are padded to a multiple of 4 */
-    int8_t *x_codes;      /* (2, chunk, B, round4(max(I, D*H))) the layer input rows as int8 ... */
+    /* int8 models only (internal.h, "int8 panels"); rows of int8 codes are padded to a multiple of 16 */
+    int8_t *x_codes;      /* (2, chunk, B, padded(max(I, D*H))) the layer input rows as int8 ... */
     float *x_scales;      /* (2, chunk, B) ... and their scales (slots as x_gather) */
-    int8_t *state_codes;  /* (2, D, B, round4(H)) the state as int8, double buffered as state */
-    int8_t *reset_h_codes;/* (D, B, round4(H)) r * h as int8, reset-before only */
+    int8_t *state_codes;  /* (2, D, B, padded(H)) the state as int8, double buffered as state */
+    int8_t *reset_h_codes;/* (D, B, padded(H)) r * h as int8, reset-before only */
 } forward_buffers;
 
 /* Rows [begin, end) of `rows` float rows (width values each, stride apart) as int8 codes with one scale
  * per row: fbgemm's dynamic quantization (the scale is computed from the data at run time, just
  * before the product), but symmetric and per row: scale = max|row| / 127, code = round-half-even(v *
  * 127 / max|row|). A row holding a NaN gets a NaN scale, so the NaN reaches the outputs as in float32;
- * an all-zero row gets scale 0. Padding columns up to round4(width) are zero. */
+ * an all-zero row gets scale 0. Padding columns up to padded(width) are zero. */
 static void quantize_rows(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
                           int8_t *codes, float *scales) {
-    const int64_t padded = fg_round4(width);
+    const int64_t padded = fg_i8_padded(width);
     for (int64_t i = begin; i < end; i++) {
         const float *row = rows + i * stride;
         int8_t *code = codes + i * padded;
@@ -91,10 +91,10 @@ static fg_status layout_forward(const fg_gru *gru, int64_t seq_len, int64_t batc
     buf->intermediate =
         fg_layout_take(layout, spec->num_layers > 1 ? fg_mul(fg_mul(seq_len, batch), D * H) : 0, elem);
     const int int8 = gru->weight_format == FG_WEIGHTS_INT8;
-    buf->x_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(fg_mul(2, chunk_rows), fg_round4(width)) : 0, 1);
+    buf->x_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(fg_mul(2, chunk_rows), fg_i8_padded(width)) : 0, 1);
     buf->x_scales = (float *)fg_layout_take(layout, int8 ? fg_mul(2, chunk_rows) : 0, sizeof(float));
-    buf->state_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(2 * D * batch, fg_round4(H)) : 0, 1);
-    buf->reset_h_codes = (int8_t *)fg_layout_take(layout, int8 && rb ? fg_mul(D * batch, fg_round4(H)) : 0, 1);
+    buf->state_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(2 * D * batch, fg_i8_padded(H)) : 0, 1);
+    buf->reset_h_codes = (int8_t *)fg_layout_take(layout, int8 && rb ? fg_mul(D * batch, fg_i8_padded(H)) : 0, 1);
     return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
 }
 

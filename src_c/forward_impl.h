@@ -100,7 +100,7 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
 #ifdef FG_QUANTIZED
         /* The int8 kernels read codes (slot k of x_codes, as of x_gather); both directions of a
          * one-chunk sequence read the same rows, quantized once. */
-        const int64_t rows = steps * B, padded = fg_round4(width);
+        const int64_t rows = steps * B, padded = fg_i8_padded(width);
         if (k == 1 && t_begin[1] == t_begin[0]) {
             a->input = args[0].input;
             a->input_scale = args[0].input_scale;
@@ -182,10 +182,10 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
         a->gates_rz = lbr ? NULL : (REAL *)s->buf.gates_rz + d * B * 2 * H;
         a->reset_h = lbr ? NULL : (REAL *)s->buf.reset_h + d * B * H;
 #ifdef FG_QUANTIZED
-        const int64_t H4 = fg_round4(H);
-        a->h_prev_q = s->buf.state_codes + ((count % 2) * D + d) * B * H4;
-        a->h_next_q = s->buf.state_codes + (((count + 1) % 2) * D + d) * B * H4;
-        a->reset_h_q = lbr ? NULL : s->buf.reset_h_codes + d * B * H4;
+        const int64_t Hp = fg_i8_padded(H);
+        a->h_prev_q = s->buf.state_codes + ((count % 2) * D + d) * B * Hp;
+        a->h_next_q = s->buf.state_codes + (((count + 1) % 2) * D + d) * B * Hp;
+        a->reset_h_q = lbr ? NULL : s->buf.reset_h_codes + d * B * Hp;
 #endif
     }
     if (lbr) {
@@ -206,7 +206,7 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
             if (a->mask[b]) continue;
             memcpy((REAL *)a->h_next + i * H, (const REAL *)a->h_prev + i * H, (size_t)H * sizeof(REAL));
 #ifdef FG_QUANTIZED
-            memcpy(a->h_next_q + i * fg_round4(H), a->h_prev_q + i * fg_round4(H), (size_t)H);
+            memcpy(a->h_next_q + i * fg_i8_padded(H), a->h_prev_q + i * fg_i8_padded(H), (size_t)H);
 #endif
             memset((REAL *)a->output + b * a->output_stride, 0, (size_t)H * sizeof(REAL));
             if (a->tape) {
@@ -239,15 +239,15 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
             }
 #ifdef FG_QUANTIZED
             /* The codes of h0 (values outside [-1, 1] saturate), padding columns zero. */
-            const int64_t H4 = fg_round4(H);
-            int8_t *codes = s->buf.state_codes + (parity * D + d) * B * H4;
-            memset(codes, 0, (size_t)(B * H4));
+            const int64_t Hp = fg_i8_padded(H);
+            int8_t *codes = s->buf.state_codes + (parity * D + d) * B * Hp;
+            memset(codes, 0, (size_t)(B * Hp));
             for (int64_t i = 0; i < B; i++)
-                for (int64_t k = 0; k < H; k++) codes[i * H4 + k] = fg_quantize_unit(state[i * H + k]);
+                for (int64_t k = 0; k < H; k++) codes[i * Hp + k] = fg_quantize_unit(state[i * H + k]);
 #endif
         }
 #ifdef FG_QUANTIZED
-    if (spec->variant == FG_RESET_BEFORE) memset(s->buf.reset_h_codes, 0, (size_t)(D * B * fg_round4(H)));
+    if (spec->variant == FG_RESET_BEFORE) memset(s->buf.reset_h_codes, 0, (size_t)(D * B * fg_i8_padded(H)));
 #endif
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
         const int64_t steps = T - t0 < chunk ? T - t0 : chunk;

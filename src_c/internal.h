@@ -80,20 +80,22 @@ struct fg_gru {
  *     inputs is fg_i8_block_bytes(C, K) bytes, 64-byte aligned, starting at u * that:
  *         int32  column_sum[C]    sum over k of q[k][c] (the VNNI kernels' zero-point correction)
  *         float  column_scale[C]  the row's scale s: W[row][k] ~= s * q[k][c]
- *         int8   q[K4 / 4][C][4]  q[k][c] at [k / 4][c][k % 4], K4 = K rounded up to 4, zero padded
+ *         int8   q[Kp / 4][C][4]  q[k][c] at [k / 4][c][k % 4], Kp = K rounded up to 16, zero padded
  *     Four consecutive k of one column are adjacent: one 32-byte load holds 8 columns x 4 k, which is
  *     what vpmaddubsw + vpmaddwd (and vpdpbusd) sum into 8 int32 lanes against a broadcast of 4 inputs.
- *   - activations reach the panel products as int8 rows of K4 bytes (zero padded): the state as
+ *   - activations reach the panel products as int8 rows of Kp bytes (zero padded): the state as
  *     fg_quantize_unit(h) (fixed scale 1/127), the layer input per row with a dynamic scale.
  * Every integer product is exact: |q| <= 127 on both sides, so K * 127^2 < 2^31 for K <= 131072
  * (FG_INT8_MAX_K), and the kernels of every ISA produce the same int32 sums; with the float32 steps
  * after them written identically, every ISA gives bitwise identical outputs. */
 #define FG_INT8_MAX_K ((int64_t)1 << 17)
 
-static inline int64_t fg_round4(int64_t k) { return (k + 3) & ~(int64_t)3; }
+/* Rows of int8 codes and panels are padded with zeros to a multiple of 16 inputs: the kernels then
+ * take four groups of 4 per iteration (independent accumulators for vpdpbusd's latency), no tail. */
+static inline int64_t fg_i8_padded(int64_t k) { return (k + 15) & ~(int64_t)15; }
 
 static inline int64_t fg_i8_block_bytes(int columns, int64_t k) {
-    return (int64_t)(((size_t)(8 * columns + fg_round4(k) * columns) + FG_ALIGN - 1) & ~(size_t)(FG_ALIGN - 1));
+    return (int64_t)(((size_t)(8 * columns + fg_i8_padded(k) * columns) + FG_ALIGN - 1) & ~(size_t)(FG_ALIGN - 1));
 }
 
 /* round-half-even(v) clamped to [-127, 127]: the int8 code of a value already divided by its scale.
@@ -156,10 +158,10 @@ typedef struct fg_step_args {
     const uint8_t *mask;        /* indexed by batch entry, or NULL */
     void *gates_rz;             /* reset-before scratch (rows, 2H) */
     void *reset_h;              /* reset-before scratch (rows, H) */
-    /* int8 models only: int8 copies of the state and of r * h, rows of fg_round4(H) bytes */
-    const int8_t *h_prev_q;     /* (rows, H4), read by the panel product */
-    int8_t *h_next_q;           /* (rows, H4), written next to h_next */
-    int8_t *reset_h_q;          /* reset-before (rows, H4) */
+    /* int8 models only: int8 copies of the state and of r * h, rows of fg_i8_padded(H) bytes */
+    const int8_t *h_prev_q;     /* (rows, Hp), read by the panel product */
+    int8_t *h_next_q;           /* (rows, Hp), written next to h_next */
+    int8_t *reset_h_q;          /* reset-before (rows, Hp) */
 } fg_step_args;
 
 typedef void (*fg_step_fn)(const fg_step_args *args, int64_t block_begin, int64_t block_end);

@@ -60,7 +60,7 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
  * 2 * 127 * 127 = 32258 < 32767, so it never saturates and |a| * (sign(a) q) = a q exactly. vpmaddwd
  * against ones then adds the pairs into int32. The |a| of a broadcast serves all C / 8 weight vectors;
  * per 32 weights the cost is one vpsignb, vpmaddubsw, vpmaddwd and vpaddd. */
-static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int64_t K4, const int8_t *a,
+static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int64_t Kp, const int8_t *a,
                                                               int64_t lda, const char *block, int32_t *acc) {
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     const int V = C / 8;
@@ -68,7 +68,7 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
     __m256i sum[4][3];
     for (int r = 0; r < 4; r++)
         for (int v = 0; v < 3; v++) sum[r][v] = _mm256_setzero_si256();
-    for (int64_t k = 0; k < K4; k += 4) {
+    for (int64_t k = 0; k < Kp; k += 4) {
         const int8_t *q = panel + k * C;
         __m256i weights[3];
         for (int v = 0; v < V; v++) weights[v] = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
@@ -123,39 +123,32 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
  * 128 * column_sum back out. int32 lanes wrap, and the true result fits, so the result is exact.
  * vpdpbusd's latency is several cycles and each accumulator is one dependency chain: with few rows,
  * consecutive groups of k go to separate accumulators (S sets) so enough chains are in flight. */
-static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int64_t K4, const int8_t *a,
+/* acc += vpdpbusd(x, w). Through inline assembly: GCC 12 keeps the intrinsic's accumulator in a copy
+ * of the register, adding a move per product in the loop (a third of its instructions). */
+#define FG_DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "vm"(w))
+
+static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int64_t Kp, const int8_t *a,
                                                               int64_t lda, const char *block, int32_t *acc) {
     const int32_t *column_sum = (const int32_t *)block;
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     const int V = C / 8, S = R == 1 ? 4 : R == 2 ? 2 : 1;
     const __m256i flip = _mm256_set1_epi8((char)0x80);
     __m256i sum[4][4][3];
-    for (int set = 0; set < 4; set++)
-        for (int r = 0; r < 4; r++)
-            for (int v = 0; v < 3; v++) sum[set][r][v] = _mm256_setzero_si256();
-    int64_t k = 0;
-    for (; k + 4 * S <= K4; k += 4 * S)
-        for (int set = 0; set < S; set++) {
-            const int8_t *q = panel + (k + 4 * set) * C;
+    for (int set = 0; set < S; set++)
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < V; v++) sum[set][r][v] = _mm256_setzero_si256();
+    for (int64_t k = 0; k < Kp; k += 16)
+        for (int group = 0; group < 4; group++) {
+            const int set = group % S;
+            const int8_t *q = panel + (k + 4 * group) * C;
             for (int r = 0; r < R; r++) {
                 int32_t quad;
-                memcpy(&quad, a + r * lda + k + 4 * set, sizeof quad);
+                memcpy(&quad, a + r * lda + k + 4 * group, sizeof quad);
                 const __m256i x = _mm256_xor_si256(_mm256_set1_epi32(quad), flip);
                 for (int v = 0; v < V; v++)
-                    sum[set][r][v] = _mm256_dpbusd_epi32(sum[set][r][v], x,
-                                                         _mm256_loadu_si256((const __m256i *)(q + 32 * v)));
+                    FG_DPBUSD(sum[set][r][v], x, _mm256_loadu_si256((const __m256i *)(q + 32 * v)));
             }
         }
-    for (; k < K4; k += 4) {
-        const int8_t *q = panel + k * C;
-        for (int r = 0; r < R; r++) {
-            int32_t quad;
-            memcpy(&quad, a + r * lda + k, sizeof quad);
-            const __m256i x = _mm256_xor_si256(_mm256_set1_epi32(quad), flip);
-            for (int v = 0; v < V; v++)
-                sum[0][r][v] = _mm256_dpbusd_epi32(sum[0][r][v], x, _mm256_loadu_si256((const __m256i *)(q + 32 * v)));
-        }
-    }
     for (int r = 0; r < R; r++)
         for (int v = 0; v < V; v++) {
             __m256i total = sum[0][r][v];

@@ -27,16 +27,16 @@
 /* The state's scale: fg_quantize_unit codes v as round(127 v). */
 #define FG_STATE_SCALE (1.0f / 127.0f)
 
-/* acc[r][c] = sum_k a[r][k] * q[k][c] for R rows and C columns over K4 inputs (a multiple of 4), q
+/* acc[r][c] = sum_k a[r][k] * q[k][c] for R rows and C columns over Kp inputs (a multiple of 16), q
  * the weights of int8 panel block `block` (internal.h), in [k / 4][c][k % 4] order; acc rows
  * FG_I8_COLUMNS apart. Plain integer arithmetic: the sums are exact (internal.h), and this is what
  * every ISA's kernel must reproduce. */
-FG_I8_INLINE void FNI(dot_generic)(int R, int C, int64_t K4, const int8_t *a, int64_t lda, const char *block,
+FG_I8_INLINE void FNI(dot_generic)(int R, int C, int64_t Kp, const int8_t *a, int64_t lda, const char *block,
                                    int32_t *acc) {
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) acc[r * FG_I8_COLUMNS + c] = 0;
-    for (int64_t k = 0; k < K4; k += 4) {
+    for (int64_t k = 0; k < Kp; k += 4) {
         const int8_t *q = panel + k * C;
         for (int r = 0; r < R; r++) {
             const int8_t *x = a + r * lda + k;
@@ -51,13 +51,13 @@ FG_I8_INLINE void FNI(dot_generic)(int R, int C, int64_t K4, const int8_t *a, in
 #define DOT_I8 FNI(dot_generic)
 #endif
 
-#define FG_I8_DOT_ROWS(R, C, K4, a, lda, panel, acc)                                                  \
+#define FG_I8_DOT_ROWS(R, C, Kp, a, lda, panel, acc)                                                  \
     do {                                                                                              \
         switch (R) {                                                                                  \
-        case 1: DOT_I8(1, C, K4, a, lda, panel, acc); break;                                          \
-        case 2: DOT_I8(2, C, K4, a, lda, panel, acc); break;                                          \
-        case 3: DOT_I8(3, C, K4, a, lda, panel, acc); break;                                          \
-        default: DOT_I8(4, C, K4, a, lda, panel, acc); break;                                         \
+        case 1: DOT_I8(1, C, Kp, a, lda, panel, acc); break;                                          \
+        case 2: DOT_I8(2, C, Kp, a, lda, panel, acc); break;                                          \
+        case 3: DOT_I8(3, C, Kp, a, lda, panel, acc); break;                                          \
+        default: DOT_I8(4, C, Kp, a, lda, panel, acc); break;                                         \
         }                                                                                             \
     } while (0)
 
@@ -66,10 +66,10 @@ FG_I8_INLINE void FNI(dot_generic)(int R, int C, int64_t K4, const int8_t *a, in
     do {                                                                                              \
         const int hard_ = (act)->hard_sigmoid, clipping_ = (act)->clip > 0;                            \
         if ((width) == FG_BLOCK) {                                                                    \
-            if (!hard_ && !clipping_) BODY(0, 0, FG_BLOCK);                                           \
-            else if (!hard_) BODY(0, 1, FG_BLOCK);                                                    \
-            else if (!clipping_) BODY(1, 0, FG_BLOCK);                                                \
-            else BODY(1, 1, FG_BLOCK);                                                                \
+            if (!hard_ && !clipping_) { BODY(0, 0, FG_BLOCK); }                                       \
+            else if (!hard_) { BODY(0, 1, FG_BLOCK); }                                                \
+            else if (!clipping_) { BODY(1, 0, FG_BLOCK); }                                            \
+            else { BODY(1, 1, FG_BLOCK); }                                                            \
         } else {                                                                                      \
             BODY(hard_, clipping_, (width));                                                          \
         }                                                                                             \
@@ -94,7 +94,7 @@ FG_I8_INLINE void FNI(quantize_units)(int width, const float *values, int8_t *co
 #define OUTPUT(s, b) ((float *)(s)->output + (b) * (s)->output_stride)
 
 static void FNI(step_lbr)(const fg_step_args *s, int64_t block_begin, int64_t block_end) {
-    const int64_t H = s->hidden, H4 = fg_round4(H);
+    const int64_t H = s->hidden, Hp = fg_i8_padded(H);
     const float *h_prev = (const float *)s->h_prev, *bias_hn = (const float *)s->bias_hn;
     float *h_next = (float *)s->h_next;
     int32_t acc[FG_I8_ROWS * FG_I8_COLUMNS];
@@ -105,7 +105,7 @@ static void FNI(step_lbr)(const fg_step_args *s, int64_t block_begin, int64_t bl
         const char *block = BLOCK(s->panels, u, 24, H);
         for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_ROWS) {
             const int R = (int)(s->rows - i0 < FG_I8_ROWS ? s->rows - i0 : FG_I8_ROWS);
-            FG_I8_DOT_ROWS(R, 24, H4, s->h_prev_q + i0 * H4, H4, block, acc);
+            FG_I8_DOT_ROWS(R, 24, Hp, s->h_prev_q + i0 * Hp, Hp, block, acc);
             for (int r = 0; r < R; r++) {
                 const int64_t i = i0 + r, b = s->perm[i];
                 if (ROW_SKIPPED(s, b)) continue;
@@ -113,17 +113,17 @@ static void FNI(step_lbr)(const fg_step_args *s, int64_t block_begin, int64_t bl
                 const float *gates_h = FNF(unpad)(gates, 3, width, packed);
 #define LBR(HARD, CLIP, WIDTH)                                                                        \
     FNF(lbr_block)(HARD, CLIP, WIDTH, &s->act, GATES_X(s, b) + 3 * j0, gates_h, bias_hn + j0, h_prev + i * H + j0, \
-                   h_next + i * H + j0, OUTPUT(s, b) + j0, NULL, NULL)
+                   h_next + i * H + j0, OUTPUT(s, b) + j0, NULL, NULL);                                \
+    FNI(quantize_units)(WIDTH, h_next + i * H + j0, s->h_next_q + i * Hp + j0)
                 FG_I8_SPECIALISE(&s->act, width, LBR);
 #undef LBR
-                FNI(quantize_units)(width, h_next + i * H + j0, s->h_next_q + i * H4 + j0);
             }
         }
     }
 }
 
 static void FNI(step_rb1)(const fg_step_args *s, int64_t block_begin, int64_t block_end) {
-    const int64_t H = s->hidden, H4 = fg_round4(H);
+    const int64_t H = s->hidden, Hp = fg_i8_padded(H);
     const float *h_prev = (const float *)s->h_prev;
     float *gates_rz = (float *)s->gates_rz, *reset_h = (float *)s->reset_h;
     int32_t acc[FG_I8_ROWS * FG_I8_COLUMNS];
@@ -134,29 +134,29 @@ static void FNI(step_rb1)(const fg_step_args *s, int64_t block_begin, int64_t bl
         const char *block = BLOCK(s->panels, u, 16, H);
         for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_ROWS) {
             const int R = (int)(s->rows - i0 < FG_I8_ROWS ? s->rows - i0 : FG_I8_ROWS);
-            FG_I8_DOT_ROWS(R, 16, H4, s->h_prev_q + i0 * H4, H4, block, acc);
+            FG_I8_DOT_ROWS(R, 16, Hp, s->h_prev_q + i0 * Hp, Hp, block, acc);
             for (int r = 0; r < R; r++) {
                 const int64_t i = i0 + r, b = s->perm[i];
                 if (ROW_SKIPPED(s, b)) {
                     /* keeps the second half's product of this row defined (it is not used) */
-                    memset(s->reset_h_q + i * H4 + j0, 0, (size_t)width);
+                    memset(s->reset_h_q + i * Hp + j0, 0, (size_t)width);
                     continue;
                 }
                 FNI(dequantize)(16, acc + r * FG_I8_COLUMNS, FG_STATE_SCALE, BLOCK_SCALE(block, 16), gates);
                 const float *gates_h = FNF(unpad)(gates, 2, width, packed);
 #define RB1(HARD, CLIP, WIDTH)                                                                        \
     FNF(rb1_block)(HARD, CLIP, WIDTH, &s->act, GATES_X(s, b) + 3 * j0, gates_h, gates_rz + i * 2 * H + 2 * j0, \
-                   h_prev + i * H + j0, reset_h + i * H + j0)
+                   h_prev + i * H + j0, reset_h + i * H + j0);                                         \
+    FNI(quantize_units)(WIDTH, reset_h + i * H + j0, s->reset_h_q + i * Hp + j0)
                 FG_I8_SPECIALISE(&s->act, width, RB1);
 #undef RB1
-                FNI(quantize_units)(width, reset_h + i * H + j0, s->reset_h_q + i * H4 + j0);
             }
         }
     }
 }
 
 static void FNI(step_rb2)(const fg_step_args *s, int64_t block_begin, int64_t block_end) {
-    const int64_t H = s->hidden, H4 = fg_round4(H);
+    const int64_t H = s->hidden, Hp = fg_i8_padded(H);
     const float *h_prev = (const float *)s->h_prev, *gates_rz = (const float *)s->gates_rz;
     float *h_next = (float *)s->h_next;
     int32_t acc[FG_I8_ROWS * FG_I8_COLUMNS];
@@ -167,36 +167,36 @@ static void FNI(step_rb2)(const fg_step_args *s, int64_t block_begin, int64_t bl
         const char *block = BLOCK(s->panels_n, u, 8, H);
         for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_ROWS) {
             const int R = (int)(s->rows - i0 < FG_I8_ROWS ? s->rows - i0 : FG_I8_ROWS);
-            FG_I8_DOT_ROWS(R, 8, H4, s->reset_h_q + i0 * H4, H4, block, acc);
+            FG_I8_DOT_ROWS(R, 8, Hp, s->reset_h_q + i0 * Hp, Hp, block, acc);
             for (int r = 0; r < R; r++) {
                 const int64_t i = i0 + r, b = s->perm[i];
                 if (ROW_SKIPPED(s, b)) continue;
                 FNI(dequantize)(8, acc + r * FG_I8_COLUMNS, FG_STATE_SCALE, BLOCK_SCALE(block, 8), gates);
 #define RB2(HARD, CLIP, WIDTH)                                                                        \
     FNF(rb2_block)(HARD, CLIP, WIDTH, &s->act, GATES_X(s, b) + 3 * j0, gates_rz + i * 2 * H + 2 * j0, gates, \
-                   h_prev + i * H + j0, h_next + i * H + j0, OUTPUT(s, b) + j0, NULL, NULL)
+                   h_prev + i * H + j0, h_next + i * H + j0, OUTPUT(s, b) + j0, NULL, NULL);             \
+    FNI(quantize_units)(WIDTH, h_next + i * H + j0, s->h_next_q + i * Hp + j0)
                 FG_I8_SPECIALISE(&s->act, width, RB2);
 #undef RB2
-                FNI(quantize_units)(width, h_next + i * H + j0, s->h_next_q + i * H4 + j0);
             }
         }
     }
 }
 
 static void FNI(project)(const fg_project_args *p, int64_t block_begin, int64_t block_end) {
-    const int64_t H = p->hidden, I = p->input_size, I4 = fg_round4(I);
+    const int64_t H = p->hidden, I = p->input_size, Ip = fg_i8_padded(I);
     const int8_t *input = (const int8_t *)p->input;
     const float *bias = (const float *)p->bias_x;
     int32_t acc[FG_I8_ROWS * FG_I8_COLUMNS];
     float gates[FG_I8_COLUMNS], packed[FG_I8_COLUMNS];
-    /* Block-outer: a block's panel (I4 x 24 bytes) stays in L1/L2 while every input row passes over it. */
+    /* Block-outer: a block's panel (Ip x 24 bytes) stays in L1/L2 while every input row passes over it. */
     for (int64_t u = block_begin; u < block_end; u++) {
         const int64_t j0 = u * FG_BLOCK;
         const int width = fg_block_width(H, u);
         const char *block = BLOCK(p->panels_ih, u, 24, I);
         for (int64_t i0 = 0; i0 < p->rows; i0 += FG_I8_ROWS) {
             const int R = (int)(p->rows - i0 < FG_I8_ROWS ? p->rows - i0 : FG_I8_ROWS);
-            FG_I8_DOT_ROWS(R, 24, I4, input + i0 * p->input_stride, p->input_stride, block, acc);
+            FG_I8_DOT_ROWS(R, 24, Ip, input + i0 * p->input_stride, p->input_stride, block, acc);
             for (int r = 0; r < R; r++) {
                 FNI(dequantize)(24, acc + r * FG_I8_COLUMNS, p->input_scale[i0 + r], BLOCK_SCALE(block, 24), gates);
                 const float *values = FNF(unpad)(gates, 3, width, packed);
