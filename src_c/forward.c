@@ -19,6 +19,7 @@ typedef struct forward_buffers {
     int8_t *x_codes;      /* (2, chunk, B, padded(max(I, D*H))) the layer input rows as int8 ... */
     float *x_scales;      /* (2, chunk, B) ... and their scales (slots as x_gather) */
     int8_t *state_codes;  /* (2, D, B, padded(H)) the state as int8, double buffered as state */
+    float *state_scales;  /* (2, D, B) per row of the state: its scale, then the inverse */
     int8_t *reset_h_codes;/* (D, B, padded(H)) r * h as int8, reset-before only */
 } forward_buffers;
 
@@ -95,6 +96,7 @@ static fg_status layout_forward(const fg_gru *gru, int64_t seq_len, int64_t batc
     buf->x_scales = (float *)fg_layout_take(layout, int8 ? fg_mul(2, chunk_rows) : 0, sizeof(float));
     buf->state_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(2 * D * batch, fg_i8_padded(H)) : 0, 1);
     buf->reset_h_codes = (int8_t *)fg_layout_take(layout, int8 && rb ? fg_mul(D * batch, fg_i8_padded(H)) : 0, 1);
+    buf->state_scales = (float *)fg_layout_take(layout, int8 ? fg_mul(2 * D, batch) : 0, sizeof(float));
     return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
 }
 

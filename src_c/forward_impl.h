@@ -186,6 +186,8 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
         a->h_prev_q = s->buf.state_codes + ((count % 2) * D + d) * B * Hp;
         a->h_next_q = s->buf.state_codes + (((count + 1) % 2) * D + d) * B * Hp;
         a->reset_h_q = lbr ? NULL : s->buf.reset_h_codes + d * B * Hp;
+        a->state_scale = s->buf.state_scales + d * B;
+        a->state_inverse = s->buf.state_scales + (D + d) * B;
 #endif
     }
     if (lbr) {
@@ -238,12 +240,22 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
                 else memset(state + i * H, 0, (size_t)H * sizeof(REAL));
             }
 #ifdef FG_QUANTIZED
-            /* The codes of h0 (values outside [-1, 1] saturate), padding columns zero. */
+            /* The codes of h0, padding columns zero. Row i's scale is m / 127 with m = max(1, max|h0 row|):
+             * h' = z h + (1 - z) n with z in [0, 1] and |n| <= 1 never leaves [-m, m], so no state
+             * (nor r * h) of this call saturates its code. For |h0| <= 1 (every state a GRU produces
+             * from zeros) m = 1: the fixed 1/127 of RNNoise/LPCNet. */
             const int64_t Hp = fg_i8_padded(H);
             int8_t *codes = s->buf.state_codes + (parity * D + d) * B * Hp;
+            float *scale = s->buf.state_scales + d * B, *inverse = s->buf.state_scales + (D + d) * B;
             memset(codes, 0, (size_t)(B * Hp));
-            for (int64_t i = 0; i < B; i++)
-                for (int64_t k = 0; k < H; k++) codes[i * Hp + k] = fg_quantize_unit(state[i * H + k]);
+            for (int64_t i = 0; i < B; i++) {
+                float largest = 1.0f;
+                for (int64_t k = 0; k < H; k++)
+                    largest = fabsf(state[i * H + k]) > largest ? fabsf(state[i * H + k]) : largest;
+                scale[i] = largest / 127.0f;
+                inverse[i] = 127.0f / largest;
+                for (int64_t k = 0; k < H; k++) codes[i * Hp + k] = fg_quantize_code(state[i * H + k] * inverse[i]);
+            }
 #endif
         }
 #ifdef FG_QUANTIZED

@@ -83,8 +83,9 @@ struct fg_gru {
  *         int8   q[Kp / 4][C][4]  q[k][c] at [k / 4][c][k % 4], Kp = K rounded up to 16, zero padded
  *     Four consecutive k of one column are adjacent: one 32-byte load holds 8 columns x 4 k, which is
  *     what vpmaddubsw + vpmaddwd (and vpdpbusd) sum into 8 int32 lanes against a broadcast of 4 inputs.
- *   - activations reach the panel products as int8 rows of Kp bytes (zero padded): the state as
- *     fg_quantize_unit(h) (fixed scale 1/127), the layer input per row with a dynamic scale.
+ *   - activations reach the panel products as int8 rows of Kp bytes (zero padded): the state (and
+ *     r * h) as round(h * 127 / m), m = max(1, max|h0 row|) per row and call (forward_impl.h), the
+ *     layer input per row with a dynamic scale (forward.c, quantize_rows).
  * Every integer product is exact: |q| <= 127 on both sides, so K * 127^2 < 2^31 for K <= 131072
  * (FG_INT8_MAX_K), and the kernels of every ISA produce the same int32 sums; with the float32 steps
  * after them written identically, every ISA gives bitwise identical outputs. */
@@ -99,18 +100,19 @@ static inline int64_t fg_i8_block_bytes(int columns, int64_t k) {
 }
 
 /* round-half-even(v) clamped to [-127, 127]: the int8 code of a value already divided by its scale.
- * NaN maps to -127 (no undefined float-to-int conversion). Adding and subtracting 1.5 * 2^23 rounds to
- * the nearest integer, ties to even, in the default rounding mode, and vectorises. */
+ * Adding 1.5 * 2^23 leaves the integer nearest v (ties to even, the default rounding mode) in the low
+ * mantissa bits, read out by subtracting the sum's bit pattern for 0; the clamp is done on that
+ * integer. Defined for every input (inf saturates, NaN codes as +-127), free of float-to-int
+ * conversions, and the compiler vectorises it. */
 static inline int8_t fg_quantize_code(float v) {
-    v = v >= -127.0f ? v : -127.0f;
-    v = v <= 127.0f ? v : 127.0f;
-    v = (v + 12582912.0f) - 12582912.0f;
-    return (int8_t)(int32_t)v;
+    const float shifted = v + 12582912.0f;
+    int32_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    int32_t code = bits - 0x4B400000;
+    code = code < -127 ? -127 : code;
+    code = code > 127 ? 127 : code;
+    return (int8_t)code;
 }
-
-/* The int8 code of a value in [-1, 1] (states, r * h): fixed scale 1/127, as RNNoise/LPCNet code their
- * activations; values outside saturate to +-127. */
-static inline int8_t fg_quantize_unit(float v) { return fg_quantize_code(v * 127.0f); }
 
 /* Number of unit blocks, and the width of block u. */
 static inline int64_t fg_num_blocks(int64_t hidden) { return (hidden + FG_BLOCK - 1) / FG_BLOCK; }
@@ -158,10 +160,13 @@ typedef struct fg_step_args {
     const uint8_t *mask;        /* indexed by batch entry, or NULL */
     void *gates_rz;             /* reset-before scratch (rows, 2H) */
     void *reset_h;              /* reset-before scratch (rows, H) */
-    /* int8 models only: int8 copies of the state and of r * h, rows of fg_i8_padded(H) bytes */
+    /* int8 models only: int8 codes of the state and of r * h, rows of fg_i8_padded(H) bytes; row i is
+     * coded as round(v * state_inverse[i]) and decoded with state_scale[i] (forward_impl.h) */
     const int8_t *h_prev_q;     /* (rows, Hp), read by the panel product */
     int8_t *h_next_q;           /* (rows, Hp), written next to h_next */
     int8_t *reset_h_q;          /* reset-before (rows, Hp) */
+    const float *state_scale;   /* (rows) */
+    const float *state_inverse; /* (rows) */
 } fg_step_args;
 
 typedef void (*fg_step_fn)(const fg_step_args *args, int64_t block_begin, int64_t block_end);

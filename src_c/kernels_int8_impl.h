@@ -24,8 +24,6 @@
 #define FG_I8_INLINE static inline __attribute__((always_inline))
 #define FG_I8_ROWS 4
 #define FG_I8_COLUMNS 24
-/* The state's scale: fg_quantize_unit codes v as round(127 v). */
-#define FG_STATE_SCALE (1.0f / 127.0f)
 
 /* acc[r][c] = sum_k a[r][k] * q[k][c] for R rows and C columns over Kp inputs (a multiple of 16), q
  * the weights of int8 panel block `block` (internal.h), in [k / 4][c][k % 4] order; acc rows
@@ -85,102 +83,116 @@ FG_I8_INLINE void FNI(dequantize)(int C, const int32_t *acc, float activation_sc
     for (int c = 0; c < C; c++) gates[c] = (float)acc[c] * (activation_scale * column_scale[c]);
 }
 
-FG_I8_INLINE void FNI(quantize_units)(int width, const float *values, int8_t *codes) {
-    for (int k = 0; k < width; k++) codes[k] = fg_quantize_unit(values[k]);
+/* codes[k] = the int8 code of values[k] * inverse (inverse = 1 / the row's state scale). */
+FG_I8_INLINE void FNI(quantize_units)(int width, const float *restrict values, float inverse,
+                                      int8_t *restrict codes) {
+    /* float steps in a local array first: stores through int8_t may alias anything, which keeps the
+     * compiler from vectorising a loop that mixes them with float loads */
+    int32_t rounded[FG_BLOCK];
+    for (int k = 0; k < width; k++) rounded[k] = (int32_t)fg_quantize_code(values[k] * inverse);
+    for (int k = 0; k < width; k++) codes[k] = (int8_t)rounded[k];
 }
 
 #define ROW_SKIPPED(s, b) ((s)->mask && !(s)->mask[b])
 #define GATES_X(s, b) ((const float *)(s)->gates_x + (b) * (s)->gates_x_stride)
 #define OUTPUT(s, b) ((float *)(s)->output + (b) * (s)->output_stride)
 
+/* The gate math of one block is a chain of dependent operations (exp, division) hundreds of cycles
+ * long; run for one block at a time between two panel products it would mostly wait. The step kernels
+ * therefore take the products of FG_I8_GROUP blocks first, then the gate math of those blocks, whose
+ * chains are independent and overlap. */
+#define FG_I8_GROUP 4
+
+/* gates[gb][r][0:C] = the dequantised products of rows [i0, i0 + R) of `codes` (row stride Hp) with
+ * the C-column int8 panels of blocks [u0, u0 + blocks): float(sum) * (row scale * column scale). */
+FG_I8_INLINE void FNI(products)(const fg_step_args *s, const void *panels, int C, const int8_t *codes, int64_t u0,
+                                int blocks, int64_t i0, int R, float gates[][FG_I8_ROWS][FG_I8_COLUMNS]) {
+    const int64_t H = s->hidden, Hp = fg_i8_padded(H);
+    int32_t acc[FG_I8_ROWS * FG_I8_COLUMNS];
+    for (int gb = 0; gb < blocks; gb++) {
+        const char *block = BLOCK(panels, u0 + gb, C, H);
+        FG_I8_DOT_ROWS(R, C, Hp, codes + i0 * Hp, Hp, block, acc);
+        for (int r = 0; r < R; r++)
+            FNI(dequantize)(C, acc + r * FG_I8_COLUMNS, s->state_scale[i0 + r], BLOCK_SCALE(block, C), gates[gb][r]);
+    }
+}
+
+/* Loops over groups of blocks and groups of rows: BODY(gb, r, u, i, b) runs the gate math of block u
+ * (gb-th of its group), row i (r-th of its group; batch entry b) after the group's products. */
+#define FG_I8_STEP_LOOP(s, panels, C, codes, block_begin, block_end, BODY)                            \
+    do {                                                                                              \
+        float gates[FG_I8_GROUP][FG_I8_ROWS][FG_I8_COLUMNS];                                          \
+        for (int64_t u0 = (block_begin); u0 < (block_end); u0 += FG_I8_GROUP) {                       \
+            const int blocks = (int)((block_end) - u0 < FG_I8_GROUP ? (block_end) - u0 : FG_I8_GROUP); \
+            for (int64_t i0 = 0; i0 < (s)->rows; i0 += FG_I8_ROWS) {                                  \
+                const int R = (int)((s)->rows - i0 < FG_I8_ROWS ? (s)->rows - i0 : FG_I8_ROWS);        \
+                FNI(products)(s, panels, C, codes, u0, blocks, i0, R, gates);                         \
+                for (int gb = 0; gb < blocks; gb++)                                                   \
+                    for (int r = 0; r < R; r++) {                                                     \
+                        const int64_t u = u0 + gb, i = i0 + r, b = (s)->perm[i];                      \
+                        BODY;                                                                         \
+                    }                                                                                 \
+            }                                                                                         \
+        }                                                                                             \
+    } while (0)
+
 static void FNI(step_lbr)(const fg_step_args *s, int64_t block_begin, int64_t block_end) {
     const int64_t H = s->hidden, Hp = fg_i8_padded(H);
     const float *h_prev = (const float *)s->h_prev, *bias_hn = (const float *)s->bias_hn;
     float *h_next = (float *)s->h_next;
-    int32_t acc[FG_I8_ROWS * FG_I8_COLUMNS];
-    float gates[FG_I8_COLUMNS], packed[FG_I8_COLUMNS];
-    for (int64_t u = block_begin; u < block_end; u++) {
-        const int64_t j0 = u * FG_BLOCK;
-        const int width = fg_block_width(H, u);
-        const char *block = BLOCK(s->panels, u, 24, H);
-        for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_ROWS) {
-            const int R = (int)(s->rows - i0 < FG_I8_ROWS ? s->rows - i0 : FG_I8_ROWS);
-            FG_I8_DOT_ROWS(R, 24, Hp, s->h_prev_q + i0 * Hp, Hp, block, acc);
-            for (int r = 0; r < R; r++) {
-                const int64_t i = i0 + r, b = s->perm[i];
-                if (ROW_SKIPPED(s, b)) continue;
-                FNI(dequantize)(24, acc + r * FG_I8_COLUMNS, FG_STATE_SCALE, BLOCK_SCALE(block, 24), gates);
-                const float *gates_h = FNF(unpad)(gates, 3, width, packed);
+    float packed[FG_I8_COLUMNS];
 #define LBR(HARD, CLIP, WIDTH)                                                                        \
     FNF(lbr_block)(HARD, CLIP, WIDTH, &s->act, GATES_X(s, b) + 3 * j0, gates_h, bias_hn + j0, h_prev + i * H + j0, \
                    h_next + i * H + j0, OUTPUT(s, b) + j0, NULL, NULL);                                \
-    FNI(quantize_units)(WIDTH, h_next + i * H + j0, s->h_next_q + i * Hp + j0)
-                FG_I8_SPECIALISE(&s->act, width, LBR);
+    FNI(quantize_units)(WIDTH, h_next + i * H + j0, s->state_inverse[i], s->h_next_q + i * Hp + j0)
+    FG_I8_STEP_LOOP(s, s->panels, 24, s->h_prev_q, block_begin, block_end, {
+        if (ROW_SKIPPED(s, b)) continue;
+        const int64_t j0 = u * FG_BLOCK;
+        const int width = fg_block_width(H, u);
+        const float *gates_h = FNF(unpad)(gates[gb][r], 3, width, packed);
+        FG_I8_SPECIALISE(&s->act, width, LBR);
+    });
 #undef LBR
-            }
-        }
-    }
 }
 
 static void FNI(step_rb1)(const fg_step_args *s, int64_t block_begin, int64_t block_end) {
     const int64_t H = s->hidden, Hp = fg_i8_padded(H);
     const float *h_prev = (const float *)s->h_prev;
     float *gates_rz = (float *)s->gates_rz, *reset_h = (float *)s->reset_h;
-    int32_t acc[FG_I8_ROWS * FG_I8_COLUMNS];
-    float gates[FG_I8_COLUMNS], packed[FG_I8_COLUMNS];
-    for (int64_t u = block_begin; u < block_end; u++) {
-        const int64_t j0 = u * FG_BLOCK;
-        const int width = fg_block_width(H, u);
-        const char *block = BLOCK(s->panels, u, 16, H);
-        for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_ROWS) {
-            const int R = (int)(s->rows - i0 < FG_I8_ROWS ? s->rows - i0 : FG_I8_ROWS);
-            FG_I8_DOT_ROWS(R, 16, Hp, s->h_prev_q + i0 * Hp, Hp, block, acc);
-            for (int r = 0; r < R; r++) {
-                const int64_t i = i0 + r, b = s->perm[i];
-                if (ROW_SKIPPED(s, b)) {
-                    /* keeps the second half's product of this row defined (it is not used) */
-                    memset(s->reset_h_q + i * Hp + j0, 0, (size_t)width);
-                    continue;
-                }
-                FNI(dequantize)(16, acc + r * FG_I8_COLUMNS, FG_STATE_SCALE, BLOCK_SCALE(block, 16), gates);
-                const float *gates_h = FNF(unpad)(gates, 2, width, packed);
+    float packed[FG_I8_COLUMNS];
 #define RB1(HARD, CLIP, WIDTH)                                                                        \
     FNF(rb1_block)(HARD, CLIP, WIDTH, &s->act, GATES_X(s, b) + 3 * j0, gates_h, gates_rz + i * 2 * H + 2 * j0, \
                    h_prev + i * H + j0, reset_h + i * H + j0);                                         \
-    FNI(quantize_units)(WIDTH, reset_h + i * H + j0, s->reset_h_q + i * Hp + j0)
-                FG_I8_SPECIALISE(&s->act, width, RB1);
-#undef RB1
-            }
+    FNI(quantize_units)(WIDTH, reset_h + i * H + j0, s->state_inverse[i], s->reset_h_q + i * Hp + j0)
+    FG_I8_STEP_LOOP(s, s->panels, 16, s->h_prev_q, block_begin, block_end, {
+        const int64_t j0 = u * FG_BLOCK;
+        const int width = fg_block_width(H, u);
+        if (ROW_SKIPPED(s, b)) {
+            /* keeps the second half's product of this row defined (it is not used) */
+            memset(s->reset_h_q + i * Hp + j0, 0, (size_t)width);
+            continue;
         }
-    }
+        const float *gates_h = FNF(unpad)(gates[gb][r], 2, width, packed);
+        FG_I8_SPECIALISE(&s->act, width, RB1);
+    });
+#undef RB1
 }
 
 static void FNI(step_rb2)(const fg_step_args *s, int64_t block_begin, int64_t block_end) {
     const int64_t H = s->hidden, Hp = fg_i8_padded(H);
     const float *h_prev = (const float *)s->h_prev, *gates_rz = (const float *)s->gates_rz;
     float *h_next = (float *)s->h_next;
-    int32_t acc[FG_I8_ROWS * FG_I8_COLUMNS];
-    float gates[FG_I8_COLUMNS];
-    for (int64_t u = block_begin; u < block_end; u++) {
+#define RB2(HARD, CLIP, WIDTH)                                                                        \
+    FNF(rb2_block)(HARD, CLIP, WIDTH, &s->act, GATES_X(s, b) + 3 * j0, gates_rz + i * 2 * H + 2 * j0, gates[gb][r], \
+                   h_prev + i * H + j0, h_next + i * H + j0, OUTPUT(s, b) + j0, NULL, NULL);             \
+    FNI(quantize_units)(WIDTH, h_next + i * H + j0, s->state_inverse[i], s->h_next_q + i * Hp + j0)
+    FG_I8_STEP_LOOP(s, s->panels_n, 8, s->reset_h_q, block_begin, block_end, {
+        if (ROW_SKIPPED(s, b)) continue;
         const int64_t j0 = u * FG_BLOCK;
         const int width = fg_block_width(H, u);
-        const char *block = BLOCK(s->panels_n, u, 8, H);
-        for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_ROWS) {
-            const int R = (int)(s->rows - i0 < FG_I8_ROWS ? s->rows - i0 : FG_I8_ROWS);
-            FG_I8_DOT_ROWS(R, 8, Hp, s->reset_h_q + i0 * Hp, Hp, block, acc);
-            for (int r = 0; r < R; r++) {
-                const int64_t i = i0 + r, b = s->perm[i];
-                if (ROW_SKIPPED(s, b)) continue;
-                FNI(dequantize)(8, acc + r * FG_I8_COLUMNS, FG_STATE_SCALE, BLOCK_SCALE(block, 8), gates);
-#define RB2(HARD, CLIP, WIDTH)                                                                        \
-    FNF(rb2_block)(HARD, CLIP, WIDTH, &s->act, GATES_X(s, b) + 3 * j0, gates_rz + i * 2 * H + 2 * j0, gates, \
-                   h_prev + i * H + j0, h_next + i * H + j0, OUTPUT(s, b) + j0, NULL, NULL);             \
-    FNI(quantize_units)(WIDTH, h_next + i * H + j0, s->h_next_q + i * Hp + j0)
-                FG_I8_SPECIALISE(&s->act, width, RB2);
+        FG_I8_SPECIALISE(&s->act, width, RB2);
+    });
 #undef RB2
-            }
-        }
-    }
 }
 
 static void FNI(project)(const fg_project_args *p, int64_t block_begin, int64_t block_end) {
@@ -212,7 +224,8 @@ static void FNI(project)(const fg_project_args *p, int64_t block_begin, int64_t 
 #undef OUTPUT
 #undef BLOCK
 #undef BLOCK_SCALE
-#undef FG_STATE_SCALE
+#undef FG_I8_STEP_LOOP
+#undef FG_I8_GROUP
 #undef FG_I8_SPECIALISE
 #undef FG_I8_DOT_ROWS
 #undef DOT_I8

@@ -278,6 +278,22 @@ def test_int8_masked_steps_are_skipped(rng, reset_after):
     np.testing.assert_array_equal(quantized(x, h0, mask=np.ones((9, 2), bool))[0], quantized(x, h0)[0])
 
 
+def test_int8_large_initial_states_do_not_saturate(rng):
+    """A row's state scale is max(1, max|h0 row|) / 127 for the whole call: states never leave that
+    bound, so an h0 far outside [-1, 1] costs resolution, not saturation."""
+    spec = GRUSpec(6, 24, reset_after=True)
+    model, quantized = _quantized(spec, random_weights(spec, rng))
+    x, _, _ = random_inputs(spec, rng, 5, 3)
+    h0 = rng.uniform(-1, 1, (1, 3, 24))
+    h0[0, 1] *= 4
+    h0[0, 2, 0] = -30.0
+    error = np.abs(quantized(x, h0)[0] - model(x, h0)[0]).max(axis=(0, 2))
+    saturated = np.abs(model(x, np.clip(h0, -1, 1))[0] - model(x, h0)[0]).max(axis=(0, 2))
+    assert error[0] <= RANDOM_MAX_ERROR and error[1] <= RANDOM_MAX_ERROR
+    assert error[2] <= 30 / 127  # one code step of that row
+    assert np.all(error[1:] < saturated[1:] / 10), f"errors {error}, clipping h0 would give {saturated}"
+
+
 def test_int8_threads_do_not_change_results(rng):
     spec = GRUSpec(24, 40, 2, True, reset_after=True)
     _, quantized = _quantized(spec, random_weights(spec, rng))
