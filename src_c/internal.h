@@ -135,7 +135,10 @@ static inline int fg_block_width(int64_t hidden, int64_t block) {
  *   step_rb1:  reset-before, first half: gates_rz row i (2H, [r z] packed) = activated r, z;
  *              reset_h row i (H) = r * h_prev.
  *   step_rb2:  reset-before, second half: n from W_hn (r * h) (panels_n); writes h_next, output, tape.
- * Masked rows (mask[perm[i]] == 0) are skipped; the driver carries their state. */
+ * Masked rows (mask[perm[i]] == 0) are skipped; the driver carries their state.
+ * The _i8 kernels (kernels_int8_impl.h) do the same for int8 models: integer panel products on the
+ * int8 codes of the state (h_prev_q, reset_h_q), the same float32 gate math, and the codes of the new
+ * state (h_next_q) written next to it; they never write a tape. */
 typedef struct fg_activation {
     int hard_sigmoid;
     double alpha, beta;     /* hard sigmoid: clip(alpha * a + beta, 0, 1) */
