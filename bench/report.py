@@ -185,7 +185,15 @@ DEEPBENCH_TITANXP_S = 59.3e-3
 
 
 def _int8_section(worker: dict) -> list[str]:
-    """fastgru int8 against each int8 target peer, per batch-1 shape; and the DeepBench figure."""
+    """fastgru int8 against each int8 target peer, per batch-1 shape; and the DeepBench figure.
+    Single-threaded workers only: the targets are single-threaded, and with more threads the peers'
+    spinning thread pools share the process (bench/deepbench_int8.py explains)."""
+    if not any(name.startswith("fastgru-int8") for case in worker["cases"] for name in case["rows"]):
+        return []
+    if worker["threads"] != 1:
+        return ["", f"int8 at {worker['threads']} threads: the rows above interleave fastgru with PyTorch and "
+                "ONNX Runtime in one process, whose thread pools keep spinning on the other cores and slow "
+                "fastgru's per-step barrier; `python bench/deepbench_int8.py` times fastgru int8 alone."]
     rows = []
     for case in worker["cases"]:
         names = [n for n in case["rows"] if n.startswith("fastgru-int8") and _timed(case["rows"][n])]
