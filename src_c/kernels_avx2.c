@@ -125,7 +125,7 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
  * consecutive groups of k go to separate accumulators (S sets) so enough chains are in flight. */
 /* acc += vpdpbusd(x, w). Through inline assembly: GCC 12 keeps the intrinsic's accumulator in a copy
  * of the register, adding a move per product in the loop (a third of its instructions). */
-#define FG_DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "vm"(w))
+#define FG_DPBUSD_REG(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
 static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int64_t Kp, const int8_t *a,
                                                               int64_t lda, const char *block, int32_t *acc) {
@@ -141,12 +141,15 @@ static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int6
         for (int group = 0; group < 4; group++) {
             const int set = group % S;
             const int8_t *q = panel + (k + 4 * group) * C;
+            /* each weight vector is loaded once for all R rows (as a memory operand of vpdpbusd it
+             * would be loaded once per row, and the loads, not the products, would set the pace) */
+            __m256i weights[3];
+            for (int v = 0; v < V; v++) weights[v] = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
             for (int r = 0; r < R; r++) {
                 int32_t quad;
                 memcpy(&quad, a + r * lda + k + 4 * group, sizeof quad);
                 const __m256i x = _mm256_xor_si256(_mm256_set1_epi32(quad), flip);
-                for (int v = 0; v < V; v++)
-                    FG_DPBUSD(sum[set][r][v], x, _mm256_loadu_si256((const __m256i *)(q + 32 * v)));
+                for (int v = 0; v < V; v++) FG_DPBUSD_REG(sum[set][r][v], x, weights[v]);
             }
         }
     for (int r = 0; r < R; r++)
