@@ -28,8 +28,8 @@ if os.environ.get("FASTGRU_SANITIZE"):
 core = Extension(
     "fastgru._core",
     sources=["fastgru/_core.pyx"] + sorted(glob("src_c/*.c")),
-    depends=sorted(glob("src_c/*.h")),  # the kernels are templates in headers: a header change rebuilds
     include_dirs=["src_c", numpy.get_include()],
+    depends=sorted(glob("src_c/*.h")),  # the *_impl.h templates: editing one must rebuild its .c
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=compile_args if sys.platform != "win32" else [],
     extra_link_args=link_args if sys.platform != "win32" else [],

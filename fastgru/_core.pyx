@@ -10,7 +10,8 @@ into Python exceptions.
 
 from libc.stdint cimport int64_t, uint8_t, uintptr_t
 from libc.limits cimport INT_MAX
-from scipy.linalg.cython_blas cimport sgemm as fortran_sgemm, dgemm as fortran_dgemm
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from cython cimport floating
 
 import numpy as np
 cimport numpy as cnp
@@ -125,40 +126,62 @@ cdef extern from "fastgru.h" nogil:
 
 # ------------------------------------------------------------------ BLAS adapter
 
+# scipy's Fortran GEMMs, fetched on first use (_load_scipy_blas): the forward pass needs no BLAS, and
+# importing scipy.linalg would triple the time `import fastgru` takes.
+ctypedef void (*fortran_sgemm_fn)(char *, char *, int *, int *, int *, float *, float *, int *, float *,
+                                  int *, float *, float *, int *) noexcept nogil
+ctypedef void (*fortran_dgemm_fn)(char *, char *, int *, int *, int *, double *, double *, int *, double *,
+                                  int *, double *, double *, int *) noexcept nogil
+cdef fortran_sgemm_fn fortran_sgemm = NULL
+cdef fortran_dgemm_fn fortran_dgemm = NULL
+
 # Row-major C = alpha op(A) op(B) + beta C is, read column-major, C^T = alpha op(B)^T op(A)^T + beta C^T:
 # the same Fortran call with the operands (and their transposes) swapped.
-cdef void _sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) noexcept nogil:
-    """C := alpha * op(A) . op(B) + beta * C, row-major, through the Fortran sgemm."""
+cdef void _gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, floating alpha, const floating *a,
+                int64_t lda, const floating *b, int64_t ldb, floating beta, floating *c, int64_t ldc) noexcept nogil:
+    """C := alpha * op(A) . op(B) + beta * C, row-major, through the Fortran sgemm/dgemm."""
     cdef char op_b = b'T' if trans_b else b'N'
     cdef char op_a = b'T' if trans_a else b'N'
     cdef int rows = <int>n, cols = <int>m, inner = <int>k
     cdef int ld_b = <int>ldb, ld_a = <int>lda, ld_c = <int>ldc
     if m == 0 or n == 0:
         return
-    fortran_sgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <float *>b, &ld_b, <float *>a, &ld_a,
-                  &beta, c, &ld_c)
-
-
-cdef void _dgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
-                 int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc) noexcept nogil:
-    """C := alpha * op(A) . op(B) + beta * C, row-major, through the Fortran dgemm."""
-    cdef char op_b = b'T' if trans_b else b'N'
-    cdef char op_a = b'T' if trans_a else b'N'
-    cdef int rows = <int>n, cols = <int>m, inner = <int>k
-    cdef int ld_b = <int>ldb, ld_a = <int>lda, ld_c = <int>ldc
-    if m == 0 or n == 0:
-        return
-    fortran_dgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <double *>b, &ld_b, <double *>a, &ld_a,
-                  &beta, c, &ld_c)
+    if floating is float:
+        fortran_sgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <float *>b, &ld_b, <float *>a, &ld_a,
+                      &beta, c, &ld_c)
+    else:
+        fortran_dgemm(&op_b, &op_a, &rows, &cols, &inner, &alpha, <double *>b, &ld_b, <double *>a, &ld_a,
+                      &beta, c, &ld_c)
 
 
 cdef fg_blas _scipy_blas
-_scipy_blas.sgemm = _sgemm
-_scipy_blas.dgemm = _dgemm
+_scipy_blas.sgemm = _gemm[float]
+_scipy_blas.dgemm = _gemm[double]
 
-# The fg_blas table in use: scipy's by default; "reference" swaps in the core's plain loops (tests).
-cdef const fg_blas *_blas = &_scipy_blas
+
+cdef void *_capi_pointer(object module, str name) except NULL:
+    capsule = module.__pyx_capi__[name]
+    signature = (<bytes>PyCapsule_GetName(capsule)).decode()
+    # The adapter passes C ints; scipy announced 64-bit BLAS integers (blas_int): refuse, don't crash.
+    if signature.count("int *") != 6:
+        raise ImportError(f"scipy.linalg.cython_blas.{name} has an unexpected signature {signature!r}; "
+                          "this fastgru expects 32-bit BLAS integers")
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+cdef int _load_scipy_blas() except -1:
+    global fortran_sgemm, fortran_dgemm
+    if fortran_sgemm != NULL:
+        return 0
+    from scipy.linalg import cython_blas
+    fortran_dgemm = <fortran_dgemm_fn>_capi_pointer(cython_blas, "dgemm")
+    fortran_sgemm = <fortran_sgemm_fn>_capi_pointer(cython_blas, "sgemm")
+    return 0
+
+
+# The fg_blas table for calls that need GEMMs (the backward pass): scipy's, loaded on first use;
+# "reference" swaps in the core's plain loops (tests).
+cdef bint _use_reference_blas = False
 cdef fg_isa _isa = FG_ISA_AUTO
 
 _ISA_NAMES = {"auto": FG_ISA_AUTO, "generic": FG_ISA_GENERIC, "avx2": FG_ISA_AVX2,
@@ -178,10 +201,10 @@ def supported_isas():
 
 
 def set_backend(isa="auto", blas="scipy"):
-    """Chooses kernels ("auto", "generic", "avx2") and GEMMs ("scipy", "reference") for later calls.
+    """Chooses kernels ("auto", "generic", "avx2", "avx512vnni") and GEMMs ("scipy", "reference") for later calls.
 
     A process-wide switch for tests and benchmarks; not thread-safe with concurrent calls."""
-    global _isa, _blas
+    global _isa, _use_reference_blas
     if isa not in _ISA_NAMES:
         raise ValueError(f"isa must be one of {sorted(_ISA_NAMES)}, got {isa!r}")
     if blas not in ("scipy", "reference"):
@@ -189,7 +212,7 @@ def set_backend(isa="auto", blas="scipy"):
     if isa not in ("auto",) + tuple(supported_isas()):
         raise NotImplementedError(f"this CPU cannot run the {isa!r} kernels (it runs {supported_isas()})")
     _isa = _ISA_NAMES[isa]
-    _blas = &_scipy_blas if blas == "scipy" else fg_reference_blas()
+    _use_reference_blas = blas == "reference"
 
 
 # ------------------------------------------------------------------ errors and buffers
@@ -218,6 +241,8 @@ cdef void *_buffer(object array, object dtype, int64_t count, str name, bint wri
         raise TypeError(f"{name} must have dtype {dtype}, got {arr.dtype}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be C-contiguous")
+    if not cnp.PyArray_ISBEHAVED_RO(arr):
+        raise ValueError(f"{name} must be aligned and in native byte order")
     if arr.size != count:
         raise ValueError(f"{name} must have {count} elements, got {arr.size}")
     if writable and not arr.flags.writeable:
@@ -262,9 +287,16 @@ cdef class Pool:
         fg_pool_destroy(self.pool)
 
 
-cdef inline fg_context _context(Pool pool):
+cdef fg_context _context(Pool pool, bint needs_blas=False) except *:
+    """The context of a core call; needs_blas for calls that run GEMMs (fg_backward)."""
     cdef fg_context ctx
-    ctx.blas = _blas
+    ctx.blas = NULL
+    if needs_blas:
+        if _use_reference_blas:
+            ctx.blas = fg_reference_blas()
+        else:
+            _load_scipy_blas()
+            ctx.blas = &_scipy_blas
     ctx.pool = pool.pool if pool is not None else NULL
     ctx.isa = _isa
     return ctx
@@ -384,6 +416,65 @@ cdef class Model:
             status = fg_forward(self.gru, &seq, tape_ptr, ws, nbytes, &ctx)
         _check(status, "forward")
 
+    def backward_workspace_bytes(self, int64_t seq_len, int64_t batch):
+        cdef size_t nbytes
+        _check(fg_backward_workspace_size(self.gru, seq_len, batch, &nbytes), "sizing the backward workspace")
+        return nbytes
+
+    def backward(self, x, h0, lengths, mask, bint batch_first, tape, grad_output, grad_h_n, grad_x, grad_h0,
+                 list grad_weights, Workspace workspace):
+        """Runs fg_backward for the forward call that filled `tape` from (x, h0, lengths, mask).
+        grad_output and grad_h_n may be None (zeros); grad_x, grad_h0 and the arrays of grad_weights (per
+        layer and direction, layer-major, (weight_ih, weight_hh, bias_ih, bias_hh), biases may be None)
+        are overwritten. Like forward, this checks element counts and flags only."""
+        cdef int64_t T = x.shape[1] if batch_first else x.shape[0]
+        cdef int64_t B = x.shape[0] if batch_first else x.shape[1]
+        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size
+        cdef int64_t k, d, index, in_k
+        cdef fg_sequence seq
+        cdef fg_gradients grads
+        cdef fg_layer_weights[2048] table
+        cdef size_t nbytes
+        cdef const void *tape_ptr
+        cdef const void *grad_output_ptr
+        cdef const void *grad_h_n_ptr
+        cdef char *ws
+        cdef fg_status status
+        if B >= INT_MAX // 8:
+            raise ValueError(f"batch size {B} too large for 32-bit BLAS")
+        if len(grad_weights) != L * D:
+            raise ValueError("grad_weights must hold one entry per layer and direction")
+        seq.seq_len = T
+        seq.batch = B
+        seq.batch_first = batch_first
+        seq.x = _buffer(x, self.dtype, T * B * self.input_size, "x", False)
+        seq.h0 = _buffer(h0, self.dtype, L * D * B * H, "h0", False)
+        seq.lengths = <const int64_t *>_buffer(lengths, np.int64, B, "lengths", False)
+        seq.mask = <const uint8_t *>_buffer(mask, np.uint8, T * B, "mask", False)
+        seq.output = NULL
+        seq.h_n = NULL
+        tape_ptr = _buffer(tape, np.uint8, self.tape_bytes(T, B), "tape", False)
+        grad_output_ptr = _buffer(grad_output, self.dtype, T * B * D * H, "grad_output", False)
+        grad_h_n_ptr = _buffer(grad_h_n, self.dtype, L * D * B * H, "grad_h_n", False)
+        grads.grad_x = _buffer(grad_x, self.dtype, T * B * self.input_size, "grad_x", True)
+        grads.grad_h0 = _buffer(grad_h0, self.dtype, L * D * B * H, "grad_h0", True)
+        for k in range(L):
+            in_k = self.input_size if k == 0 else D * H
+            for d in range(D):
+                index = k * D + d
+                g_ih, g_hh, g_bih, g_bhh = grad_weights[index]
+                table[index].weight_ih = _buffer(g_ih, self.dtype, 3 * H * in_k, "grad weight_ih", True)
+                table[index].weight_hh = _buffer(g_hh, self.dtype, 3 * H * H, "grad weight_hh", True)
+                table[index].bias_ih = _buffer(g_bih, self.dtype, 3 * H, "grad bias_ih", True)
+                table[index].bias_hh = _buffer(g_bhh, self.dtype, 3 * H, "grad bias_hh", True)
+        grads.layers = table
+        _check(fg_backward_workspace_size(self.gru, T, B, &nbytes), "sizing the backward workspace")
+        ws = workspace.reserve(nbytes)
+        cdef fg_context ctx = _context(None, True)
+        with nogil:
+            status = fg_backward(self.gru, &seq, tape_ptr, grad_output_ptr, grad_h_n_ptr, &grads, ws, nbytes, &ctx)
+        _check(status, "backward")
+
     def step_workspace_bytes(self, int64_t batch):
         cdef size_t nbytes
         _check(fg_step_workspace_size(self.gru, batch, &nbytes), "sizing the stream workspace")
@@ -433,7 +524,8 @@ cdef class Stepper:
         if not cnp.PyArray_Check(x_t):
             return False
         cdef cnp.ndarray arr = <cnp.ndarray>x_t
-        if cnp.PyArray_TYPE(arr) != self.type_num or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        if cnp.PyArray_TYPE(arr) != self.type_num or not cnp.PyArray_IS_C_CONTIGUOUS(arr) \
+                or not cnp.PyArray_ISBEHAVED_RO(arr):  # aligned and in native byte order
             return False
         if cnp.PyArray_NDIM(arr) == 2:
             return cnp.PyArray_DIM(arr, 0) == self.batch and cnp.PyArray_DIM(arr, 1) == self.model.input_size

@@ -97,12 +97,19 @@ def _check_num_threads(num_threads) -> int:
     return int(num_threads)
 
 
+def _c_array(array: np.ndarray, dtype) -> np.ndarray:
+    """`array` as C-ordered, aligned, native-byte-order `dtype`, copying only when needed (numpy's
+    ascontiguousarray keeps an unaligned array as it is, and the core reads its elements directly)."""
+    array = np.ascontiguousarray(array, dtype=dtype)
+    return array if array.flags.aligned else array.copy()
+
+
 def _as_real_array(value, name: str, dtype: np.dtype) -> np.ndarray:
     """`value` as a C-ordered array of `dtype`; a copy only when needed. Rejects non-real input."""
     array = value if type(value) is np.ndarray else np.asarray(value)
     if array.dtype.kind not in "fiu":  # float, signed or unsigned integer (not bool, complex, object)
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return _c_array(array, dtype)
 
 
 @dataclasses.dataclass
@@ -214,14 +221,18 @@ class GRU:
         return from_torch(module_or_state_dict, prefix=prefix, **options)
 
     @classmethod
-    def from_keras(cls, layer_or_model, **options) -> "GRU":
-        """A model from a Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs (fastgru.io.keras)."""
+    def from_keras(cls, layer_or_model, **options):
+        """A Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs as a ``fastgru.io.keras.KerasGRU``:
+        called like the Keras layer (masks, ``go_backwards``, ``return_state`` as Keras does them), with
+        the plain :class:`GRU` underneath in ``.gru``."""
         from .io.keras import from_keras
         return from_keras(layer_or_model, **options)
 
     @classmethod
-    def from_onnx(cls, model_or_path, node_name: str | None = None, **options) -> "GRU":
-        """A model from a GRU node of an ONNX ModelProto or file (fastgru.io.onnx)."""
+    def from_onnx(cls, model_or_path, node_name=None, **options):
+        """A GRU node (or a list of chained nodes) of an ONNX ModelProto or file as a
+        ``fastgru.io.onnx.OnnxGRU``: called like the node (ONNX shapes, ``sequence_lens``, ``initial_h``),
+        with the plain :class:`GRU` underneath in ``.gru``."""
         from .io.onnx import from_onnx
         return from_onnx(model_or_path, node_name=node_name, **options)
 
@@ -360,7 +371,7 @@ class GRU:
             raise ValueError(f"lengths must have shape (B,) = ({batch},), got {array.shape}")
         if batch and (array.min() < 1 or array.max() > seq_len):
             raise ValueError(f"lengths must lie in 1..T = 1..{seq_len}, got min {array.min()} max {array.max()}")
-        return np.ascontiguousarray(array, dtype=np.int64)
+        return _c_array(array, np.int64)
 
     @staticmethod
     def _check_mask(mask, batch: int, seq_len: int, lengths):

@@ -14,8 +14,9 @@
  * PyTorch's (r, z, n); the core repacks internally (see pack.c).
  *
  * BLAS reaches the core as a table of row-major GEMM function pointers (fg_blas), passed into each
- * call. The core never links a BLAS and never sees the Fortran calling convention; fg_reference_blas()
- * gives plain-loop GEMMs so the core can be tested with no BLAS at all.
+ * call that needs one (the backward pass; the forward pass runs on the core's own packed kernels). The
+ * core never links a BLAS and never sees the Fortran calling convention; fg_reference_blas() gives
+ * plain-loop GEMMs so the core can be tested with no BLAS at all.
  */
 #ifndef FASTGRU_H
 #define FASTGRU_H
@@ -146,7 +147,8 @@ typedef enum fg_isa { FG_ISA_AUTO = 0, FG_ISA_GENERIC = 1, FG_ISA_AVX2 = 2, FG_I
 /* The best kernel set this CPU supports (never FG_ISA_AUTO). */
 fg_isa fg_isa_detect(void);
 
-/* What every compute call takes besides its data. pool may be NULL: then the call runs on the
+/* What every compute call takes besides its data. blas is needed by fg_backward only (fg_forward and
+ * fg_step run on the core's own kernels and accept NULL). pool may be NULL: then the call runs on the
  * calling thread alone. Asking for FG_ISA_AVX2 on a CPU without AVX2+FMA gives FG_ERR_UNSUPPORTED. */
 typedef struct fg_context {
     const fg_blas *blas;
@@ -196,13 +198,22 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
 typedef struct fg_gradients {
     void *grad_x;              /* shaped as seq->x; may be NULL if not wanted */
     void *grad_h0;             /* (L*D, B, H); may be NULL */
-    fg_layer_weights *layers;  /* L*D entries shaped as the weights; every pointer required, biases too */
+    fg_layer_weights *layers;  /* L*D entries shaped as the weights; weight pointers required, a NULL bias
+                                * pointer skips that bias gradient (models without biases) */
 } fg_gradients;
+
+/* Scratch bytes that fg_backward needs: about T*B*(7*D*H + 2*max(I, D*H)) elements, plus small
+ * per-batch and per-weight parts. It keeps every step's gate gradients, so the gradients of x and of
+ * the weights are a few large GEMMs after the reverse time loop. */
 
 fg_status fg_backward_workspace_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t *bytes);
 
 /* Gradients of a scalar loss given dL/d(output) and dL/d(h_n) (either may be NULL: zeros), for the
- * fg_sequence and tape of an earlier fg_forward. Gradients are written, not accumulated. */
+ * fg_sequence and tape of an earlier fg_forward (its output and h_n pointers are not read). grad_output
+ * is shaped as seq->output, grad_h_n as h_n; positions past a sequence's length and masked steps take
+ * no gradient from grad_output. grad_h0 is dL/d(initial state), also when seq->h0 is NULL (zeros).
+ * Gradients are written, not accumulated. The workspace must hold fg_backward_workspace_size bytes,
+ * 64-byte aligned. Single-threaded apart from the BLAS: ctx->pool is not used. */
 fg_status fg_backward(const fg_gru *gru, const fg_sequence *seq, const void *tape,
                       const void *grad_output, const void *grad_h_n, const fg_gradients *grads,
                       void *workspace, size_t workspace_bytes, const fg_context *ctx);

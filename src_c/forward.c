@@ -6,7 +6,7 @@
 
 /* Where each scratch array of a forward call lives in the caller's workspace. */
 typedef struct forward_buffers {
-    int64_t chunk_steps;  /* time steps per input-projection GEMM */
+    int64_t chunk_steps;  /* time steps per input projection */
     int64_t *perm;        /* (B) batch rows ordered by length, longest first */
     int64_t *active;      /* (T + 1) active[t] = sequences longer than t; NULL without lengths */
     void *gates_x;        /* (chunk, B, D*3H) input projection of the current chunk */
@@ -82,13 +82,14 @@ static fg_status layout_forward(const fg_gru *gru, int64_t seq_len, int64_t batc
     buf->chunk_steps = chunk_steps(spec, seq_len, batch);
     const int64_t chunk_rows = fg_mul(buf->chunk_steps, batch);
     buf->perm = (int64_t *)fg_layout_take(layout, batch, sizeof(int64_t));
-    buf->active = (int64_t *)fg_layout_take(layout, seq_len + 1, sizeof(int64_t));
+    buf->active = (int64_t *)fg_layout_take(layout, seq_len < INT64_MAX ? seq_len + 1 : -1, sizeof(int64_t));
     buf->gates_x = fg_layout_take(layout, fg_mul(chunk_rows, D * 3 * H), elem);
     buf->x_gather = fg_layout_take(layout, fg_mul(fg_mul(2, chunk_rows), width), elem);
     const int rb = spec->variant == FG_RESET_BEFORE;
-    buf->state = fg_layout_take(layout, fg_mul(2 * D * batch, H), elem);
-    buf->gates_rz = fg_layout_take(layout, rb ? fg_mul(D * batch, 2 * H) : 0, elem);
-    buf->reset_h = fg_layout_take(layout, rb ? fg_mul(D * batch, H) : 0, elem);
+    const int64_t state_rows = fg_mul(D, batch); /* D <= 2, H <= INT64_MAX / 8 (check_spec) */
+    buf->state = fg_layout_take(layout, fg_mul(fg_mul(2, state_rows), H), elem);
+    buf->gates_rz = fg_layout_take(layout, rb ? fg_mul(state_rows, 2 * H) : 0, elem);
+    buf->reset_h = fg_layout_take(layout, rb ? fg_mul(state_rows, H) : 0, elem);
     buf->intermediate =
         fg_layout_take(layout, spec->num_layers > 1 ? fg_mul(fg_mul(seq_len, batch), D * H) : 0, elem);
     const int int8 = gru->weight_format == FG_WEIGHTS_INT8;
@@ -131,15 +132,13 @@ fg_status fg_tape_size(const fg_gru *gru, int64_t seq_len, int64_t batch, size_t
     return fg_tape_layout(gru, seq_len, batch, NULL, &gates, &outputs, bytes);
 }
 
-/* Orders the batch rows by length, longest first (stable), and counts the active rows per step. */
-static fg_status order_by_length(const fg_sequence *seq, forward_buffers *buf) {
+fg_status fg_order_by_length(const fg_sequence *seq, int64_t *perm, int64_t *active) {
     const int64_t T = seq->seq_len, B = seq->batch;
     if (!seq->lengths) {
-        for (int64_t b = 0; b < B; b++) buf->perm[b] = b;
-        buf->active = NULL;
+        for (int64_t b = 0; b < B; b++) perm[b] = b;
         return FG_OK;
     }
-    int64_t *count = buf->active; /* count[len] first, then turned into active[] in place */
+    int64_t *count = active; /* count[len] first, then turned into active[] in place */
     memset(count, 0, (size_t)(T + 1) * sizeof(int64_t));
     for (int64_t b = 0; b < B; b++) {
         int64_t len = seq->lengths[b];
@@ -153,10 +152,10 @@ static fg_status order_by_length(const fg_sequence *seq, forward_buffers *buf) {
         count[len] = longer; /* first position of length len */
         longer += here;
     }
-    for (int64_t b = 0; b < B; b++) buf->perm[count[seq->lengths[b]]++]= b;
+    for (int64_t b = 0; b < B; b++) perm[count[seq->lengths[b]]++] = b;
     /* Now count[len] = #rows of length >= len; active[t] = #rows longer than t = that at len = t + 1. */
-    for (int64_t t = 0; t < T; t++) buf->active[t] = buf->active[t + 1];
-    buf->active[T] = 0;
+    for (int64_t t = 0; t < T; t++) active[t] = active[t + 1];
+    active[T] = 0;
     return FG_OK;
 }
 
@@ -172,7 +171,7 @@ static fg_status check_sequence(const fg_gru *gru, const fg_sequence *seq) {
 fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void *workspace,
                      size_t workspace_bytes, const fg_context *ctx) {
     const fg_kernels *kernels;
-    fg_status status = fg_check_context(gru, ctx, &kernels);
+    fg_status status = fg_check_context(gru, ctx, 0, &kernels);
     if (status == FG_OK) status = check_sequence(gru, seq);
     if (status != FG_OK) return status;
     if (seq->batch == 0) return FG_OK;
@@ -190,8 +189,9 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     if (workspace_bytes < layout.used) return FG_ERR_WORKSPACE_TOO_SMALL;
     layout = (fg_layout){(char *)workspace, 0, 0};
     layout_forward(gru, seq->seq_len, seq->batch, &layout, &buf);
-    status = order_by_length(seq, &buf);
+    status = fg_order_by_length(seq, buf.perm, buf.active);
     if (status != FG_OK) return status;
+    if (!seq->lengths) buf.active = NULL;
 
     unsigned saved_csr = fg_denormals_off();
     if (gru->weight_format == FG_WEIGHTS_INT8) forward_i8(gru, seq, NULL, NULL, &buf, kernels, ctx->pool);

@@ -1,8 +1,9 @@
 /* forward_impl.h: the forward pass as a template over REAL (float/double), included by forward.c.
  *
  * Per layer:
- *   1. the input projection gates_x = x W_ih^T + bias for a chunk of time steps, both directions in
- *      one GEMM when the whole sequence is one chunk (forward.c, chunk_steps);
+ *   1. the input projection gates_x = x W_ih^T + bias for a chunk of time steps (forward.c,
+ *      chunk_steps), on W_ih's panels with the same kernel as the recurrence; direction 1 projects the
+ *      mirrored chunk from the end, so both directions' gates for a step are ready together;
  *   2. per time step, both directions: the fused recurrent kernel (kernels_impl.h) over the active
  *      batch rows, its unit blocks split across the pool's threads; reset-before takes two passes,
  *      because W_hn multiplies r * h, which needs every r first.
@@ -43,23 +44,34 @@ static const REAL *FN(time_major_rows)(const FN(forward_state) *s, const REAL *i
     return gathered;
 }
 
-/* The projection's work: unit blocks of both directions, numbered d * blocks + u, split in ranges. */
-typedef struct FN(project_work) {
-    const fg_project_args *args;  /* one per direction */
-    fg_project_fn kernel;
-    int64_t blocks, splits, directions;
-} FN(project_work);
+/* Work split across the pool: the unit blocks of every direction, numbered d * blocks + u, cut into
+ * `parts` contiguous ranges (a range may span both directions). Either a step or a projection. */
+typedef struct FN(block_work) {
+    const fg_step_args *step_args;       /* one per direction, with step */
+    fg_step_fn step;
+    const fg_project_args *project_args; /* one per direction, with project */
+    fg_project_fn project;
+    int64_t blocks, parts, directions;
+} FN(block_work);
 
-static void FN(project_task)(void *opaque, int64_t part) {
-    const FN(project_work) *work = (const FN(project_work) *)opaque;
+static void FN(block_task)(void *opaque, int64_t part) {
+    const FN(block_work) *work = (const FN(block_work) *)opaque;
     const int64_t total = work->blocks * work->directions;
-    const int64_t begin = part * total / work->splits, end = (part + 1) * total / work->splits;
+    const int64_t begin = part * total / work->parts, end = (part + 1) * total / work->parts;
     for (int64_t index = begin; index < end;) {
         const int64_t d = index / work->blocks, u = index % work->blocks;
         const int64_t stop = end < (d + 1) * work->blocks ? end : (d + 1) * work->blocks;
-        work->kernel(&work->args[d], u, u + stop - index);
+        if (work->step) work->step(&work->step_args[d], u, u + stop - index);
+        else work->project(&work->project_args[d], u, u + stop - index);
         index = stop;
     }
+}
+
+/* Runs the work over `macs` multiply-adds in as many parts as pay off (fg_parallel_parts). */
+static void FN(run_blocks)(const FN(forward_state) *s, FN(block_work) *work, int64_t macs) {
+    work->blocks = fg_num_blocks(s->gru->spec.hidden_size);
+    work->parts = fg_parallel_parts(s->pool, macs, work->blocks * work->directions);
+    fg_pool_run(s->pool, work->parts, FN(block_task), work);
 }
 
 #ifdef FG_QUANTIZED
@@ -107,8 +119,7 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
         } else {
             int8_t *codes = s->buf.x_codes + k * s->buf.chunk_steps * B * padded;
             float *scales = s->buf.x_scales + k * s->buf.chunk_steps * B;
-            int64_t splits = fg_pool_num_threads(s->pool);
-            if (splits > rows) splits = rows;
+            const int64_t splits = fg_parallel_parts(s->pool, rows * width, rows);
             FN(quantize_work) work = {(const REAL *)a->input, width, rows, splits, codes, scales};
             fg_pool_run(s->pool, splits, FN(quantize_task), &work);
             a->input = codes;
@@ -117,36 +128,18 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
         a->input_stride = padded;
 #endif
     }
-    const int64_t blocks = fg_num_blocks(H);
-    int64_t splits = fg_pool_num_threads(s->pool);
-    if (splits > blocks * dirs) splits = blocks * dirs;
-    FN(project_work) work = {args, s->kernels->FN(project), blocks, splits, dirs};
-    fg_pool_run(s->pool, splits, FN(project_task), &work);
+    FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, dirs};
+    FN(run_blocks)(s, &work, dirs * steps * B * G * width);
 }
 
-/* A step's work: direction d's unit blocks [block_begin, block_end). */
-typedef struct FN(step_work) {
-    const FN(forward_state) *s;
-    const fg_step_args *args;   /* one per direction */
-    fg_step_fn kernel;
-    int64_t splits;             /* block ranges per direction */
-} FN(step_work);
-
-static void FN(step_task)(void *opaque, int64_t index) {
-    const FN(step_work) *work = (const FN(step_work) *)opaque;
-    const int64_t d = index / work->splits, part = index % work->splits;
-    const int64_t blocks = fg_num_blocks(work->s->gru->spec.hidden_size);
-    work->kernel(&work->args[d], part * blocks / work->splits, (part + 1) * blocks / work->splits);
-}
-
-/* Runs `kernel` over all blocks of the given directions, split across the pool's threads. */
+/* Runs a step kernel over all blocks of every direction, split across the pool's threads. */
 static void FN(run_step_kernel)(const FN(forward_state) *s, const fg_step_args *args, int64_t dirs,
                                 fg_step_fn kernel) {
-    const int64_t blocks = fg_num_blocks(s->gru->spec.hidden_size);
-    int64_t splits = fg_pool_num_threads(s->pool);
-    if (splits > blocks) splits = blocks;
-    FN(step_work) work = {s, args, kernel, splits};
-    fg_pool_run(s->pool, dirs * splits, FN(step_task), &work);
+    const int64_t H = s->gru->spec.hidden_size;
+    int64_t macs = 0;
+    for (int64_t d = 0; d < dirs; d++) macs += args[d].rows * 3 * H * H;
+    FN(block_work) work = {args, kernel, NULL, NULL, 0, 0, dirs};
+    FN(run_blocks)(s, &work, macs);
 }
 
 /* Time step j of the chunk starting at t0 (`steps` long), both directions, layer l. The state is

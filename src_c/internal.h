@@ -12,9 +12,9 @@
 #define FG_BLOCK 8
 /* Every workspace segment and packed array starts on a cache line. */
 #define FG_ALIGN 64
-/* The input projection is computed for a chunk of time steps at once: enough rows to make the GEMM
- * efficient, few enough that the chunk's gates stay in cache and the workspace stays bounded for any
- * sequence length. Budget in elements of gates_x per chunk. */
+/* The input projection is computed for a chunk of time steps at once: enough rows to stream W_ih's
+ * panels once for many rows, few enough that the chunk's gates stay in cache and the workspace stays
+ * bounded for any sequence length. Budget in elements of gates_x per chunk. */
 #define FG_CHUNK_ELEMENTS ((int64_t)1 << 20)
 
 /* ---------------------------------------------------------------- packed gate order
@@ -23,8 +23,8 @@
  * [r(8), z(8), n(8)] for units 0..7, then units 8..15, ... (a last block of H % 8 units is narrower).
  * One pass over a block then meets r, z and n of the same units in neighbouring memory, so the gate
  * math runs while the values are in registers, and the rows of W_hh that produce them are adjacent.
- * The same permutation is applied to the rows of W_ih, W_hh and the biases, so every GEMM writes its
- * result directly in this order. fg_packed_index maps (gate, unit) to the position, for a layout of
+ * The same permutation is applied to the rows of W_ih, W_hh and the biases, so every product (the
+ * panel kernels forward, the BLAS GEMMs backward) writes its result directly in this order. fg_packed_index maps (gate, unit) to the position, for a layout of
  * `ngates` gates (3 for [r z n], 2 for the [r z] part of the reset-before recurrent weights). */
 static inline int64_t fg_packed_index(int64_t hidden, int ngates, int gate, int64_t unit) {
     int64_t start = unit - unit % FG_BLOCK;
@@ -44,8 +44,8 @@ static inline int64_t fg_packed_index(int64_t hidden, int ngates, int gate, int6
  *   bias_hn:   linear-before-reset only, natural order: b_hn stays inside r * (W_hn h + b_hn).
  * weight_ih / weight_hh (row-major, for the BLAS GEMMs of the backward pass) and the panels hold the
  * same numbers: the forward pass reads only the panels.
- * The input weights of both directions of a layer are stacked in fg_packed_layer.weight_ih so one GEMM
- * projects the input for both. */
+ * The row-major input weights of both directions of a layer are stacked in fg_packed_layer.weight_ih
+ * so one backward GEMM serves both. */
 typedef struct fg_packed_direction {
     void *panels_ih;        /* W_ih as panels: block u, row k (of I_k), column g*8 + w, C = 24 */
     void *weight_hh;
@@ -108,7 +108,9 @@ static inline int8_t fg_quantize_code(float v) {
     const float shifted = v + 12582912.0f;
     int32_t bits;
     memcpy(&bits, &shifted, sizeof bits);
-    int32_t code = bits - 0x4B400000;
+    /* below INT32_MIN + 0x4B400000 the pattern is a negative sum (v < -1.5 * 2^23): the subtraction
+     * would overflow, and the code is -127 anyway */
+    int32_t code = bits < INT32_MIN + 0x4B400000 ? -127 : bits - 0x4B400000;
     code = code < -127 ? -127 : code;
     code = code > 127 ? 127 : code;
     return (int8_t)code;
@@ -212,6 +214,19 @@ const fg_kernels *fg_select_kernels(fg_isa isa);
 
 /* ---------------------------------------------------------------- threads */
 
+/* Handing work to a worker costs about a microsecond (more on a busy machine); a part must carry at
+ * least this many multiply-adds to be worth it. */
+#define FG_MIN_PARALLEL_MACS ((int64_t)1 << 16)
+
+/* How many parts (at most max_parts) to split `macs` multiply-adds into on this pool. */
+static inline int64_t fg_parallel_parts(const fg_pool *pool, int64_t macs, int64_t max_parts) {
+    int64_t parts = fg_pool_num_threads(pool);
+    int64_t by_work = macs / FG_MIN_PARALLEL_MACS;
+    if (parts > by_work) parts = by_work;
+    if (parts > max_parts) parts = max_parts;
+    return parts < 1 ? 1 : parts;
+}
+
 /* Runs task(arg, i) for i in [0, n_tasks) on the pool's threads (the caller is one of them) and returns
  * when all are done. pool may be NULL: then everything runs on the calling thread. */
 typedef void (*fg_task_fn)(void *arg, int64_t index);
@@ -265,8 +280,17 @@ static inline void *fg_layout_take(fg_layout *layout, int64_t count, size_t elem
 fg_status fg_tape_layout(const fg_gru *gru, int64_t seq_len, int64_t batch, void *tape, void **gates,
                          void **outputs, size_t *bytes);
 
+/* Orders the batch rows by length, longest first (stable): perm (B) lists the caller's rows in that
+ * order, and active (T + 1) gets active[t] = the number of sequences longer than t, so the sequences
+ * still running at time t are the first active[t] rows in perm order (for either direction: the
+ * reverse direction visits t from T-1 down and a sequence joins it at t = length - 1). Without
+ * lengths perm is the identity and active is left untouched. FG_ERR_INVALID_LENGTHS for a length
+ * outside 1..T. Shared by the forward and the backward pass. */
+fg_status fg_order_by_length(const fg_sequence *seq, int64_t *perm, int64_t *active);
+
 size_t fg_dtype_size(fg_dtype dtype);
-fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, const fg_kernels **kernels);
+/* Checks the context (the BLAS table too when needs_blas) and picks the kernels. */
+fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, int needs_blas, const fg_kernels **kernels);
 fg_activation fg_activation_of(const fg_spec *spec);
 
 /* Flush-to-zero and denormals-are-zero for the duration of a call: denormal states in a decaying

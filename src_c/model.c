@@ -14,10 +14,11 @@ static fg_status check_spec(const fg_spec *spec) {
         return FG_ERR_INVALID_SPEC;
     if (!(spec->clip >= 0) || !isfinite(spec->clip)) return FG_ERR_INVALID_SPEC;
     /* Every array the model or a call touches is indexed with int64: 3H * max(I, D*H) must fit, with
-     * room for the batch and time factors that fg_*_size checks per call. */
+     * room for the batch and time factors that fg_*_size checks per call. H is bounded first so that
+     * the products below cannot overflow. */
+    if (spec->hidden_size > INT64_MAX / 8) return FG_ERR_SIZE_OVERFLOW;
     int64_t widest = spec->input_size > 2 * spec->hidden_size ? spec->input_size : 2 * spec->hidden_size;
-    if (fg_mul(fg_mul(3 * spec->num_directions, spec->hidden_size), widest) < 0 || spec->hidden_size > INT64_MAX / 8)
-        return FG_ERR_SIZE_OVERFLOW;
+    if (fg_mul(fg_mul(3 * spec->num_directions, spec->hidden_size), widest) < 0) return FG_ERR_SIZE_OVERFLOW;
     return FG_OK;
 }
 

@@ -50,9 +50,10 @@ const fg_kernels *fg_select_kernels(fg_isa isa) {
     return NULL;
 }
 
-fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, const fg_kernels **kernels) {
-    if (!gru || !ctx || !ctx->blas) return FG_ERR_NULL_POINTER;
-    if (gru->spec.dtype == FG_FLOAT32 ? !ctx->blas->sgemm : !ctx->blas->dgemm) return FG_ERR_NO_BLAS;
+fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, int needs_blas, const fg_kernels **kernels) {
+    if (!gru || !ctx) return FG_ERR_NULL_POINTER;
+    if (needs_blas && (!ctx->blas || (gru->spec.dtype == FG_FLOAT32 ? !ctx->blas->sgemm : !ctx->blas->dgemm)))
+        return FG_ERR_NO_BLAS;
     if ((int)ctx->isa < FG_ISA_AUTO || (int)ctx->isa > FG_ISA_AVX512_VNNI) return FG_ERR_INVALID_SPEC;
     *kernels = fg_select_kernels(ctx->isa);
     return *kernels ? FG_OK : FG_ERR_UNSUPPORTED;

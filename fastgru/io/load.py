@@ -26,8 +26,9 @@ def sniff(path) -> str:
     extension = os.path.splitext(path)[1].lower()
     if head.startswith(b"PK\x03\x04"):
         try:
-            names = zipfile.ZipFile(path).namelist()
-        except zipfile.BadZipFile as error:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: corrupted zip archive ({error})") from None
         if "config.json" in names and "model.weights.h5" in names:
             return "keras"
@@ -60,6 +61,19 @@ def load(path, **options):
     ``.onnx``                        `from_onnx`            ``node_name``
     ===============================  =====================  ==========================================
     """
+    try:
+        return _load(path, **options)
+    except (ImportError, MemoryError, TypeError, FileNotFoundError, PermissionError):
+        raise  # a missing optional package, a bad option, no such file: not a damaged file
+    except Exception as error:
+        # Importers name the file in their own errors; anything else that escapes a damaged file (a
+        # KeyError from h5py, a UnicodeDecodeError from a zip or protobuf name, ...) gets it here.
+        if isinstance(error, ValueError) and os.fspath(path) in str(error):
+            raise
+        raise ValueError(f"{os.fspath(path)}: not a readable weight file ({type(error).__name__}: {error})") from error
+
+
+def _load(path, **options):
     kind = sniff(path)
     if kind == "safetensors":
         from fastgru.io.safetensors import from_safetensors

@@ -193,13 +193,19 @@ def _attributes(node):
     return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
-def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value, where: str):
+    """An ONNX string attribute as str; a ValueError naming `where` (file and node) if it is not UTF-8."""
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{where}: a string attribute is not UTF-8 text ({error})") from None
 
 
 def _gate_activation(attributes, directions, where) -> str:
     """The spec's gate_activation from activations/activation_alpha/activation_beta; refuses the rest."""
-    functions = [_text(f) for f in attributes.get("activations", [])] or ["Sigmoid", "Tanh"] * directions
+    functions = [_text(f, where) for f in attributes.get("activations", [])] or ["Sigmoid", "Tanh"] * directions
     if len(functions) != 2 * directions:
         raise UnsupportedModelError(f"{where}: activations={functions!r} must name 2 functions per direction")
     alphas = list(attributes.get("activation_alpha", []))
@@ -234,7 +240,7 @@ def _node_layer(node, constants, source):
     """One GRU node as attributes plus layer-0 weights in fastgru's layout."""
     where = f"{source}: GRU node {node.name or node.output[0]!r}"
     attributes = _attributes(node)
-    direction = _text(attributes.get("direction", "forward"))
+    direction = _text(attributes.get("direction", "forward"), where)
     if direction not in ("forward", "reverse", "bidirectional"):
         raise UnsupportedModelError(f"{where}: direction={direction!r} is not supported")
     directions = 2 if direction == "bidirectional" else 1

@@ -1,0 +1,71 @@
+"""The C core's own test program (tests/c/test_core.c), built with the system C compiler against
+src_c/ alone (no Python, no BLAS) and run; tools/sanitize.sh runs the same program under AddressSanitizer
+and UndefinedBehaviorSanitizer with leak detection.
+
+Some cases of that program (signed overflow in size checks, NaN converted to an integer) are undefined
+behaviour only a UBSan build reports, so the whole program also runs here built with UBSan at -O0."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = [ROOT / "tests" / "c" / "test_core.c", *sorted((ROOT / "src_c").glob("*.c"))]
+COMPILER = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+pytestmark = [
+    pytest.mark.skipif(COMPILER is None, reason="no C compiler (cc) on this machine"),
+    pytest.mark.skipif(sys.platform == "win32", reason="the test program uses pthreads"),
+]
+
+
+def _build(tmp_path: Path, name: str, flags: list[str]) -> Path:
+    binary = tmp_path / name
+    command = [COMPILER, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", f"-I{ROOT / 'src_c'}", *flags,
+               *map(str, SOURCES), "-o", str(binary), "-lm", "-pthread"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        if any("-fsanitize" in flag for flag in flags) and "sanitize" in result.stderr.lower() + result.stdout.lower():
+            pytest.skip(f"the compiler cannot build with {flags}: {result.stderr[-500:]}")
+        pytest.fail(f"building the C test program failed:\n{' '.join(command)}\n{result.stderr}")
+    return binary
+
+
+def _run(binary: Path, *arguments: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary), *arguments], capture_output=True, text=True, timeout=300, env=env)
+
+
+def _summary(result: subprocess.CompletedProcess) -> tuple[int, int]:
+    lines = result.stdout.strip().splitlines()
+    match = re.fullmatch(r"(\d+) passed, (\d+) failed", lines[-1] if lines else "")
+    assert match, f"no summary line (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_c_core_program_passes(tmp_path):
+    binary = _build(tmp_path, "test_core", ["-O2"])
+    result = _run(binary)
+    passed, failed = _summary(result)
+    assert failed == 0 and result.returncode == 0, f"{failed} C checks failed:\n{result.stderr[-6000:]}"
+    assert passed > 1000, f"only {passed} C checks ran"
+
+
+@pytest.fixture(scope="module")
+def ubsan_binary(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("ubsan"), "test_core_ubsan",
+                  # -O0: at -O1 gcc folds some of the overflowing arithmetic away before UBSan instruments it
+                  ["-O0", "-g", "-fsanitize=undefined,float-cast-overflow", "-fno-sanitize-recover=all"])
+
+
+def test_c_core_has_no_undefined_behaviour_under_ubsan(ubsan_binary):
+    """Signed overflow in size checks, NaN converted to an integer: only UBSan sees these."""
+    result = _run(ubsan_binary)
+    assert "runtime error" not in result.stderr, result.stderr[-3000:]
+    passed, failed = _summary(result)
+    assert failed == 0 and result.returncode == 0, result.stderr[-3000:]
