@@ -294,10 +294,13 @@ def test_int8_large_initial_states_do_not_saturate(rng):
     assert np.all(error[1:] < saturated[1:] / 10), f"errors {error}, clipping h0 would give {saturated}"
 
 
-def test_int8_threads_do_not_change_results(rng):
-    spec = GRUSpec(24, 40, 2, True, reset_after=True)
+@VARIANTS
+def test_int8_threads_do_not_change_results(rng, reset_after):
+    """Big enough that the core splits steps (>= 64K multiply-adds per part) and the input rows'
+    quantization across threads; the tail block of 96 + 5 units is split unevenly."""
+    spec = GRUSpec(700, 101, 2, True, reset_after=reset_after)
     _, quantized = _quantized(spec, random_weights(spec, rng))
-    x, h0, lengths = random_inputs(spec, rng, 30, 3, with_h0=True, with_lengths=True)
+    x, h0, lengths = random_inputs(spec, rng, 40, 6, with_h0=True, with_lengths=True)
     single = quantized(x, h0, lengths, num_threads=1)
     for threads in (2, 3):
         for expected, actual in zip(single, quantized(x, h0, lengths, num_threads=threads)):
