@@ -241,8 +241,9 @@ class GRU:
 
         ``W_ih`` and ``W_hh`` become int8 with one float32 scale per output row (symmetric,
         ``scale = max|row| / 127``, round half to even); biases and the gate math stay float32. At run time
-        the state is coded as ``round(127 h)`` and each row of the layer input with its own scale
-        ``max|x| / 127``; products are exact int32 sums. Inputs and outputs stay float32, and forward,
+        the state is coded as ``round(127 h / m)``, ``m = max(1, max|h0|)`` per row (``round(127 h)`` for the
+        usual ``|h0| <= 1``), and each row of the layer input with its own scale ``max|x| / 127``; products
+        are exact int32 sums. Inputs and outputs stay float32, and forward,
         lengths, mask and :meth:`stream` work as for the float model; :meth:`backward` does not
         (inference only). Outputs differ from float32 by the quantization error (docs/int8.md: about
         1e-2 on trained models, half that of PyTorch's dynamic int8 GRU). This model is unchanged.
