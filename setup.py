@@ -12,8 +12,12 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 # -fno-trapping-math changes no result (IEEE semantics stay); it lets the compiler evaluate both sides
-# of a select, so the gate loops with their branch-free tanh vectorise.
-compile_args = ["-O3", "-std=c11", "-fno-strict-aliasing", "-fno-trapping-math", "-D_POSIX_C_SOURCE=200809L"]
+# of a select, so the gate loops with their branch-free tanh vectorise. -ffp-contract=off keeps a * b + c
+# two roundings on every ISA (GCC's default under -std=c11, not clang's): the AVX2 build, which may use
+# FMA, then computes the gate math exactly as the portable build, and int8 models give bitwise equal
+# results on both (docs/int8.md).
+compile_args = ["-O3", "-std=c11", "-fno-strict-aliasing", "-fno-trapping-math", "-ffp-contract=off",
+                "-D_POSIX_C_SOURCE=200809L"]
 link_args = ["-pthread"]
 if os.environ.get("FASTGRU_SANITIZE"):
     # tools/sanitize.sh: AddressSanitizer + UndefinedBehaviorSanitizer build of the whole extension.

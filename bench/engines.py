@@ -211,6 +211,17 @@ class FastgruInt8(Fastgru):
         return _fastgru_model(module, threads, notes).quantize("int8")
 
 
+class FastgruInt8Stream(FastgruStream):
+    """The streaming path of the int8 model (T=1 rows only)."""
+
+    name = "fastgru-int8-stream"
+    precision = "int8"
+    probe = FastgruInt8.probe
+
+    def _model(self, module, threads, notes):
+        return _fastgru_model(module, threads, notes).quantize("int8")
+
+
 # ---------------------------------------------------------------------------------------- ONNX
 
 
@@ -334,6 +345,6 @@ class Keras(Engine):
 
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (
-    FastgruStream(), Fastgru(), Torch(), OnnxRuntime(), Keras(), TorchInt8(), FastgruInt8())}
+    FastgruStream(), Fastgru(), Torch(), OnnxRuntime(), Keras(), TorchInt8(), FastgruInt8(), FastgruInt8Stream())}
 DEFAULT_ENGINES = ["fastgru-stream", "fastgru", "torch", "onnxruntime", "keras"]
-INT8_ENGINES = ["fastgru-int8", "torch-int8"]
+INT8_ENGINES = ["fastgru-int8-stream", "fastgru-int8", "torch-int8"]

@@ -14,7 +14,8 @@ from common import format_seconds
 THREAD_SETTINGS = {
     "fastgru": "`num_threads=t` (model attribute and per call); scipy OpenBLAS via OPENBLAS_NUM_THREADS=t",
     "fastgru-stream": "`gru.stream(batch_size=B, h0=h0, num_threads=t)`, then `step(x_t)` per call",
-    "fastgru-int8": "as fastgru",
+    "fastgru-int8": "as fastgru; `gru.quantize(\"int8\")`",
+    "fastgru-int8-stream": "as fastgru-stream, on `gru.quantize(\"int8\")`",
     "torch": "`torch.set_num_threads(t)`, `set_num_interop_threads(1)`, OMP/MKL_NUM_THREADS=t; "
              "`torch.inference_mode()`",
     "torch-int8": "as torch; `quantize_dynamic(nn.GRU, qint8)`",
@@ -44,12 +45,13 @@ def best_peer(case: dict, worker: dict, precision: str) -> tuple[str, float] | N
     return name, seconds
 
 
-def roofline(case: dict, row: dict, limits: dict) -> dict:
-    """How close a timed row comes to the machine's limits (float32 weight bytes)."""
+def roofline(case: dict, row: dict, limits: dict, precision: str = "float32") -> dict:
+    """How close a timed row comes to the machine's limits (the engine's weight bytes: 4 for float32,
+    1 for int8)."""
     median = row["median_s"]
     gflops = case["flops"] / median / 1e9
     read = limits["read"].get(str(case["H"]))
-    whh_gbs = case["T"] * case["weight_hh_bytes"] / median / 1e9
+    whh_gbs = case["T"] * case["weight_hh_bytes"] * (0.25 if precision == "int8" else 1) / median / 1e9
     return {
         "gflops": gflops,
         "pct_sgemm": 100 * gflops / limits["sgemm"]["best_gflops"],
@@ -148,7 +150,8 @@ def _worker_section(worker: dict) -> list[str]:
                 peer[0], format_seconds(peer[1]), f"**{peer[1] / row['median_s']:.2f}x**")
             lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | {name} | "
                          f"{format_seconds(row['median_s'])} | {row['max_abs_diff']:.1e} | {peer_text[0]} | {peer_text[1]} | "
-                         f"{peer_text[2]} | {_roof_text(case, roofline(case, row, limits))} |")
+                         f"{peer_text[2]} | "
+                         f"{_roof_text(case, roofline(case, row, limits, worker['engines'][name]['precision']))} |")
 
     lines += ["", f"### All rows, {t} thread(s)", "",
               "| shape | engine | median | p90 | GFLOP/s | % sgemm peak | W_hh GB/s | max diff | samples x calls |",
@@ -159,18 +162,74 @@ def _worker_section(worker: dict) -> list[str]:
             if not _timed(row):
                 lines.append(f"| {case['shape']} | {name} | failed: {row.get('error', '?')} | | | | | | |")
                 continue
-            roof = roofline(case, row, limits)
+            roof = roofline(case, row, limits, worker["engines"][name]["precision"])
             lines.append(
                 f"| {case['shape']} | {name} | {format_seconds(row['median_s'])} | "
                 f"{format_seconds(row['p90_s'])} | {roof['gflops']:.1f} | {roof['pct_sgemm']:.0f}% | "
                 f"{roof['whh_gbs']:.3g} | {row['max_abs_diff']:.1e} | {row['samples']} x {row['calls_per_sample']} |")
             notes += [f"{case['shape']} / {name}: {n}" for n in row.get("notes", [])]
-    lines += ["", "W_hh GB/s = T * 3H*H*4 bytes / median: the rate at which the recurrent weights were "
-              "consumed over the whole call (input projection included, so a lower bound on the "
-              "recurrent step's own rate)."]
+    lines += ["", "W_hh GB/s = T * 3H*H*b bytes / median (b = 4 for float32 engines, 1 for int8 ones): the "
+              "rate at which the recurrent weights were consumed over the whole call (input projection "
+              "included, so a lower bound on the recurrent step's own rate)."]
+    lines += _int8_section(worker)
     if notes:
         lines += ["", "Notes (API gaps met while building the adapters):", ""] + [f"- {n}" for n in sorted(set(notes))]
     lines.append("")
+    return lines
+
+
+# issue 7's targets for fastgru's int8 engines on batch-1 shapes, and DeepBench's published TitanXp figure
+# for its GRU server shape (H=1024, B=1, T=1500, recurrent part).
+INT8_TARGETS = {"onnxruntime": 2.0, "torch-int8": 1.3}
+DEEPBENCH_TITANXP_S = 59.3e-3
+
+
+def _int8_section(worker: dict) -> list[str]:
+    """fastgru int8 against each int8 target peer, per batch-1 shape; and the DeepBench figure.
+    Single-threaded workers only: the targets are single-threaded, and with more threads the peers'
+    spinning thread pools share the process (bench/deepbench_int8.py explains)."""
+    if not any(name.startswith("fastgru-int8") for case in worker["cases"] for name in case["rows"]):
+        return []
+    if worker["threads"] != 1:
+        return ["", f"int8 at {worker['threads']} threads: the rows above interleave fastgru with PyTorch and "
+                "ONNX Runtime in one process, whose thread pools keep spinning on the other cores and slow "
+                "fastgru's per-step barrier; `python bench/deepbench_int8.py` times fastgru int8 alone."]
+    rows = []
+    for case in worker["cases"]:
+        names = [n for n in case["rows"] if n.startswith("fastgru-int8") and _timed(case["rows"][n])]
+        if case["B"] != 1 or not names:
+            continue
+        # the streaming path where there is one (it is the low-latency call), else the sequence call
+        name = min(names, key=lambda n: case["rows"][n]["median_s"])
+        median = case["rows"][name]["median_s"]
+        cells = []
+        for peer, target in INT8_TARGETS.items():
+            row = case["rows"].get(peer, {})
+            if _timed(row):
+                ratio = row["median_s"] / median
+                cells.append(f"{format_seconds(row['median_s'])}: **{ratio:.2f}x** "
+                             f"({'meets' if ratio >= target else 'misses'} {target}x)")
+            else:
+                cells.append("-")
+        rows.append(f"| {case['shape']} | {name} | {format_seconds(median)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    lines = ["", f"### int8 targets, {worker['threads']} thread(s)", "",
+             "| shape | fastgru engine | median | " + " | ".join(f"{p} (target {t}x)" for p, t in INT8_TARGETS.items())
+             + " |", "|---|---|---|" + "---|" * len(INT8_TARGETS)] + rows
+    cases = {c["shape"]: c for c in worker["cases"]}
+    recurrent, whole = cases.get("deepbench-server-recurrent"), cases.get("deepbench-server")
+    row = recurrent["rows"].get("fastgru-int8", {}) if recurrent else {}
+    if _timed(row):
+        lines += ["", f"DeepBench GRU server shape (H=1024, B=1, T=1500), recurrent part (a one-feature input: "
+                  f"shapes.py): fastgru int8 **{format_seconds(row['median_s'])}** median, "
+                  f"{format_seconds(row['min_s'])} best, against the TitanXp's "
+                  f"{format_seconds(DEEPBENCH_TITANXP_S)} "
+                  f"({'under' if row['median_s'] < DEEPBENCH_TITANXP_S else 'over'} it at the median)."]
+        full = whole["rows"].get("fastgru-int8", {}) if whole else {}
+        if _timed(full):
+            lines.append(f"The input projection (I = 1024) adds {format_seconds(full['median_s'] - row['median_s'])} "
+                         f"(whole call {format_seconds(full['median_s'])}).")
     return lines
 
 

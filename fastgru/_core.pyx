@@ -63,6 +63,11 @@ cdef extern from "fastgru.h" nogil:
     fg_status fg_gru_create(const fg_spec *spec, const fg_layer_weights *weights, fg_gru **out)
     void fg_gru_destroy(fg_gru *gru)
     size_t fg_gru_packed_bytes(const fg_gru *gru)
+    ctypedef enum fg_weight_format:
+        FG_WEIGHTS_NATIVE
+        FG_WEIGHTS_INT8
+    fg_status fg_gru_quantize(const fg_gru *gru, fg_weight_format format, fg_gru **out)
+    fg_weight_format fg_gru_weight_format(const fg_gru *gru)
 
     ctypedef void (*fg_sgemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
                                  const float *, int64_t, float, float *, int64_t) noexcept
@@ -83,6 +88,7 @@ cdef extern from "fastgru.h" nogil:
         FG_ISA_AUTO
         FG_ISA_GENERIC
         FG_ISA_AVX2
+        FG_ISA_AVX512_VNNI
     fg_isa fg_isa_detect()
     ctypedef struct fg_context:
         const fg_blas *blas
@@ -178,16 +184,24 @@ cdef int _load_scipy_blas() except -1:
 cdef bint _use_reference_blas = False
 cdef fg_isa _isa = FG_ISA_AUTO
 
-_ISA_NAMES = {"auto": FG_ISA_AUTO, "generic": FG_ISA_GENERIC, "avx2": FG_ISA_AVX2}
+_ISA_NAMES = {"auto": FG_ISA_AUTO, "generic": FG_ISA_GENERIC, "avx2": FG_ISA_AVX2,
+              "avx512vnni": FG_ISA_AVX512_VNNI}
 
 
 def best_isa():
-    """The best kernel set this CPU runs: "avx2" or "generic"."""
-    return "avx2" if fg_isa_detect() == FG_ISA_AVX2 else "generic"
+    """The best kernel set this CPU runs: "avx512vnni" (AVX2 plus vpdpbusd for int8 models), "avx2"
+    or "generic"."""
+    return {FG_ISA_AVX512_VNNI: "avx512vnni", FG_ISA_AVX2: "avx2"}.get(fg_isa_detect(), "generic")
+
+
+def supported_isas():
+    """Every kernel set this CPU runs, portable first."""
+    names = ["generic", "avx2", "avx512vnni"]
+    return names[:names.index(best_isa()) + 1]
 
 
 def set_backend(isa="auto", blas="scipy"):
-    """Chooses kernels ("auto", "generic", "avx2") and GEMMs ("scipy", "reference") for later calls.
+    """Chooses kernels ("auto", "generic", "avx2", "avx512vnni") and GEMMs ("scipy", "reference") for later calls.
 
     A process-wide switch for tests and benchmarks; not thread-safe with concurrent calls."""
     global _isa, _use_reference_blas
@@ -195,8 +209,8 @@ def set_backend(isa="auto", blas="scipy"):
         raise ValueError(f"isa must be one of {sorted(_ISA_NAMES)}, got {isa!r}")
     if blas not in ("scipy", "reference"):
         raise ValueError(f"blas must be 'scipy' or 'reference', got {blas!r}")
-    if isa == "avx2" and fg_isa_detect() != FG_ISA_AVX2:
-        raise NotImplementedError("this CPU lacks AVX2+FMA")
+    if isa not in ("auto",) + tuple(supported_isas()):
+        raise NotImplementedError(f"this CPU cannot run the {isa!r} kernels (it runs {supported_isas()})")
     _isa = _ISA_NAMES[isa]
     _use_reference_blas = blas == "reference"
 
@@ -297,13 +311,17 @@ cdef class Model:
     cdef readonly object dtype
     cdef readonly int64_t input_size, hidden_size, num_layers, num_directions
     cdef readonly bint reset_after
+    cdef readonly str weight_format
 
     def __cinit__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers, int64_t num_directions,
-                  dtype, bint reset_after, gate_activation, double clip, list weights):
+                  dtype, bint reset_after, gate_activation, double clip, list weights, str weight_format="native"):
         """weights: per (layer, direction), layer-major, a tuple (weight_ih, weight_hh, bias_ih, bias_hh)
         of C-contiguous arrays in PyTorch's layout; biases may be None. gate_activation is None for the
-        sigmoid or (alpha, beta) for a hard sigmoid."""
+        sigmoid or (alpha, beta) for a hard sigmoid. weight_format "int8" packs the weights, then keeps
+        only their int8 form (fg_gru_quantize): float32 models only, inference only."""
         cdef fg_spec spec
+        cdef fg_gru *packed
+        cdef fg_status status
         cdef fg_layer_weights[2048] table
         cdef int64_t k, d, in_k, index
         self.dtype = np.dtype(dtype)
@@ -333,7 +351,15 @@ cdef class Model:
                 table[index].weight_hh = _buffer(w_hh, self.dtype, 3 * hidden_size * hidden_size, "weight_hh", False)
                 table[index].bias_ih = _buffer(b_ih, self.dtype, 3 * hidden_size, "bias_ih", False)
                 table[index].bias_hh = _buffer(b_hh, self.dtype, 3 * hidden_size, "bias_hh", False)
+        if weight_format not in ("native", "int8"):
+            raise ValueError(f"weight_format must be 'native' or 'int8', got {weight_format!r}")
         _check(fg_gru_create(&spec, table, &self.gru), "creating the model")
+        if weight_format == "int8":
+            packed = self.gru
+            status = fg_gru_quantize(packed, FG_WEIGHTS_INT8, &self.gru)
+            fg_gru_destroy(packed)
+            _check(status, "quantizing the model to int8")
+        self.weight_format = weight_format
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers

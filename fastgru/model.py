@@ -45,6 +45,8 @@ from .spec import GATE_ACTIVATIONS, GRUSpec, check_weights
 _CACHED_WORKSPACE_LIMIT = 64 << 20
 _WEIGHT_NAME = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 _thread_state = threading.local()
+_INT8_INFERENCE_ONLY = ("int8 models are inference-only: there is no backward pass through int8 weights; "
+                        "train (and call backward on) the float32 model, then quantize() it")
 
 
 @functools.lru_cache(maxsize=1)
@@ -150,7 +152,7 @@ class GRU:
 
     # ------------------------------------------------------------ construction
 
-    def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads) -> None:
+    def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads, weight_format: str = "native") -> None:
         self.spec = spec
         self._dtype = np.dtype(spec.dtype)
         self.num_threads = _check_num_threads(num_threads)
@@ -164,7 +166,7 @@ class GRU:
         clip = 0.0 if spec.clip is None else float(spec.clip)
         self._model = _core.Model(spec.input_size, spec.hidden_size, spec.num_layers, spec.num_directions,
                                   spec.dtype, spec.reset_after, GATE_ACTIVATIONS[spec.gate_activation], clip,
-                                  per_direction)
+                                  per_direction, weight_format)
 
     @classmethod
     def from_spec(cls, spec: GRUSpec, weights: Mapping[str, np.ndarray], *, num_threads: int | None = None,
@@ -234,6 +236,39 @@ class GRU:
         from .io.onnx import from_onnx
         return from_onnx(model_or_path, node_name=node_name, **options)
 
+    def quantize(self, weight_format: str = "int8") -> "GRU":
+        """A new GRU holding this model's weights as int8, for batch-1 and streaming latency.
+
+        ``W_ih`` and ``W_hh`` become int8 with one float32 scale per output row (symmetric,
+        ``scale = max|row| / 127``, round half to even); biases and the gate math stay float32. At run time
+        the state is coded as ``round(127 h / m)``, ``m = max(1, max|h0|)`` per row (``round(127 h)`` for the
+        usual ``|h0| <= 1``), and each row of the layer input with its own scale ``max|x| / 127``; products
+        are exact int32 sums. Inputs and outputs stay float32, and forward,
+        lengths, mask and :meth:`stream` work as for the float model; :meth:`backward` does not
+        (inference only). Outputs differ from float32 by the quantization error (docs/int8.md: about
+        1e-2 on trained models, half that of PyTorch's dynamic int8 GRU). This model is unchanged.
+        """
+        if weight_format != "int8":
+            raise ValueError(f"weight_format must be 'int8', got {weight_format!r}")
+        if self.weight_format == "int8":
+            raise ValueError("this model's weights are already int8")
+        if self.dtype != np.float32:
+            raise TypeError(f"int8 weights need a float32 model, this one is {self.dtype}: build it with "
+                            "dtype=np.float32 (e.g. GRU.from_spec(dataclasses.replace(gru.spec, dtype='float32'), "
+                            "gru.weights)) and quantize that")
+        for name, value in self._weights.items():
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} holds non-finite values: int8 scales need finite weights")
+        gru = GRU.__new__(GRU)
+        gru._build(self.spec, self._weights, self.num_threads, weight_format="int8")
+        return gru
+
+    @property
+    def weight_format(self) -> str:
+        """How the core stores W_ih and W_hh: the model's dtype (``"float32"``, ``"float64"``) or ``"int8"``
+        (:meth:`quantize`). Activations are always ``dtype``."""
+        return "int8" if self._model.weight_format == "int8" else self.spec.dtype
+
     def save(self, path) -> None:
         """Writes fastgru's own file (spec as JSON + weights), loadable by fastgru.load with numpy alone."""
         from .io.native import save
@@ -243,7 +278,8 @@ class GRU:
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
-        """The weights in PyTorch's names, layout and gate order (read-only arrays)."""
+        """The weights in PyTorch's names, layout and gate order (read-only arrays); for an int8 model,
+        the float32 weights it was quantized from."""
         return dict(self._weights)
 
     @property
@@ -266,7 +302,7 @@ class GRU:
         return (f"fastgru.GRU({s.input_size}, {s.hidden_size}, num_layers={s.num_layers}, "
                 f"bidirectional={s.bidirectional}, batch_first={s.batch_first}, bias={s.bias}, "
                 f"reset_after={s.reset_after}, dtype={s.dtype}, gate_activation={s.gate_activation!r}, "
-                f"clip={s.clip})")
+                f"clip={s.clip})" + (".quantize('int8')" if self.weight_format == "int8" else ""))
 
     # ------------------------------------------------------------ forward
 
@@ -278,6 +314,8 @@ class GRU:
                 num_threads: int | None = None):
         """``(output, h_n)``, or ``(output, h_n, tape)`` with ``return_tape=True`` for :meth:`backward`."""
         spec = self.spec
+        if return_tape and self._model.weight_format == "int8":
+            raise NotImplementedError(_INT8_INFERENCE_ONLY)
         x = _as_real_array(x, "x", self.dtype)
         if x.ndim != 3:
             layout = "(B, T, I)" if spec.batch_first else "(T, B, I)"
@@ -354,6 +392,8 @@ class GRU:
     def backward(self, tape: Tape, grad_output=None, grad_h_n=None) -> dict[str, np.ndarray]:
         """Gradients of a loss from dL/d(output) and dL/d(h_n) (either may be None), for the forward
         that produced ``tape``: keys ``"x"``, ``"h0"`` and every weight name."""
+        if self._model.weight_format == "int8":
+            raise NotImplementedError(_INT8_INFERENCE_ONLY)
         from .backward import backward
         return backward(self, tape, grad_output, grad_h_n)
 

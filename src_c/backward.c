@@ -111,6 +111,7 @@ fg_status fg_backward(const fg_gru *gru, const fg_sequence *seq, const void *tap
     const fg_kernels *kernels;
     fg_status status = fg_check_context(gru, ctx, 1, &kernels);
     if (status != FG_OK) return status;
+    if (gru->weight_format != FG_WEIGHTS_NATIVE) return FG_ERR_UNSUPPORTED; /* int8 models: inference only */
     if (!seq) return FG_ERR_NULL_POINTER;
     if (seq->seq_len < 1 || seq->batch < 0) return FG_ERR_INVALID_SIZE;
     if (seq->lengths && seq->mask) return FG_ERR_INVALID_LENGTHS;

@@ -94,6 +94,22 @@ const fg_spec *fg_gru_spec(const fg_gru *gru);
 /* Bytes held by the packed model (for the docs' memory figures). */
 size_t fg_gru_packed_bytes(const fg_gru *gru);
 
+/* How a packed model stores W_ih and W_hh. Activations (x, h0, outputs, states) are always the spec's
+ * dtype; the format is about the weights only.
+ *   FG_WEIGHTS_NATIVE  the spec's dtype (what fg_gru_create builds)
+ *   FG_WEIGHTS_INT8    int8 with one float32 scale per output row (per gate and unit), for batch-1
+ *                      latency: inference only. Biases and the gate math stay float32; the state and the
+ *                      layer input are quantized to int8 on the fly (docs/int8.md says exactly how). */
+typedef enum fg_weight_format { FG_WEIGHTS_NATIVE = 0, FG_WEIGHTS_INT8 = 1 } fg_weight_format;
+
+/* A new model holding `gru`'s weights in `format` (FG_WEIGHTS_INT8); `gru` is unchanged and may be
+ * destroyed afterwards. FG_ERR_UNSUPPORTED for a float64 model, a model that is already int8, any other
+ * format, or a layer input or hidden size above 131072 (the int32 sums could overflow);
+ * FG_ERR_INVALID_SPEC when a weight is not finite. fg_forward and fg_step run the new model as any
+ * other; fg_tape_size, a forward with a tape and fg_backward return FG_ERR_UNSUPPORTED. */
+fg_status fg_gru_quantize(const fg_gru *gru, fg_weight_format format, fg_gru **out);
+fg_weight_format fg_gru_weight_format(const fg_gru *gru);
+
 /* ---------------------------------------------------------------- BLAS table */
 
 /* Row-major GEMM: C := alpha * op(A) . op(B) + beta * C, op(X) = X or X^T when trans_x is nonzero;
@@ -123,8 +139,10 @@ void fg_pool_destroy(fg_pool *pool); /* NULL is a no-op; joins the workers */
 int fg_pool_num_threads(const fg_pool *pool);
 
 /* Which kernels run: FG_ISA_AUTO picks the best this CPU supports at run time; the others force a
- * choice (tests use FG_ISA_GENERIC to hold the portable fallback against the vector kernels). */
-typedef enum fg_isa { FG_ISA_AUTO = 0, FG_ISA_GENERIC = 1, FG_ISA_AVX2 = 2 } fg_isa;
+ * choice (tests use FG_ISA_GENERIC to hold the portable fallback against the vector kernels).
+ * FG_ISA_AVX512_VNNI is FG_ISA_AVX2 plus vpdpbusd (AVX-512 VNNI + VL) for the int8 products; it needs
+ * AVX2, FMA, AVX512F/BW/VL and AVX512_VNNI. */
+typedef enum fg_isa { FG_ISA_AUTO = 0, FG_ISA_GENERIC = 1, FG_ISA_AVX2 = 2, FG_ISA_AVX512_VNNI = 3 } fg_isa;
 
 /* The best kernel set this CPU supports (never FG_ISA_AUTO). */
 fg_isa fg_isa_detect(void);

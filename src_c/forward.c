@@ -2,6 +2,8 @@
  * streaming steps. The computation itself is forward_impl.h. */
 #include "internal.h"
 
+#include <math.h>
+
 /* Where each scratch array of a forward call lives in the caller's workspace. */
 typedef struct forward_buffers {
     int64_t chunk_steps;  /* time steps per input projection */
@@ -13,7 +15,36 @@ typedef struct forward_buffers {
     void *gates_rz;       /* (D, B, 2H) activated r and z, reset-before only */
     void *reset_h;        /* (D, B, H) r * h, reset-before only */
     void *intermediate;   /* (T, B, D*H) output of a non-final layer, L >= 2 only */
+    /* int8 models only (internal.h, "int8 panels"); rows of int8 codes are padded to a multiple of 16 */
+    int8_t *x_codes;      /* (2, chunk, B, padded(max(I, D*H))) the layer input rows as int8 ... */
+    float *x_scales;      /* (2, chunk, B) ... and their scales (slots as x_gather) */
+    int8_t *state_codes;  /* (2, D, B, padded(H)) the state as int8, double buffered as state */
+    float *state_scales;  /* (2, D, B) per row of the state: its scale, then the inverse */
+    int8_t *reset_h_codes;/* (D, B, padded(H)) r * h as int8, reset-before only */
 } forward_buffers;
+
+/* Rows [begin, end) of `rows` float rows (width values each, stride apart) as int8 codes with one scale
+ * per row: fbgemm's dynamic quantization (the scale is computed from the data at run time, just
+ * before the product), but symmetric and per row: scale = max|row| / 127, code = round-half-even(v *
+ * 127 / max|row|). A row holding a NaN gets a NaN scale, so the NaN reaches the outputs as in float32;
+ * an all-zero row gets scale 0. Padding columns up to padded(width) are zero. */
+static void quantize_rows(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
+                          int8_t *codes, float *scales) {
+    const int64_t padded = fg_i8_padded(width);
+    for (int64_t i = begin; i < end; i++) {
+        const float *row = rows + i * stride;
+        int8_t *code = codes + i * padded;
+        float largest = 0;
+        for (int64_t k = 0; k < width; k++) {
+            const float magnitude = fabsf(row[k]);
+            largest = magnitude > largest || magnitude != magnitude ? magnitude : largest;
+        }
+        const float inverse = largest > 0 ? 127.0f / largest : 0.0f;
+        for (int64_t k = 0; k < width; k++) code[k] = fg_quantize_code(row[k] * inverse);
+        for (int64_t k = width; k < padded; k++) code[k] = 0;
+        scales[i] = largest / 127.0f;
+    }
+}
 
 #define REAL float
 #define SFX f32
@@ -25,6 +56,14 @@ typedef struct forward_buffers {
 #include "forward_impl.h"
 #undef REAL
 #undef SFX
+/* int8 weights, float32 activations: the float32 driver with the int8 codes of its activations */
+#define REAL float
+#define SFX i8
+#define FG_QUANTIZED 1
+#include "forward_impl.h"
+#undef REAL
+#undef SFX
+#undef FG_QUANTIZED
 
 static int64_t chunk_steps(const fg_spec *spec, int64_t seq_len, int64_t batch) {
     int64_t per_step = fg_mul(batch, spec->num_directions * 3 * spec->hidden_size);
@@ -53,6 +92,12 @@ static fg_status layout_forward(const fg_gru *gru, int64_t seq_len, int64_t batc
     buf->reset_h = fg_layout_take(layout, rb ? fg_mul(state_rows, H) : 0, elem);
     buf->intermediate =
         fg_layout_take(layout, spec->num_layers > 1 ? fg_mul(fg_mul(seq_len, batch), D * H) : 0, elem);
+    const int int8 = gru->weight_format == FG_WEIGHTS_INT8;
+    buf->x_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(fg_mul(2, chunk_rows), fg_i8_padded(width)) : 0, 1);
+    buf->x_scales = (float *)fg_layout_take(layout, int8 ? fg_mul(2, chunk_rows) : 0, sizeof(float));
+    buf->state_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(2 * D * batch, fg_i8_padded(H)) : 0, 1);
+    buf->reset_h_codes = (int8_t *)fg_layout_take(layout, int8 && rb ? fg_mul(D * batch, fg_i8_padded(H)) : 0, 1);
+    buf->state_scales = (float *)fg_layout_take(layout, int8 ? fg_mul(2 * D, batch) : 0, sizeof(float));
     return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
 }
 
@@ -69,6 +114,8 @@ fg_status fg_forward_workspace_size(const fg_gru *gru, int64_t seq_len, int64_t 
 fg_status fg_tape_layout(const fg_gru *gru, int64_t seq_len, int64_t batch, void *tape, void **gates,
                          void **outputs, size_t *bytes) {
     const fg_spec *spec = &gru->spec;
+    /* int8 models are inference-only: no tape, hence no fg_backward either (it reads the tape's layout) */
+    if (gru->weight_format != FG_WEIGHTS_NATIVE) return FG_ERR_UNSUPPORTED;
     const int64_t rows = fg_mul(fg_mul(spec->num_layers, seq_len), batch);
     const int64_t D = spec->num_directions, H = spec->hidden_size;
     fg_layout layout = {(char *)tape, 0, 0};
@@ -147,7 +194,8 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     if (!seq->lengths) buf.active = NULL;
 
     unsigned saved_csr = fg_denormals_off();
-    if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->pool);
+    if (gru->weight_format == FG_WEIGHTS_INT8) forward_i8(gru, seq, NULL, NULL, &buf, kernels, ctx->pool);
+    else if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->pool);
     else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->pool);
     fg_denormals_restore(saved_csr);
     return FG_OK;

@@ -9,7 +9,11 @@
  *      because W_hn multiplies r * h, which needs every r first.
  * Variable lengths shrink the active batch: rows are ordered by length once (perm), so at time t the
  * sequences still running are the first active[t] rows of the state. The reverse direction visits t
- * from T-1 down, and a sequence joins it at t = length - 1 with its initial state: the same rows. */
+ * from T-1 down, and a sequence joins it at t = length - 1 with its initial state: the same rows.
+ *
+ * With FG_QUANTIZED (int8 models, REAL = float) the driver also keeps the int8 codes the int8 kernels
+ * multiply: the input rows of each chunk are quantized per row before the projection, and the state's
+ * codes live next to the state (the step kernels write them; the driver seeds and carries them). */
 
 #define FG_CAT2_(a, b) a##_##b
 #define FG_CAT2(a, b) FG_CAT2_(a, b)
@@ -70,6 +74,22 @@ static void FN(run_blocks)(const FN(forward_state) *s, FN(block_work) *work, int
     fg_pool_run(s->pool, work->parts, FN(block_task), work);
 }
 
+#ifdef FG_QUANTIZED
+/* The input rows of a chunk quantized per row (forward.c, quantize_rows), split in row ranges. */
+typedef struct FN(quantize_work) {
+    const REAL *rows;
+    int64_t width, count, splits;
+    int8_t *codes;
+    float *scales;
+} FN(quantize_work);
+
+static void FN(quantize_task)(void *opaque, int64_t part) {
+    const FN(quantize_work) *work = (const FN(quantize_work) *)opaque;
+    quantize_rows(work->rows, work->width, work->width, part * work->count / work->splits,
+                  (part + 1) * work->count / work->splits, work->codes, work->scales);
+}
+#endif
+
 /* gates_x for the chunk: direction d (of `dirs` starting at first_dir) projects the rows of times
  * [t_begin[d], t_begin[d] + steps). */
 static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer, const REAL *input,
@@ -89,6 +109,24 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
         a->bias_x = (const REAL *)layer->bias_x + d * G;
         a->gates_x = (REAL *)s->buf.gates_x + d * G;
         a->gates_x_stride = D * G;
+#ifdef FG_QUANTIZED
+        /* The int8 kernels read codes (slot k of x_codes, as of x_gather); both directions of a
+         * one-chunk sequence read the same rows, quantized once. */
+        const int64_t rows = steps * B, padded = fg_i8_padded(width);
+        if (k == 1 && t_begin[1] == t_begin[0]) {
+            a->input = args[0].input;
+            a->input_scale = args[0].input_scale;
+        } else {
+            int8_t *codes = s->buf.x_codes + k * s->buf.chunk_steps * B * padded;
+            float *scales = s->buf.x_scales + k * s->buf.chunk_steps * B;
+            const int64_t splits = fg_parallel_parts(s->pool, rows * width, rows);
+            FN(quantize_work) work = {(const REAL *)a->input, width, rows, splits, codes, scales};
+            fg_pool_run(s->pool, splits, FN(quantize_task), &work);
+            a->input = codes;
+            a->input_scale = scales;
+        }
+        a->input_stride = padded;
+#endif
     }
     FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, dirs};
     FN(run_blocks)(s, &work, dirs * steps * B * G * width);
@@ -136,6 +174,14 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
         a->mask = seq->mask ? seq->mask + t * B : NULL;
         a->gates_rz = lbr ? NULL : (REAL *)s->buf.gates_rz + d * B * 2 * H;
         a->reset_h = lbr ? NULL : (REAL *)s->buf.reset_h + d * B * H;
+#ifdef FG_QUANTIZED
+        const int64_t Hp = fg_i8_padded(H);
+        a->h_prev_q = s->buf.state_codes + ((count % 2) * D + d) * B * Hp;
+        a->h_next_q = s->buf.state_codes + (((count + 1) % 2) * D + d) * B * Hp;
+        a->reset_h_q = lbr ? NULL : s->buf.reset_h_codes + d * B * Hp;
+        a->state_scale = s->buf.state_scales + d * B;
+        a->state_inverse = s->buf.state_scales + (D + d) * B;
+#endif
     }
     if (lbr) {
         FN(run_step_kernel)(s, args, D, s->kernels->FN(step_lbr));
@@ -154,6 +200,9 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
             const int64_t b = s->buf.perm[i];
             if (a->mask[b]) continue;
             memcpy((REAL *)a->h_next + i * H, (const REAL *)a->h_prev + i * H, (size_t)H * sizeof(REAL));
+#ifdef FG_QUANTIZED
+            memcpy(a->h_next_q + i * fg_i8_padded(H), a->h_prev_q + i * fg_i8_padded(H), (size_t)H);
+#endif
             memset((REAL *)a->output + b * a->output_stride, 0, (size_t)H * sizeof(REAL));
             if (a->tape) {
                 REAL *row = (REAL *)a->tape + b * 4 * H;
@@ -183,7 +232,28 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
                 if (h0) memcpy(state + i * H, h0 + ((l * D + d) * B + perm[i]) * H, (size_t)H * sizeof(REAL));
                 else memset(state + i * H, 0, (size_t)H * sizeof(REAL));
             }
+#ifdef FG_QUANTIZED
+            /* The codes of h0, padding columns zero. Row i's scale is m / 127 with m = max(1, max|h0 row|):
+             * h' = z h + (1 - z) n with z in [0, 1] and |n| <= 1 never leaves [-m, m], so no state
+             * (nor r * h) of this call saturates its code. For |h0| <= 1 (every state a GRU produces
+             * from zeros) m = 1: the fixed 1/127 of RNNoise/LPCNet. */
+            const int64_t Hp = fg_i8_padded(H);
+            int8_t *codes = s->buf.state_codes + (parity * D + d) * B * Hp;
+            float *scale = s->buf.state_scales + d * B, *inverse = s->buf.state_scales + (D + d) * B;
+            memset(codes, 0, (size_t)(B * Hp));
+            for (int64_t i = 0; i < B; i++) {
+                float largest = 1.0f;
+                for (int64_t k = 0; k < H; k++)
+                    largest = fabsf(state[i * H + k]) > largest ? fabsf(state[i * H + k]) : largest;
+                scale[i] = largest / 127.0f;
+                inverse[i] = 127.0f / largest;
+                for (int64_t k = 0; k < H; k++) codes[i * Hp + k] = fg_quantize_code(state[i * H + k] * inverse[i]);
+            }
+#endif
         }
+#ifdef FG_QUANTIZED
+    if (spec->variant == FG_RESET_BEFORE) memset(s->buf.reset_h_codes, 0, (size_t)(D * B * fg_i8_padded(H)));
+#endif
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
         const int64_t steps = T - t0 < chunk ? T - t0 : chunk;
         /* Direction 1 walks the chunk mirrored from the end: times [T - t0 - steps, T - t0). */

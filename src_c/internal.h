@@ -63,10 +63,58 @@ typedef struct fg_packed_layer {
 
 struct fg_gru {
     fg_spec spec;
+    fg_weight_format weight_format;
     fg_packed_layer *layers;
     void *memory;           /* one allocation holding every packed array */
     size_t packed_bytes;
 };
+
+/* ---------------------------------------------------------------- int8 panels
+ *
+ * An int8 model (fg_gru_quantize, weight_format FG_WEIGHTS_INT8) is the same layout in another format:
+ * the same fg_packed_layer / fg_packed_direction, the same unit blocks and panel columns (c = g*8 + w),
+ * the same folded biases (float32), and the forward pass is the same template (forward_impl.h compiled
+ * with FG_QUANTIZED). What changes:
+ *   - weight_ih and weight_hh are NULL (they only serve the backward pass, which int8 models lack);
+ *   - panels_ih, panels and panels_n hold int8 panel blocks. Block u of a panel with C columns over K
+ *     inputs is fg_i8_block_bytes(C, K) bytes, 64-byte aligned, starting at u * that:
+ *         int32  column_sum[C]    sum over k of q[k][c] (the VNNI kernels' zero-point correction)
+ *         float  column_scale[C]  the row's scale s: W[row][k] ~= s * q[k][c]
+ *         int8   q[Kp / 4][C][4]  q[k][c] at [k / 4][c][k % 4], Kp = K rounded up to 16, zero padded
+ *     Four consecutive k of one column are adjacent: one 32-byte load holds 8 columns x 4 k, which is
+ *     what vpmaddubsw + vpmaddwd (and vpdpbusd) sum into 8 int32 lanes against a broadcast of 4 inputs.
+ *   - activations reach the panel products as int8 rows of Kp bytes (zero padded): the state (and
+ *     r * h) as round(h * 127 / m), m = max(1, max|h0 row|) per row and call (forward_impl.h), the
+ *     layer input per row with a dynamic scale (forward.c, quantize_rows).
+ * Every integer product is exact: |q| <= 127 on both sides, so K * 127^2 < 2^31 for K <= 131072
+ * (FG_INT8_MAX_K), and the kernels of every ISA produce the same int32 sums; with the float32 steps
+ * after them written identically, every ISA gives bitwise identical outputs. */
+#define FG_INT8_MAX_K ((int64_t)1 << 17)
+
+/* Rows of int8 codes and panels are padded with zeros to a multiple of 16 inputs: the kernels then
+ * take four groups of 4 per iteration (independent accumulators for vpdpbusd's latency), no tail. */
+static inline int64_t fg_i8_padded(int64_t k) { return (k + 15) & ~(int64_t)15; }
+
+static inline int64_t fg_i8_block_bytes(int columns, int64_t k) {
+    return (int64_t)(((size_t)(8 * columns + fg_i8_padded(k) * columns) + FG_ALIGN - 1) & ~(size_t)(FG_ALIGN - 1));
+}
+
+/* round-half-even(v) clamped to [-127, 127]: the int8 code of a value already divided by its scale
+ * (|v| <= 127 up to rounding for every caller; +-inf and NaN arrive from non-finite data). Adding
+ * 1.5 * 2^23 leaves the integer nearest v (ties to even, the default rounding mode) in the low
+ * mantissa bits, read out by subtracting the sum's bit pattern for 0; exact for |v| < 2^22, and +-inf
+ * saturate, NaN codes as +-127. The subtraction is unsigned (wraps, never overflows), and there is no
+ * float-to-int conversion: no undefined behaviour for any input, and the compiler vectorises it (a
+ * clamp of v before the addition, or a guard on the subtraction, cost it that, and 20% of a step). */
+static inline int8_t fg_quantize_code(float v) {
+    const float shifted = v + 12582912.0f;
+    uint32_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    int32_t code = (int32_t)(bits - 0x4B400000u);
+    code = code < -127 ? -127 : code;
+    code = code > 127 ? 127 : code;
+    return (int8_t)code;
+}
 
 /* Number of unit blocks, and the width of block u. */
 static inline int64_t fg_num_blocks(int64_t hidden) { return (hidden + FG_BLOCK - 1) / FG_BLOCK; }
@@ -89,7 +137,10 @@ static inline int fg_block_width(int64_t hidden, int64_t block) {
  *   step_rb1:  reset-before, first half: gates_rz row i (2H, [r z] packed) = activated r, z;
  *              reset_h row i (H) = r * h_prev.
  *   step_rb2:  reset-before, second half: n from W_hn (r * h) (panels_n); writes h_next, output, tape.
- * Masked rows (mask[perm[i]] == 0) are skipped; the driver carries their state. */
+ * Masked rows (mask[perm[i]] == 0) are skipped; the driver carries their state.
+ * The _i8 kernels (kernels_int8_impl.h) do the same for int8 models: integer panel products on the
+ * int8 codes of the state (h_prev_q, reset_h_q), the same float32 gate math, and the codes of the new
+ * state (h_next_q) written next to it; they never write a tape. */
 typedef struct fg_activation {
     int hard_sigmoid;
     double alpha, beta;     /* hard sigmoid: clip(alpha * a + beta, 0, 1) */
@@ -114,6 +165,13 @@ typedef struct fg_step_args {
     const uint8_t *mask;        /* indexed by batch entry, or NULL */
     void *gates_rz;             /* reset-before scratch (rows, 2H) */
     void *reset_h;              /* reset-before scratch (rows, H) */
+    /* int8 models only: int8 codes of the state and of r * h, rows of fg_i8_padded(H) bytes; row i is
+     * coded as round(v * state_inverse[i]) and decoded with state_scale[i] (forward_impl.h) */
+    const int8_t *h_prev_q;     /* (rows, Hp), read by the panel product */
+    int8_t *h_next_q;           /* (rows, Hp), written next to h_next */
+    int8_t *reset_h_q;          /* reset-before (rows, Hp) */
+    const float *state_scale;   /* (rows) */
+    const float *state_inverse; /* (rows) */
 } fg_step_args;
 
 typedef void (*fg_step_fn)(const fg_step_args *args, int64_t block_begin, int64_t block_end);
@@ -124,8 +182,9 @@ typedef struct fg_project_args {
     int64_t hidden;
     int64_t input_size;
     int64_t rows;
-    const void *input;          /* row i at input + i * input_stride */
+    const void *input;          /* row i at input + i * input_stride (int8 models: int8 rows) */
     int64_t input_stride;
+    const float *input_scale;   /* int8 models: row i ~= input_scale[i] * input row i */
     const void *panels_ih;      /* this direction's W_ih panels */
     const void *bias_x;         /* this direction's folded bias (3H, packed) */
     void *gates_x;              /* row i at gates_x + i * gates_x_stride */
@@ -139,12 +198,15 @@ typedef struct fg_kernels {
     fg_project_fn project_f32;
     fg_step_fn step_lbr_f64, step_rb1_f64, step_rb2_f64;
     fg_project_fn project_f64;
+    fg_step_fn step_lbr_i8, step_rb1_i8, step_rb2_i8;  /* int8 weights, float32 activations */
+    fg_project_fn project_i8;
 } fg_kernels;
 
 extern const fg_kernels fg_kernels_generic;
 #if defined(__x86_64__) || defined(_M_X64)
 #define FG_HAVE_AVX2_KERNELS 1
 extern const fg_kernels fg_kernels_avx2;
+extern const fg_kernels fg_kernels_avx512vnni; /* AVX2's, with vpdpbusd for the int8 products */
 #endif
 
 /* The kernel table for ctx->isa, or NULL if that ISA cannot run here. */

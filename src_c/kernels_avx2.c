@@ -1,7 +1,8 @@
-/* kernels_avx2.c: the kernels of kernels_generic.c compiled for AVX2+FMA, with a hand-written panel
- * product for float32. Only this file is built for that target (by pragma, not by a build flag, so the
- * package never needs -march=native); fg_select_kernels uses it only after the CPU has reported both
- * features. */
+/* kernels_avx2.c: the kernels of kernels_generic.c compiled for AVX2+FMA, with hand-written panel
+ * products for float32 and int8; and a second table, for CPUs with AVX-512 VNNI, whose int8 panel
+ * product is vpdpbusd (its float32 kernels are the AVX2 ones). Only this file is built for those targets
+ * (by pragma, not by a build flag, so the package never needs -march=native); fg_select_kernels uses a
+ * table only after the CPU has reported its features. */
 #include "internal.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -52,6 +53,39 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
         for (int v = 0; v < V; v++) _mm256_storeu_ps(acc + r * 24 + 8 * v, sum[r][v]);
 }
 
+/* acc[r][0:C] = sum_k a[r][k] * q[k][0:C] for int8 rows a and an int8 panel in [k/4][c][k%4] order (C = 8,
+ * 16 or 24; acc rows 24 apart); the same exact int32 sums as dot_i8_generic (kernels_int8_impl.h).
+ * vpmaddubsw multiplies unsigned by signed bytes and adds adjacent pairs into int16 with saturation:
+ * fed |a| (unsigned, <= 127) and q with a's sign applied (vpsignb, |.| <= 127), a pair is at most
+ * 2 * 127 * 127 = 32258 < 32767, so it never saturates and |a| * (sign(a) q) = a q exactly. vpmaddwd
+ * against ones then adds the pairs into int32. The |a| of a broadcast serves all C / 8 weight vectors;
+ * per 32 weights the cost is one vpsignb, vpmaddubsw, vpmaddwd and vpaddd. */
+static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int64_t Kp, const int8_t *a,
+                                                              int64_t lda, const char *block, int32_t *acc) {
+    const int8_t *panel = (const int8_t *)(block + 8 * C);
+    const int V = C / 8;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i sum[4][3];
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < 3; v++) sum[r][v] = _mm256_setzero_si256();
+    for (int64_t k = 0; k < Kp; k += 4) {
+        const int8_t *q = panel + k * C;
+        __m256i weights[3];
+        for (int v = 0; v < V; v++) weights[v] = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+        for (int r = 0; r < R; r++) {
+            int32_t quad;
+            memcpy(&quad, a + r * lda + k, sizeof quad);
+            const __m256i x = _mm256_set1_epi32(quad), magnitude = _mm256_abs_epi8(x);
+            for (int v = 0; v < V; v++) {
+                const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(weights[v], x));
+                sum[r][v] = _mm256_add_epi32(sum[r][v], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) _mm256_storeu_si256((__m256i *)(acc + r * 24 + 8 * v), sum[r][v]);
+}
+
 #define ISA avx2
 
 #define REAL float
@@ -71,6 +105,68 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
 #define TANH tanh
 #include "kernels_impl.h"
 
+#define DOT_I8 dot_i8_avx2
+#include "kernels_int8_impl.h"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni"))), \
+                             apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")
+#endif
+
+/* The int8 panel product of dot_i8_avx2 (same exact sums) with vpdpbusd, which multiplies unsigned by
+ * signed bytes and adds each group of four into an int32 lane without intermediate saturation. The
+ * codes a (signed) enter as a + 128 (a XOR 0x80, unsigned), so each lane accumulates
+ * sum (a + 128) q = sum a q + 128 * column_sum, and the block's column sums (internal.h) take the
+ * 128 * column_sum back out. int32 lanes wrap, and the true result fits, so the result is exact.
+ * vpdpbusd's latency is several cycles and each accumulator is one dependency chain: with few rows,
+ * consecutive groups of k go to separate accumulators (S sets) so enough chains are in flight. */
+/* acc += vpdpbusd(x, w). Through inline assembly: GCC 12 keeps the intrinsic's accumulator in a copy
+ * of the register, adding a move per product in the loop (a third of its instructions). */
+#define FG_DPBUSD_REG(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+
+static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int64_t Kp, const int8_t *a,
+                                                              int64_t lda, const char *block, int32_t *acc) {
+    const int32_t *column_sum = (const int32_t *)block;
+    const int8_t *panel = (const int8_t *)(block + 8 * C);
+    const int V = C / 8, S = R == 1 ? 4 : R == 2 ? 2 : 1;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    __m256i sum[4][4][3];
+    for (int set = 0; set < S; set++)
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < V; v++) sum[set][r][v] = _mm256_setzero_si256();
+    for (int64_t k = 0; k < Kp; k += 16)
+        for (int group = 0; group < 4; group++) {
+            const int set = group % S;
+            const int8_t *q = panel + (k + 4 * group) * C;
+            /* each weight vector is loaded once for all R rows (as a memory operand of vpdpbusd it
+             * would be loaded once per row, and the loads, not the products, would set the pace) */
+            __m256i weights[3];
+            for (int v = 0; v < V; v++) weights[v] = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+            for (int r = 0; r < R; r++) {
+                int32_t quad;
+                memcpy(&quad, a + r * lda + k + 4 * group, sizeof quad);
+                const __m256i x = _mm256_xor_si256(_mm256_set1_epi32(quad), flip);
+                for (int v = 0; v < V; v++) FG_DPBUSD_REG(sum[set][r][v], x, weights[v]);
+            }
+        }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) {
+            __m256i total = sum[0][r][v];
+            for (int set = 1; set < S; set++) total = _mm256_add_epi32(total, sum[set][r][v]);
+            const __m256i offset = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(column_sum + 8 * v)), 7);
+            _mm256_storeu_si256((__m256i *)(acc + r * 24 + 8 * v), _mm256_sub_epi32(total, offset));
+        }
+}
+
+#undef ISA
+#define ISA avx512vnni
+#define GATE_ISA avx2
+#define DOT_I8 dot_i8_vnni
+#include "kernels_int8_impl.h"
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif
@@ -78,6 +174,13 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
 const fg_kernels fg_kernels_avx2 = {
     step_lbr_f32_avx2, step_rb1_f32_avx2, step_rb2_f32_avx2, project_f32_avx2,
     step_lbr_f64_avx2, step_rb1_f64_avx2, step_rb2_f64_avx2, project_f64_avx2,
+    step_lbr_i8_avx2,  step_rb1_i8_avx2,  step_rb2_i8_avx2,  project_i8_avx2,
+};
+
+const fg_kernels fg_kernels_avx512vnni = {
+    step_lbr_f32_avx2, step_rb1_f32_avx2, step_rb2_f32_avx2, project_f32_avx2,
+    step_lbr_f64_avx2, step_rb1_f64_avx2, step_rb2_f64_avx2, project_f64_avx2,
+    step_lbr_i8_avx512vnni, step_rb1_i8_avx512vnni, step_rb2_i8_avx512vnni, project_i8_avx512vnni,
 };
 
 #endif

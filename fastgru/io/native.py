@@ -26,6 +26,9 @@ FORMAT_VERSION = "1"
 def save(model, path) -> None:
     """Writes a `fastgru.GRU` (or a Keras/ONNX wrapper around one) to ``path``."""
     gru = getattr(model, "gru", model)
+    if getattr(gru, "weight_format", None) == "int8":
+        raise ValueError("an int8 model is not saved: save the float32 model it came from and call "
+                         "quantize('int8') after loading (quantization is deterministic)")
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": json.dumps(gru.spec.to_dict())}
     if hasattr(model, "call_config"):
         metadata["call"] = json.dumps(model.call_config())

@@ -12,7 +12,9 @@
  *   - the generic and AVX2 kernels agree; pools of 1, 2 and 3 threads give bitwise identical results
  *     (threads split unit blocks, never a reduction); threads sharing one model agree with one thread;
  *   - the floating-point control word is restored after a call;
- *   - fg_backward, when the core has it, against finite differences.
+ *   - fg_backward, when the core has it, against finite differences;
+ *   - int8 models (fg_gru_quantize): refusals, closeness to the reference, identical bits from every
+ *     kernel set and thread count, fg_step equal to fg_forward.
  *
  * The last line printed is "N passed, N failed"; the exit status is nonzero on any failure.
  * Build: cc -std=c11 -D_POSIX_C_SOURCE=200809L -Isrc_c tests/c/test_core.c src_c/[a-z]*.c -lm -pthread */
@@ -717,7 +719,7 @@ static void test_forward_rejects_bad_arguments(void) {
         CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes, &bad_isa), FG_ERR_INVALID_SPEC);
         bad_isa.isa = (fg_isa)-1;
         CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes, &bad_isa), FG_ERR_INVALID_SPEC);
-        if (fg_isa_detect() != FG_ISA_AVX2) {
+        if (fg_isa_detect() < FG_ISA_AVX2) {
             fg_context avx2 = context(NULL, FG_ISA_AVX2);
             CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes, &avx2), FG_ERR_UNSUPPORTED);
         }
@@ -882,7 +884,7 @@ static void test_thread_counts_give_identical_bits(void) {
 
 static void test_generic_and_avx2_kernels_agree(void) {
     current_test = "generic_and_avx2_kernels_agree";
-    if (fg_isa_detect() != FG_ISA_AVX2) {
+    if (fg_isa_detect() < FG_ISA_AVX2) {
         skip("this CPU has no AVX2+FMA");
         return;
     }
@@ -1237,6 +1239,140 @@ static void test_backward_matches_finite_differences(void) {
     }
 }
 
+/* int8 models (fg_gru_quantize): the refusals, closeness to the double reference, and bitwise equal
+ * results from every kernel set, thread count and fg_step. */
+static void test_int8_models(void) {
+    current_test = "int8_models";
+    model_case m;
+    fg_gru *q = NULL;
+    CHECK_STATUS(model_init(&m, make_spec(5, 7, 1, 1, FG_FLOAT64, FG_LINEAR_BEFORE_RESET, 0, 0), 1, 0.5), FG_OK);
+    CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_ERR_UNSUPPORTED); /* float64 */
+    CHECK(q == NULL, "a refused quantization leaves *out NULL");
+    model_free(&m);
+    CHECK_STATUS(model_init(&m, make_spec(5, 7, 1, 1, FG_FLOAT32, FG_LINEAR_BEFORE_RESET, 0, 0), 1, 0.5), FG_OK);
+    CHECK_STATUS(fg_gru_quantize(NULL, FG_WEIGHTS_INT8, &q), FG_ERR_NULL_POINTER);
+    CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, NULL), FG_ERR_NULL_POINTER);
+    CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_NATIVE, &q), FG_ERR_UNSUPPORTED);
+    CHECK_STATUS(fg_gru_quantize(m.gru, (fg_weight_format)7, &q), FG_ERR_UNSUPPORTED);
+    CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_OK);
+    CHECK(fg_gru_weight_format(q) == FG_WEIGHTS_INT8 && fg_gru_weight_format(m.gru) == FG_WEIGHTS_NATIVE,
+          "weight formats");
+    CHECK(fg_gru_packed_bytes(q) < fg_gru_packed_bytes(m.gru), "the int8 model is smaller");
+    fg_gru *again = NULL;
+    CHECK_STATUS(fg_gru_quantize(q, FG_WEIGHTS_INT8, &again), FG_ERR_UNSUPPORTED);
+    size_t bytes = 0;
+    CHECK_STATUS(fg_tape_size(q, 3, 2, &bytes), FG_ERR_UNSUPPORTED);
+    {
+        fg_gru *float_model = m.gru;
+        m.gru = q;
+        call_data c;
+        call_init(&c, &m, 3, 2, 0, 1, 0, 0);
+        fg_sequence seq = call_sequence(&c);
+        fg_context ctx = context(NULL, FG_ISA_AUTO);
+        char tape[64];
+        CHECK_STATUS(run_forward(&m, &seq, tape, &ctx), FG_ERR_UNSUPPORTED);
+        if (fg_backward) {
+            fg_layer_weights grad_layer = {tape, tape, NULL, NULL};
+            fg_gradients grads = {NULL, NULL, &grad_layer};
+            char workspace[64];
+            CHECK_STATUS(fg_backward(q, &seq, tape, NULL, NULL, &grads, workspace, sizeof workspace, &ctx),
+                         FG_ERR_UNSUPPORTED);
+        }
+        call_free(&c);
+        m.gru = float_model;
+    }
+    fg_gru_destroy(q);
+    ((float *)m.typed_weights[0][1])[4] = (float)NAN;
+    fg_gru *with_nan = NULL;
+    fg_gru_destroy(m.gru);
+    CHECK_STATUS(fg_gru_create(&m.spec, m.table, &m.gru), FG_OK);
+    CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &with_nan), FG_ERR_INVALID_SPEC);
+    model_free(&m);
+
+    fg_pool *pools[3] = {NULL, NULL, NULL};
+    CHECK_STATUS(fg_pool_create(2, &pools[1]), FG_OK);
+    CHECK_STATUS(fg_pool_create(3, &pools[2]), FG_OK);
+    for (int variant = 0; variant < 2; variant++)
+        for (int kind = 0; kind < 3; kind++) {
+            /* kind 0: lengths, 1: mask + hard sigmoid + clip, 2: batch-first, big enough to split */
+            const int64_t H = kind == 2 ? 45 : 19, B = kind == 2 ? 24 : 5, D = kind == 1 ? 1 : 2;
+            CHECK_STATUS(model_init(&m, make_spec(kind == 2 ? 6 : 33, H, 2, D, FG_FLOAT32, (fg_variant)variant,
+                                                  kind == 1 ? 2 : 0, kind == 1 ? 0.9 : 0), 1, 0.4), FG_OK);
+            CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_OK);
+            fg_gru *float_model = m.gru;
+            m.gru = q;
+            call_data c;
+            call_init(&c, &m, 9, B, kind == 2, 1, kind == 0, kind == 1);
+            const int64_t n_out = 9 * B * D * H, n_state = 2 * D * B * H;
+            double *expected_out = (double *)xmalloc((size_t)n_out * sizeof(double));
+            double *expected_h_n = (double *)xmalloc((size_t)n_state * sizeof(double));
+            ref_forward(&m, 9, B, kind == 2, c.x, c.h0, c.lengths, c.mask, expected_out, expected_h_n);
+            void *base_out, *base_h_n;
+            fg_context ctx = context(NULL, FG_ISA_GENERIC);
+            run_into(&m, &c, &ctx, &base_out, &base_h_n);
+            const double diff = max_diff(base_out, expected_out, n_out, FG_FLOAT32);
+            const double diff_h_n = max_diff(base_h_n, expected_h_n, n_state, FG_FLOAT32);
+            CHECK(diff <= 0.06 && diff_h_n <= 0.06, "variant=%d kind=%d: int8 vs double reference %g, %g", variant,
+                  kind, diff, diff_h_n);
+            const size_t out_bytes = (size_t)n_out * sizeof(float), h_n_bytes = (size_t)n_state * sizeof(float);
+            for (int isa = FG_ISA_GENERIC; isa <= (int)fg_isa_detect(); isa++)
+                for (int p = 0; p < 3; p++) {
+                    void *out, *h_n;
+                    ctx = context(pools[p], (fg_isa)isa);
+                    run_into(&m, &c, &ctx, &out, &h_n);
+                    CHECK(same_bits(out, base_out, out_bytes) && same_bits(h_n, base_h_n, h_n_bytes),
+                          "variant=%d kind=%d: isa %d with %d threads differs from generic", variant, kind, isa,
+                          fg_pool_num_threads(pools[p]));
+                    free(out);
+                    free(h_n);
+                }
+            free(expected_out);
+            free(expected_h_n);
+            free(base_out);
+            free(base_h_n);
+            call_free(&c);
+            m.gru = float_model;
+            fg_gru_destroy(q);
+            model_free(&m);
+        }
+    for (int p = 1; p < 3; p++) fg_pool_destroy(pools[p]);
+
+    /* fg_step, step by step, equals one fg_forward bit for bit (states in [-1, 1]) */
+    for (int variant = 0; variant < 2; variant++) {
+        CHECK_STATUS(model_init(&m, make_spec(4, 13, 2, 1, FG_FLOAT32, (fg_variant)variant, 0, 0), 1, 0.5), FG_OK);
+        CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_OK);
+        fg_gru *float_model = m.gru;
+        m.gru = q;
+        call_data c;
+        call_init(&c, &m, 6, 3, 0, 1, 0, 0);
+        void *out, *h_n;
+        fg_context ctx = context(NULL, FG_ISA_AUTO);
+        run_into(&m, &c, &ctx, &out, &h_n);
+        size_t step_bytes = 0;
+        CHECK_STATUS(fg_step_workspace_size(q, 3, &step_bytes), FG_OK);
+        void *workspace = aligned(step_bytes);
+        float *state = (float *)xmalloc((size_t)(2 * 3 * 13) * sizeof(float));
+        memcpy(state, c.h0_typed, (size_t)(2 * 3 * 13) * sizeof(float));
+        float step_out[3 * 13];
+        int same = 1;
+        for (int64_t t = 0; t < 6; t++) {
+            CHECK_STATUS(fg_step(q, 3, (const float *)c.x_typed + t * 3 * 4, state, step_out, workspace, step_bytes,
+                                 &ctx), FG_OK);
+            same &= same_bits(step_out, (const float *)out + t * 3 * 13, sizeof step_out);
+        }
+        CHECK(same && same_bits(state, h_n, (size_t)(2 * 3 * 13) * sizeof(float)),
+              "variant=%d: int8 fg_step differs from fg_forward", variant);
+        free(state);
+        free(workspace);
+        free(out);
+        free(h_n);
+        call_free(&c);
+        m.gru = float_model;
+        fg_gru_destroy(q);
+        model_free(&m);
+    }
+}
+
 /* Prints 'N passed, N failed' last; exits non-zero on any failure. */
 int main(void) {
     test_status_strings();
@@ -1260,6 +1396,7 @@ int main(void) {
     test_threads_share_one_model();
     test_non_finite_inputs_propagate();
     test_backward_matches_finite_differences();
+    test_int8_models();
     /* undefined behaviour once, caught by the UBSan build of tests/test_c_core.py */
     test_hidden_size_past_half_int64_is_an_overflow();
     test_call_sizes_near_int64_max_are_an_overflow();
