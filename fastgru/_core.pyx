@@ -302,6 +302,25 @@ cdef fg_context _context(Pool pool, bint needs_blas=False) except *:
     return ctx
 
 
+cdef int _layer_table(fg_layer_weights *table, list entries, object dtype, int64_t input_size,
+                      int64_t hidden_size, int64_t num_layers, int64_t num_directions, bint writable,
+                      str prefix) except -1:
+    """Fills table[k * D + d] from entries of (weight_ih, weight_hh, bias_ih, bias_hh) arrays (weights
+    or their gradients, layer-major; biases may be None)."""
+    cdef int64_t k, d, in_k, index
+    cdef int64_t gates = 3 * hidden_size
+    for k in range(num_layers):
+        in_k = input_size if k == 0 else num_directions * hidden_size
+        for d in range(num_directions):
+            index = k * num_directions + d
+            w_ih, w_hh, b_ih, b_hh = entries[index]
+            table[index].weight_ih = _buffer(w_ih, dtype, gates * in_k, prefix + "weight_ih", writable)
+            table[index].weight_hh = _buffer(w_hh, dtype, gates * hidden_size, prefix + "weight_hh", writable)
+            table[index].bias_ih = _buffer(b_ih, dtype, gates, prefix + "bias_ih", writable)
+            table[index].bias_hh = _buffer(b_hh, dtype, gates, prefix + "bias_hh", writable)
+    return 0
+
+
 # ------------------------------------------------------------------ the model
 
 cdef class Model:
@@ -323,7 +342,6 @@ cdef class Model:
         cdef fg_gru *packed
         cdef fg_status status
         cdef fg_layer_weights[2048] table
-        cdef int64_t k, d, in_k, index
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -342,15 +360,7 @@ cdef class Model:
         spec.gate_alpha = 0 if gate_activation is None else gate_activation[0]
         spec.gate_beta = 0 if gate_activation is None else gate_activation[1]
         spec.clip = clip
-        for k in range(num_layers):
-            in_k = input_size if k == 0 else num_directions * hidden_size
-            for d in range(num_directions):
-                index = k * num_directions + d
-                w_ih, w_hh, b_ih, b_hh = weights[index]
-                table[index].weight_ih = _buffer(w_ih, self.dtype, 3 * hidden_size * in_k, "weight_ih", False)
-                table[index].weight_hh = _buffer(w_hh, self.dtype, 3 * hidden_size * hidden_size, "weight_hh", False)
-                table[index].bias_ih = _buffer(b_ih, self.dtype, 3 * hidden_size, "bias_ih", False)
-                table[index].bias_hh = _buffer(b_hh, self.dtype, 3 * hidden_size, "bias_hh", False)
+        _layer_table(table, weights, self.dtype, input_size, hidden_size, num_layers, num_directions, False, "")
         if weight_format not in ("native", "int8"):
             raise ValueError(f"weight_format must be 'native' or 'int8', got {weight_format!r}")
         _check(fg_gru_create(&spec, table, &self.gru), "creating the model")
@@ -383,6 +393,19 @@ cdef class Model:
         _check(fg_tape_size(self.gru, seq_len, batch, &nbytes), "sizing the tape")
         return nbytes
 
+    cdef int _sequence_inputs(self, fg_sequence *seq, x, h0, lengths, mask, bint batch_first, int64_t T,
+                              int64_t B) except -1:
+        """The input half of an fg_sequence (forward and backward describe the same call)."""
+        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size
+        seq.seq_len = T
+        seq.batch = B
+        seq.batch_first = batch_first
+        seq.x = _buffer(x, self.dtype, T * B * self.input_size, "x", False)
+        seq.h0 = _buffer(h0, self.dtype, L * D * B * H, "h0", False)
+        seq.lengths = <const int64_t *>_buffer(lengths, np.int64, B, "lengths", False)
+        seq.mask = <const uint8_t *>_buffer(mask, np.uint8, T * B, "mask", False)
+        return 0
+
     def forward(self, x, h0, lengths, mask, bint batch_first, output, h_n, tape, Workspace workspace,
                 Pool pool):
         """Runs fg_forward. All arrays must already have the right shape, dtype and C order: this checks
@@ -397,13 +420,7 @@ cdef class Model:
         cdef fg_status status
         if B >= INT_MAX // 8:
             raise ValueError(f"batch size {B} too large for 32-bit BLAS")
-        seq.seq_len = T
-        seq.batch = B
-        seq.batch_first = batch_first
-        seq.x = _buffer(x, self.dtype, T * B * self.input_size, "x", False)
-        seq.h0 = _buffer(h0, self.dtype, L * D * B * H, "h0", False)
-        seq.lengths = <const int64_t *>_buffer(lengths, np.int64, B, "lengths", False)
-        seq.mask = <const uint8_t *>_buffer(mask, np.uint8, T * B, "mask", False)
+        self._sequence_inputs(&seq, x, h0, lengths, mask, batch_first, T, B)
         seq.output = _buffer(output, self.dtype, T * B * D * H, "output", True)
         seq.h_n = _buffer(h_n, self.dtype, L * D * B * H, "h_n", True)
         if tape is not None:
@@ -430,7 +447,6 @@ cdef class Model:
         cdef int64_t T = x.shape[1] if batch_first else x.shape[0]
         cdef int64_t B = x.shape[0] if batch_first else x.shape[1]
         cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size
-        cdef int64_t k, d, index, in_k
         cdef fg_sequence seq
         cdef fg_gradients grads
         cdef fg_layer_weights[2048] table
@@ -444,13 +460,7 @@ cdef class Model:
             raise ValueError(f"batch size {B} too large for 32-bit BLAS")
         if len(grad_weights) != L * D:
             raise ValueError("grad_weights must hold one entry per layer and direction")
-        seq.seq_len = T
-        seq.batch = B
-        seq.batch_first = batch_first
-        seq.x = _buffer(x, self.dtype, T * B * self.input_size, "x", False)
-        seq.h0 = _buffer(h0, self.dtype, L * D * B * H, "h0", False)
-        seq.lengths = <const int64_t *>_buffer(lengths, np.int64, B, "lengths", False)
-        seq.mask = <const uint8_t *>_buffer(mask, np.uint8, T * B, "mask", False)
+        self._sequence_inputs(&seq, x, h0, lengths, mask, batch_first, T, B)
         seq.output = NULL
         seq.h_n = NULL
         tape_ptr = _buffer(tape, np.uint8, self.tape_bytes(T, B), "tape", False)
@@ -458,15 +468,7 @@ cdef class Model:
         grad_h_n_ptr = _buffer(grad_h_n, self.dtype, L * D * B * H, "grad_h_n", False)
         grads.grad_x = _buffer(grad_x, self.dtype, T * B * self.input_size, "grad_x", True)
         grads.grad_h0 = _buffer(grad_h0, self.dtype, L * D * B * H, "grad_h0", True)
-        for k in range(L):
-            in_k = self.input_size if k == 0 else D * H
-            for d in range(D):
-                index = k * D + d
-                g_ih, g_hh, g_bih, g_bhh = grad_weights[index]
-                table[index].weight_ih = _buffer(g_ih, self.dtype, 3 * H * in_k, "grad weight_ih", True)
-                table[index].weight_hh = _buffer(g_hh, self.dtype, 3 * H * H, "grad weight_hh", True)
-                table[index].bias_ih = _buffer(g_bih, self.dtype, 3 * H, "grad bias_ih", True)
-                table[index].bias_hh = _buffer(g_bhh, self.dtype, 3 * H, "grad bias_hh", True)
+        _layer_table(table, grad_weights, self.dtype, self.input_size, H, L, D, True, "grad ")
         grads.layers = table
         _check(fg_backward_workspace_size(self.gru, T, B, &nbytes), "sizing the backward workspace")
         ws = workspace.reserve(nbytes)
