@@ -25,7 +25,9 @@ test: $(BIN)/python
 
 bench: $(BIN)/python
 	$(PIP_INSTALL) -e ".[bench]"
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --int8
+	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/startup.py
 
 sanitize: $(BIN)/python
 	$(PIP_INSTALL) -e ".[test]"
