@@ -28,24 +28,8 @@ typedef struct backward_buffers {
     int64_t panel_stride; /* elements from one panel to the next: 3H * panel width */
 } backward_buffers;
 
-#define REAL float
-#define SFX f32
-#define SIGMOID fg_sigmoidf
-#define TANH fg_tanhf
-#include "backward_impl.h"
-#undef REAL
-#undef SFX
-#undef SIGMOID
-#undef TANH
-#define REAL double
-#define SFX f64
-#define SIGMOID fg_sigmoid
-#define TANH tanh
-#include "backward_impl.h"
-#undef REAL
-#undef SFX
-#undef SIGMOID
-#undef TANH
+#define FG_TEMPLATE "backward_impl.h"
+#include "instantiate.h"
 
 /* The one place that knows the workspace layout: counts bytes when layout->base is NULL. */
 static fg_status layout_backward(const fg_gru *gru, int64_t seq_len, int64_t batch, fg_layout *layout,

@@ -46,16 +46,8 @@ static void quantize_rows(const float *rows, int64_t stride, int64_t width, int6
     }
 }
 
-#define REAL float
-#define SFX f32
-#include "forward_impl.h"
-#undef REAL
-#undef SFX
-#define REAL double
-#define SFX f64
-#include "forward_impl.h"
-#undef REAL
-#undef SFX
+#define FG_TEMPLATE "forward_impl.h"
+#include "instantiate.h"
 /* int8 weights, float32 activations: the float32 driver with the int8 codes of its activations */
 #define REAL float
 #define SFX i8

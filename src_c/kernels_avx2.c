@@ -88,22 +88,9 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
 
 #define ISA avx2
 
-#define REAL float
-#define SFX f32
-#define SIGMOID fg_sigmoidf
-#define TANH fg_tanhf
-#define DOT dot_f32_avx2
-#include "kernels_impl.h"
-#undef REAL
-#undef SFX
-#undef SIGMOID
-#undef TANH
-
-#define REAL double
-#define SFX f64
-#define SIGMOID fg_sigmoid
-#define TANH tanh
-#include "kernels_impl.h"
+#define DOT dot_f32_avx2 /* float only: the double instantiation keeps the generic product */
+#define FG_TEMPLATE "kernels_impl.h"
+#include "instantiate.h"
 
 #define DOT_I8 dot_i8_avx2
 #include "kernels_int8_impl.h"

@@ -5,21 +5,8 @@
 
 #define ISA generic
 
-#define REAL float
-#define SFX f32
-#define SIGMOID fg_sigmoidf
-#define TANH fg_tanhf
-#include "kernels_impl.h"
-#undef REAL
-#undef SFX
-#undef SIGMOID
-#undef TANH
-
-#define REAL double
-#define SFX f64
-#define SIGMOID fg_sigmoid
-#define TANH tanh
-#include "kernels_impl.h"
+#define FG_TEMPLATE "kernels_impl.h"
+#include "instantiate.h"
 
 /* int8 weights: the float32 gate math above with the plain integer panel product */
 #include "kernels_int8_impl.h"
