@@ -39,6 +39,7 @@ import numpy as np
 
 from fastgru.io import UnsupportedModelError, build_gru, spec_dtype, zrh_to_rzn
 from fastgru.spec import GRUSpec
+from fastgru.io.wrapper import WrappedGRU
 
 _MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 _SKIPPED = ("InputLayer",)
@@ -51,7 +52,7 @@ _GRU_DEFAULTS = {
 }
 
 
-class KerasGRU:
+class KerasGRU(WrappedGRU):
     """A `fastgru.GRU` (``.gru``) called like the Keras layer or model it came from.
 
     ``kgru(x, mask=None, initial_state=None)`` takes what Keras takes ((B, T, I) input, (B, T) bool mask,
@@ -61,7 +62,7 @@ class KerasGRU:
 
     def __init__(self, gru, *, return_sequences=False, return_state=False, go_backwards=False,
                  zero_output_for_mask=False, merge_mode="concat", mask_value=None):
-        self.gru = gru
+        super().__init__(gru)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -69,23 +70,10 @@ class KerasGRU:
         self.merge_mode = merge_mode
         self.mask_value = mask_value
 
-    @property
-    def spec(self) -> GRUSpec:
-        return self.gru.spec
-
-    @property
-    def weights(self) -> dict:
-        return self.gru.weights
-
     def call_config(self) -> dict:
         """What `fastgru.io.native.save` stores next to the spec so that the wrapper comes back."""
         names = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask", "merge_mode", "mask_value")
         return {"kind": "keras", **{name: getattr(self, name) for name in names}}
-
-    def save(self, path) -> None:
-        from fastgru.io.native import save
-
-        save(self, path)
 
     def __repr__(self) -> str:
         return f"KerasGRU({self.spec}, {self.call_config()})"

@@ -19,6 +19,7 @@ import numpy as np
 
 from fastgru.io import UnsupportedModelError, build_gru, spec_dtype, zrh_to_rzn
 from fastgru.spec import GATE_ACTIVATIONS, GRUSpec
+from fastgru.io.wrapper import WrappedGRU
 
 # ONNX activation functions that take alpha and/or beta, in the order they consume activation_alpha/_beta.
 _TAKES_ALPHA = {"affine", "leakyrelu", "thresholdedrelu", "scaledtanh", "hardsigmoid", "elu"}
@@ -27,7 +28,7 @@ _DEFAULT_ALPHA = {"hardsigmoid": 0.2, "leakyrelu": 0.01, "elu": 1.0}
 _DEFAULT_BETA = {"hardsigmoid": 0.5}
 
 
-class OnnxGRU:
+class OnnxGRU(WrappedGRU):
     """A `fastgru.GRU` (``.gru``) called like the ONNX node(s) it came from.
 
     ``ogru(X, sequence_lens=None, initial_h=None)`` returns ``(Y, Y_h)`` with ONNX's shapes: ``Y`` is
@@ -37,24 +38,11 @@ class OnnxGRU:
     """
 
     def __init__(self, gru, *, reverse=False):
-        self.gru = gru
+        super().__init__(gru)
         self.reverse = bool(reverse)
-
-    @property
-    def spec(self) -> GRUSpec:
-        return self.gru.spec
-
-    @property
-    def weights(self) -> dict:
-        return self.gru.weights
 
     def call_config(self) -> dict:
         return {"kind": "onnx", "reverse": self.reverse}
-
-    def save(self, path) -> None:
-        from fastgru.io.native import save
-
-        save(self, path)
 
     def __repr__(self) -> str:
         return f"OnnxGRU({self.spec}, reverse={self.reverse})"

@@ -1,0 +1,28 @@
+"""WrappedGRU: a fastgru.GRU called with another framework's conventions (KerasGRU, OnnxGRU)."""
+
+from __future__ import annotations
+
+
+class WrappedGRU:
+    """Holds the plain model in ``.gru``; subclasses define ``__call__`` (the framework's calling
+    convention) and ``call_config`` (what fastgru's own file stores so that the wrapper comes back)."""
+
+    def __init__(self, gru):
+        self.gru = gru
+
+    @property
+    def spec(self):
+        return self.gru.spec
+
+    @property
+    def weights(self) -> dict:
+        return self.gru.weights
+
+    def call_config(self) -> dict:
+        raise NotImplementedError
+
+    def save(self, path) -> None:
+        """Writes fastgru's own file (`fastgru.io.native`), calling convention included."""
+        from fastgru.io.native import save
+
+        save(self, path)
