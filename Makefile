@@ -31,7 +31,7 @@ bench: $(BIN)/python
 
 sanitize: $(BIN)/python
 	$(PIP_INSTALL) -e ".[test]"
-	PYTHON=$(BIN)/python bash tools/sanitize.sh
+	PYTHON=$(abspath $(BIN)/python) bash tools/sanitize.sh
 
 clean:
 	rm -rf build $(VENV) fastgru/_core.c fastgru/*.so *.egg-info

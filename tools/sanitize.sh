@@ -20,6 +20,13 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-python3}
+# The script works in a scratch directory: a relative interpreter path (make passes .venv/bin/python)
+# must be made absolute before that.
+case "$PYTHON" in
+    /*) ;;
+    */*) PYTHON="$PWD/$PYTHON" ;;
+    *) PYTHON=$(command -v "$PYTHON") ;;
+esac
 CC=${CC:-cc}
 START=$SECONDS
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastgru-sanitize.XXXXXX")
