@@ -269,10 +269,6 @@ cdef class Workspace:
             self.nbytes = nbytes
         return self.data
 
-    def allocate(self, size_t nbytes):
-        """Makes sure at least nbytes are available (Python-side entry to reserve)."""
-        self.reserve(nbytes)
-
 
 cdef class Pool:
     """Persistent worker threads for one call at a time (fg_pool)."""
@@ -482,21 +478,6 @@ cdef class Model:
         _check(fg_step_workspace_size(self.gru, batch, &nbytes), "sizing the stream workspace")
         return nbytes
 
-    def step(self, x_t, h, output, Workspace workspace, Pool pool):
-        """Runs fg_step: h (L, B, H) is updated in place; output (B, H) receives the last layer's state.
-        The workspace must already be reserved (GRUStream does it once)."""
-        cdef int64_t B = h.shape[1]
-        cdef const void *x_ptr = _buffer(x_t, self.dtype, B * self.input_size, "x_t", False)
-        cdef void *h_ptr = _buffer(h, self.dtype, self.num_layers * B * self.hidden_size, "h", True)
-        cdef void *out_ptr = _buffer(output, self.dtype, B * self.hidden_size, "output", True)
-        cdef size_t nbytes = workspace.nbytes
-        cdef char *ws = workspace.data
-        cdef fg_context ctx = _context(pool)
-        cdef fg_status status
-        with nogil:
-            status = fg_step(self.gru, B, x_ptr, h_ptr, out_ptr, ws, nbytes, &ctx)
-        _check(status, "step")
-
 
 cdef class Stepper:
     """The hot path of GRUStream.step: fixed state, output and workspace, checks done in C.
@@ -520,7 +501,7 @@ cdef class Stepper:
         self.convert = convert
         self.batch = state.shape[1]
         self.type_num = cnp.NPY_FLOAT32 if model.dtype == np.float32 else cnp.NPY_FLOAT64
-        workspace.allocate(model.step_workspace_bytes(self.batch))
+        workspace.reserve(model.step_workspace_bytes(self.batch))
 
     cdef bint _ready(self, object x_t):
         if not cnp.PyArray_Check(x_t):
