@@ -86,7 +86,7 @@ def worker(args) -> None:
     # sleep (timing.py: ONNX Runtime's spins 40-50 ms): otherwise it competes with the engine timed.
     timing_opts = dict(budget_s=budget, sample_s=0.001 if quick else 0.005,
                        min_rounds=2 if quick else 5, max_rounds=5 if quick else 60,
-                       settle_s=0.06 if threads > 1 else 0.0)
+                       settle_s=0.25 if threads > 1 else 0.0)
     say = lambda text: print(f"[{threads} thread(s)] {text}", flush=True)  # noqa: E731
 
     result: dict = {"threads": threads, "versions": common.versions(), "engines": {}, "cases": [],

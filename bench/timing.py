@@ -11,10 +11,12 @@ The garbage collector is off while timing, as in ``timeit``. Rounds stop at ``bu
 are done, so a shape's timing costs about max(budget, min_rounds rounds).
 
 With several threads, every engine keeps a pool of workers that spin for a while after each call
-(PyTorch's OpenMP, ONNX Runtime's pool, fastgru's own). Sampled back to back in one process, an engine
-would then share the cores with the previous engine's spinning workers (ONNX Runtime's spin for
-40-50 ms after a call on this machine). ``settle_s`` is an idle pause before each sample, long enough
-for those workers to go to sleep; it is not timed, but counts against the budget.
+(measured here: ONNX Runtime's for about 50 ms of CPU, PyTorch's OpenMP for about 10 ms, fastgru's for
+0.1 ms). Sampled back to back in one process, an engine would share the cores with the previous
+engine's spinning workers, and on a 2-core machine lose one of its two. ``settle_s`` therefore makes
+each sample wait until the process has gone quiet (``settle``): a fixed pause proved unfair, since a
+60 ms pause sometimes ended while ONNX Runtime's workers were still spinning. The wait is not timed,
+but counts against the budget.
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ def _time_once(run: Runner, n: int) -> float:
     return time.perf_counter() - start
 
 
+def settle(max_s: float, window_s: float = 0.005, idle_fraction: float = 0.05) -> float:
+    """Sleeps until this process's other threads stop using the CPU (spinning pool workers), at most
+    ``max_s``; returns the seconds waited. Quiet means: over one ``window_s`` of sleep, the process
+    used less than ``idle_fraction`` of one core (its own sleeping thread uses none)."""
+    start = time.perf_counter()
+    while True:
+        cpu = time.process_time()
+        time.sleep(window_s)
+        waited = time.perf_counter() - start
+        if time.process_time() - cpu < idle_fraction * window_s or waited >= max_s:
+            return waited
+
+
 def calibrate(run: Runner, sample_s: float, warmup_calls: int) -> tuple[int, float]:
     """Warms up, then returns (inner, estimated seconds per call)."""
     run(warmup_calls)
@@ -50,7 +65,9 @@ def calibrate(run: Runner, sample_s: float, warmup_calls: int) -> tuple[int, flo
 
 def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
                 min_rounds: int, max_rounds: int, warmup_calls: int = 2, settle_s: float = 0.0) -> dict[str, dict]:
-    """Times every runner in round-robin rounds; returns per-runner stats (seconds per call)."""
+    """Times every runner in round-robin rounds; returns per-runner stats (seconds per call).
+
+    settle_s > 0: before each sample, wait (at most that long) for the process to go quiet."""
     plan = {}
     for name, run in runners.items():
         inner, per_call = calibrate(run, sample_s, warmup_calls)
@@ -72,7 +89,7 @@ def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
             for name in order:
                 inner = plan[name][0]
                 if settle_s:
-                    time.sleep(settle_s)
+                    settle(settle_s)
                 samples[name].append(_time_once(runners[name], inner) / inner)
     finally:
         if gc_was_enabled:
