@@ -140,8 +140,10 @@ int fg_pool_num_threads(const fg_pool *pool);
 
 /* Which kernels run: FG_ISA_AUTO picks the best this CPU supports at run time; the others force a
  * choice (tests use FG_ISA_GENERIC to hold the portable fallback against the vector kernels).
- * FG_ISA_AVX512_VNNI is FG_ISA_AVX2 plus vpdpbusd (AVX-512 VNNI + VL) for the int8 products; it needs
- * AVX2, FMA, AVX512F/BW/VL and AVX512_VNNI. */
+ * FG_ISA_AVX512_VNNI is FG_ISA_AVX2 plus vpdpbusd (AVX-512 VNNI + VL) for the int8 products and
+ * 8-row float32 panel products in AVX-512VL's 32 registers (a batch row that AVX2 computes alone may
+ * then share a tile, so results can differ in the last bit between the two); it needs AVX2, FMA,
+ * AVX512F/BW/VL and AVX512_VNNI. */
 typedef enum fg_isa { FG_ISA_AUTO = 0, FG_ISA_GENERIC = 1, FG_ISA_AVX2 = 2, FG_ISA_AVX512_VNNI = 3 } fg_isa;
 
 /* The best kernel set this CPU supports (never FG_ISA_AUTO). */

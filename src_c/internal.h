@@ -206,7 +206,7 @@ extern const fg_kernels fg_kernels_generic;
 #if defined(__x86_64__) || defined(_M_X64)
 #define FG_HAVE_AVX2_KERNELS 1
 extern const fg_kernels fg_kernels_avx2;
-extern const fg_kernels fg_kernels_avx512vnni; /* AVX2's, with vpdpbusd for the int8 products */
+extern const fg_kernels fg_kernels_avx512vnni; /* vpdpbusd int8 products; float32 in 8-row tiles */
 #endif
 
 /* The kernel table for ctx->isa, or NULL if that ISA cannot run here. */

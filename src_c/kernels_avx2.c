@@ -1,6 +1,7 @@
 /* kernels_avx2.c: the kernels of kernels_generic.c compiled for AVX2+FMA, with hand-written panel
  * products for float32 and int8; and a second table, for CPUs with AVX-512 VNNI, whose int8 panel
- * product is vpdpbusd (its float32 kernels are the AVX2 ones). Only this file is built for those targets
+ * product is vpdpbusd and whose float32 kernels take 8 batch rows per panel product in AVX-512VL's
+ * 32 registers. Only this file is built for those targets
  * (by pragma, not by a build flag, so the package never needs -march=native); fg_select_kernels uses a
  * table only after the CPU has reported its features. */
 #include "internal.h"
@@ -17,14 +18,14 @@
 
 #include "activations.h"
 
-/* acc[r][0:C] = sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart). Each weight
- * vector is loaded once and used for all R rows. With one row, even and odd k go to separate
+/* acc[r][0:C] = sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart; R <= 8, and R > 4
+ * only where AVX-512VL gives 32 registers). Each weight vector is loaded once and used for all R rows. With one row, even and odd k go to separate
  * accumulators: three FMA chains alone would wait on the FMA latency instead of on memory. */
 static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int64_t K, const float *a,
                                                                int64_t lda, const float *panel, float *acc) {
     const int V = C / 8;
-    __m256 sum[4][3], odd[3];
-    for (int r = 0; r < 4; r++)
+    __m256 sum[8][3], odd[3];
+    for (int r = 0; r < R; r++)
         for (int v = 0; v < 3; v++) sum[r][v] = _mm256_setzero_ps();
     for (int v = 0; v < 3; v++) odd[v] = _mm256_setzero_ps();
     int64_t k = 0;
@@ -149,6 +150,23 @@ static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int6
 }
 
 #undef ISA
+/* float32 with 8-row panel products: AVX-512VL's registers ymm16-31 hold the 24 accumulators. The
+ * vectors stay 256 bits wide: Zen 4 runs a 512-bit FMA as two 256-bit halves, so wider vectors would
+ * add no throughput, while the bigger tile halves the weight loads and the per-product overhead. */
+#define ISA avx512
+#define FG_ROWS 8
+#define DOT dot_f32_avx2
+#define REAL float
+#define SFX f32
+#define SIGMOID fg_sigmoidf
+#define TANH fg_tanhf
+#include "kernels_impl.h"
+#undef REAL
+#undef SFX
+#undef SIGMOID
+#undef TANH
+#undef ISA
+
 #define ISA avx512vnni
 #define GATE_ISA avx2
 #define DOT_I8 dot_i8_vnni
@@ -165,7 +183,7 @@ const fg_kernels fg_kernels_avx2 = {
 };
 
 const fg_kernels fg_kernels_avx512vnni = {
-    step_lbr_f32_avx2, step_rb1_f32_avx2, step_rb2_f32_avx2, project_f32_avx2,
+    step_lbr_f32_avx512, step_rb1_f32_avx512, step_rb2_f32_avx512, project_f32_avx512,
     step_lbr_f64_avx2, step_rb1_f64_avx2, step_rb2_f64_avx2, project_f64_avx2,
     step_lbr_i8_avx512vnni, step_rb1_i8_avx512vnni, step_rb2_i8_avx512vnni, project_i8_avx512vnni,
 };

@@ -10,9 +10,11 @@
 #define FG_CAT3(a, b, c) FG_CAT3_(a, b, c)
 #define FN(name) FG_CAT3(name, SFX, ISA)
 #define FG_INLINE static inline __attribute__((always_inline))
-/* Batch rows per panel product: 4 rows x 24 columns fill 12 AVX2 accumulators, leaving registers for
- * the weights and the broadcast. */
+/* Batch rows per panel product: 4 rows x 24 columns fill 12 of AVX2's 16 vector registers, leaving
+ * room for the weights and the broadcast. A table built with AVX-512VL (32 registers) sets 8. */
+#ifndef FG_ROWS
 #define FG_ROWS 4
+#endif
 #define FG_PANEL_MAX 24
 
 FG_INLINE REAL FN(clamp)(REAL a, int clipping, const fg_activation *act) {
@@ -49,6 +51,18 @@ FG_INLINE void FN(dot_generic)(int R, int C, int64_t K, const REAL *a, int64_t l
 #define DOT FN(dot_generic)
 #endif
 
+#if FG_ROWS == 8
+#define FG_DOT_ROWS_5_TO_8(C, K, a, lda, panel, acc)                                                  \
+        case 4: DOT(4, C, K, a, lda, panel, acc); break;                                              \
+        case 5: DOT(5, C, K, a, lda, panel, acc); break;                                              \
+        case 6: DOT(6, C, K, a, lda, panel, acc); break;                                              \
+        case 7: DOT(7, C, K, a, lda, panel, acc); break;
+#elif FG_ROWS == 4
+#define FG_DOT_ROWS_5_TO_8(C, K, a, lda, panel, acc)
+#else
+#error "FG_ROWS must be 4 or 8"
+#endif
+
 /* The panel product for R = rows (1..FG_ROWS), each R a constant for the compiler. */
 #define FG_DOT_ROWS(R, C, K, a, lda, panel, acc)                                                      \
     do {                                                                                              \
@@ -56,7 +70,8 @@ FG_INLINE void FN(dot_generic)(int R, int C, int64_t K, const REAL *a, int64_t l
         case 1: DOT(1, C, K, a, lda, panel, acc); break;                                              \
         case 2: DOT(2, C, K, a, lda, panel, acc); break;                                              \
         case 3: DOT(3, C, K, a, lda, panel, acc); break;                                              \
-        default: DOT(4, C, K, a, lda, panel, acc); break;                                             \
+        FG_DOT_ROWS_5_TO_8(C, K, a, lda, panel, acc)                                                  \
+        default: DOT(FG_ROWS, C, K, a, lda, panel, acc); break;                                       \
         }                                                                                             \
     } while (0)
 
@@ -266,6 +281,7 @@ static void FN(project)(const fg_project_args *p, int64_t block_begin, int64_t b
 #undef TAPE
 #undef FG_SPECIALISE
 #undef FG_DOT_ROWS
+#undef FG_DOT_ROWS_5_TO_8
 #undef DOT
 #undef FG_ROWS
 #undef FG_PANEL_MAX
