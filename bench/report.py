@@ -45,6 +45,28 @@ def best_peer(case: dict, worker: dict, precision: str) -> tuple[str, float] | N
     return name, seconds
 
 
+def scale_sgemm_peaks(workers: list[dict]) -> None:
+    """A t-thread sgemm peak is at least t times the 1-thread one measured in the same run.
+
+    scipy's OpenBLAS on t threads falls short of that on this shared VM (its workers wake up late, as
+    fastgru's did before pool.c moved them off the caller's CPU: 140-150 GFLOP/s on 2 threads against
+    2 x 105), and a limit the engines can exceed is no limit. So where a 1-thread worker ran, a t-thread
+    worker's peak is max(its own, t x the 1-thread peak), and its description says which one it is.
+    Idempotent: the measured figure is kept as ``measured_best_gflops``."""
+    single = next((w["limits"]["sgemm"] for w in workers if w["threads"] == 1), None)
+    for worker in workers:
+        s = worker["limits"]["sgemm"]
+        t = worker["threads"]
+        if single is None or t == 1 or "measured_best_gflops" in s:
+            continue
+        s["measured_best_gflops"] = s["best_gflops"]
+        scaled = t * single["best_gflops"]
+        if scaled > s["best_gflops"]:
+            s["best_gflops"] = scaled
+            s["what"] += (f"; measured best {s['measured_best_gflops']:.1f}, below {t} x the 1-thread peak, "
+                          f"so {t} x {single['best_gflops']:.1f} is used")
+
+
 def roofline(case: dict, row: dict, limits: dict, precision: str = "float32") -> dict:
     """How close a timed row comes to the machine's limits (the engine's weight bytes: 4 for float32,
     1 for int8)."""
@@ -85,6 +107,7 @@ def _busy_warning(meta: dict, workers: list[dict]) -> list[str]:
 
 
 def markdown(meta: dict, workers: list[dict]) -> str:
+    scale_sgemm_peaks(workers)
     cpu = meta["machine"]["cpu"]
     lines = ["# fastgru benchmark", ""]
     if meta.get("quick"):
@@ -234,6 +257,7 @@ def _int8_section(worker: dict) -> list[str]:
 
 
 def plot(meta: dict, workers: list[dict], path: Path) -> str:
+    scale_sgemm_peaks(workers)
     """GFLOP/s per shape per engine (top) and fastgru's speedup over the best peer (bottom)."""
     try:
         import matplotlib
