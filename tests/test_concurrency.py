@@ -232,3 +232,37 @@ def test_models_built_and_dropped_in_threads(rng):
     for outputs in _run_in_threads(work):
         for output in outputs:
             np.testing.assert_array_equal(output, expected_output)
+
+
+def _thread_affinities() -> dict[str, str]:
+    affinities = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/status") as status:
+                for line in status:
+                    if line.startswith("Cpus_allowed_list:"):
+                        affinities[task] = line.split(":", 1)[1].strip()
+        except FileNotFoundError:  # the thread ended while we listed them
+            pass
+    return affinities
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux /proc and two allowed CPUs")
+def test_woken_workers_keep_the_process_cpu_affinity(rng):
+    """A worker that wakes up on its caller's CPU moves itself off it by narrowing its affinity for a
+    moment (pool.c); it must restore the full mask, or it would stay pinned for the rest of the
+    process. Sleeping between calls (longer than the workers' spin) makes every call wake them."""
+    spec = GRUSpec(256, 256, 1, False, dtype="float32")  # big enough for the steps to run in parallel
+    gru = fastgru.GRU.from_spec(spec, random_weights(spec, rng))
+    x = rng.standard_normal((20, 1, 256)).astype(np.float32)
+    expected = gru(x, num_threads=1)[0]
+    before = _thread_affinities()
+    for _ in range(12):
+        time.sleep(0.05)
+        np.testing.assert_array_equal(gru(x, num_threads=2)[0], expected)
+    after = _thread_affinities()
+    allowed = before[str(threading.get_native_id())]
+    assert after[str(threading.get_native_id())] == allowed
+    assert len(after) >= 2, "the 2-thread calls run a worker"
+    assert set(after.values()) == {allowed}, after
