@@ -14,9 +14,9 @@ With several threads, every engine keeps a pool of workers that spin for a while
 (measured here: ONNX Runtime's for about 50 ms of CPU, PyTorch's OpenMP for about 10 ms, fastgru's for
 0.1 ms). Sampled back to back in one process, an engine would share the cores with the previous
 engine's spinning workers, and on a 2-core machine lose one of its two. ``settle_s`` therefore makes
-each sample wait until the process has gone quiet (``settle``): a fixed pause proved unfair, since a
-60 ms pause sometimes ended while ONNX Runtime's workers were still spinning. The wait is not timed,
-but counts against the budget.
+each sample wait until the process has gone quiet (``settle``, which polls the process's CPU time):
+a fixed pause has to guess the longest spin, and ONNX Runtime's measured 46-57 ms here, against the
+60 ms pause used before. The wait is not timed, but counts against the budget.
 """
 
 from __future__ import annotations
