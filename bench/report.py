@@ -214,9 +214,9 @@ def _int8_section(worker: dict) -> list[str]:
     if not any(name.startswith("fastgru-int8") for case in worker["cases"] for name in case["rows"]):
         return []
     if worker["threads"] != 1:
-        return ["", f"int8 at {worker['threads']} threads: the rows above interleave fastgru with PyTorch and "
-                "ONNX Runtime in one process, whose thread pools keep spinning on the other cores and slow "
-                "fastgru's per-step barrier; `python bench/deepbench_int8.py` times fastgru int8 alone."]
+        return ["", f"int8 at {worker['threads']} threads: every sample above follows a pause until the peers' "
+                "spinning thread pools have gone quiet, so its first call wakes fastgru's sleeping workers; "
+                "`python bench/deepbench_int8.py` times fastgru int8 alone, calls back to back."]
     rows = []
     for case in worker["cases"]:
         names = [n for n in case["rows"] if n.startswith("fastgru-int8") and _timed(case["rows"][n])]
