@@ -28,6 +28,9 @@ bench: $(BIN)/python
 	$(BIN)/python bench/run.py --int8
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/startup.py
+	# docs/benchmark.md is the three reports of this run, one after the other; the plot goes beside it
+	cat bench/results/bench.md bench/results/train_step.md bench/results/startup.md > docs/benchmark.md
+	cp bench/results/bench.png docs/benchmark.png
 
 sanitize: $(BIN)/python
 	$(PIP_INSTALL) -e ".[test]"
