@@ -1,6 +1,7 @@
 /* instantiate.h: includes the template named by FG_TEMPLATE twice, for float and for double, with
  * REAL, SFX (f32/f64), SIGMOID and TANH defined to match: the C counterpart of a fused type. A DOT
- * defined before the inclusion applies to the float instantiation only (kernels_impl.h undefines it). */
+ * defined before the inclusion applies to the float instantiation only (kernels_impl.h undefines it).
+ * With FG_FLOAT_ONLY defined, only the float one. */
 #define REAL float
 #define SFX f32
 #define SIGMOID fg_sigmoidf
@@ -11,6 +12,7 @@
 #undef SIGMOID
 #undef TANH
 
+#ifndef FG_FLOAT_ONLY
 #define REAL double
 #define SFX f64
 #define SIGMOID fg_sigmoid
@@ -20,4 +22,6 @@
 #undef SFX
 #undef SIGMOID
 #undef TANH
+#endif
+#undef FG_FLOAT_ONLY
 #undef FG_TEMPLATE

@@ -156,15 +156,9 @@ static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int6
 #define ISA avx512
 #define FG_ROWS 8
 #define DOT dot_f32_avx2
-#define REAL float
-#define SFX f32
-#define SIGMOID fg_sigmoidf
-#define TANH fg_tanhf
-#include "kernels_impl.h"
-#undef REAL
-#undef SFX
-#undef SIGMOID
-#undef TANH
+#define FG_FLOAT_ONLY
+#define FG_TEMPLATE "kernels_impl.h"
+#include "instantiate.h"
 #undef ISA
 
 #define ISA avx512vnni
