@@ -174,8 +174,8 @@ fg_status fg_pool_run(fg_pool *pool, int64_t n_tasks, fg_task_fn task, void *arg
     atomic_store(&pool->n_tasks, n_tasks);
     atomic_store(&pool->done, 0);
     const uint32_t generation = generation_of(atomic_load(&pool->ticket)) + 1;
-    /* Published under the mutex so that a worker about to sleep cannot miss it. */
     atomic_store(&pool->caller_cpu, current_cpu());
+    /* Published under the mutex so that a worker about to sleep cannot miss it. */
     pthread_mutex_lock(&pool->mutex);
     atomic_store(&pool->ticket, (uint64_t)generation << 32);
     pthread_cond_broadcast(&pool->wake);
