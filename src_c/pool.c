@@ -6,7 +6,11 @@
  * Such a worker simply finds nothing left when it runs. To make that safe, the run's generation and
  * the next task index share one 64-bit atomic (the "ticket"): claiming a task and checking that it
  * belongs to the current run is one compare-and-swap, so a late worker can never take a task of a
- * later run.
+ * later run. The task count carries its run's generation too (the "limit"): the caller stores the
+ * next run's limit before that run's ticket, and a worker that compared an old ticket with a new
+ * limit would take the index past the old run's end for a task of the new run, unpublished
+ * (tests/c/test_pool.c caught exactly that: a task ran twice, or the caller returned before one
+ * finished). A worker therefore only claims while ticket and limit name the same generation.
  *
  * Workers spin briefly on the ticket before sleeping on the condition variable: inside a sequence the
  * next run follows within microseconds, and a futex wake-up would cost more than a small step.
@@ -64,11 +68,10 @@ struct fg_pool {
     pthread_cond_t wake;
     _Atomic uint64_t ticket;  /* (generation << 32) | index of the next unclaimed task */
     atomic_long done;         /* tasks of the current run finished */
-    atomic_llong n_tasks;     /* of the current run; stored before its ticket is published (a late
-                               * worker may read it while the next run sets it: hence atomic) */
+    _Atomic uint64_t limit;   /* (generation << 32) | task count; stored before the run's ticket */
     fg_task_fn task;
     void *arg;
-    int stopping;
+    atomic_int stopping;      /* set once by fg_pool_destroy; workers read it outside the mutex too */
     atomic_int sleepers;   /* workers waiting on the condition variable */
     atomic_int caller_cpu; /* where the current run's caller was when it published it, or -1 */
 };
@@ -78,7 +81,12 @@ static inline uint32_t generation_of(uint64_t ticket) { return (uint32_t)(ticket
 /* Claims and runs tasks of `generation` until none are left or a newer run has started. */
 static void run_tasks(fg_pool *pool, uint32_t generation) {
     uint64_t ticket = atomic_load(&pool->ticket);
-    while (generation_of(ticket) == generation && (int64_t)(uint32_t)ticket < atomic_load(&pool->n_tasks)) {
+    while (generation_of(ticket) == generation) {
+        /* A limit of another generation belongs to the next run, being prepared: ours is over. If the
+         * generations match and the index is below the count, the compare-and-swap below can only
+         * succeed while this run is unfinished, since a finished run has every index claimed. */
+        const uint64_t limit = atomic_load(&pool->limit);
+        if (generation_of(limit) != generation || (uint32_t)ticket >= (uint32_t)limit) break;
         /* On success the task is ours; on failure `ticket` is reloaded and checked again. */
         if (atomic_compare_exchange_weak(&pool->ticket, &ticket, ticket + 1)) {
             pool->task(pool->arg, (int64_t)(uint32_t)ticket);
@@ -168,12 +176,13 @@ fg_status fg_pool_run(fg_pool *pool, int64_t n_tasks, fg_task_fn task, void *arg
         return FG_OK;
     }
     if (n_tasks > UINT32_MAX) return FG_ERR_INVALID_SIZE;
-    /* The previous run has fully finished (we waited for it), so nothing reads these fields now. */
+    /* Every task of the previous run has finished (we waited for them), and no worker reads task, arg
+     * or done before claiming a task of this run, which needs this run's ticket and limit. */
+    const uint32_t generation = generation_of(atomic_load(&pool->ticket)) + 1;
     pool->task = task;
     pool->arg = arg;
-    atomic_store(&pool->n_tasks, n_tasks);
     atomic_store(&pool->done, 0);
-    const uint32_t generation = generation_of(atomic_load(&pool->ticket)) + 1;
+    atomic_store(&pool->limit, (uint64_t)generation << 32 | (uint64_t)n_tasks);
     atomic_store(&pool->caller_cpu, current_cpu());
     /* Published under the mutex so that a worker about to sleep cannot miss it. */
     pthread_mutex_lock(&pool->mutex);

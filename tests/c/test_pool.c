@@ -1,0 +1,71 @@
+/* test_pool.c: the worker pool (src_c/pool.c) under stress, through the internal header: a unit test
+ * of a piece that the public API only reaches through whole forward passes.
+ *
+ * Runs of different task counts follow each other as fast as possible, as a sequence's projection and
+ * steps do. Every task records that it ran; after each fg_pool_run returns, every index of that run
+ * must have run exactly once. This pins down the hand-over between runs: a late worker must never
+ * claim a task of a run that is being prepared (it would run with the new run's arguments before its
+ * ticket exists, and the run's done count would then let the caller return early or a task run twice).
+ *
+ * Prints "N passed, N failed" like test_core.c; exit status nonzero on any failure.
+ * Build: cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Isrc_c tests/c/test_pool.c src_c/[a-z]*.c -lm -pthread
+ * Argument: runs per pool (default 200000). */
+#include "internal.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAX_TASKS 16
+
+typedef struct run_record {
+    atomic_int hits[MAX_TASKS];
+    volatile double sink[MAX_TASKS]; /* one slot per task: tasks never share a write */
+} run_record;
+
+static void record_task(void *opaque, int64_t index) {
+    run_record *record = (run_record *)opaque;
+    double x = 1.0;
+    for (int i = 0; i < 50 * (int)(index % 4); i++) x = x * 1.0000001 + 1e-9; /* uneven task lengths */
+    record->sink[index] = x;
+    atomic_fetch_add(&record->hits[index], 1);
+}
+
+int main(int argc, char **argv) {
+    const long runs = argc > 1 ? atol(argv[1]) : 200000;
+    int passed = 0, failed = 0;
+    for (int threads = 2; threads <= 4; threads++) {
+        fg_pool *pool = NULL;
+        if (fg_pool_create(threads, &pool) != FG_OK) {
+            printf("FAIL pool of %d threads could not be created\n", threads);
+            return 1;
+        }
+        /* Two records used alternately: a run's record is checked and cleared after it returns, while
+         * a late worker could only ever touch the record of the run it wrongly joined. */
+        run_record records[2];
+        memset(records, 0, sizeof records);
+        long bad_runs = 0;
+        for (long r = 0; r < runs; r++) {
+            /* task counts that rise and fall: 2..MAX_TASKS, sometimes right after a 2 */
+            const int64_t n = 2 + (r * 7 + (r >> 3)) % (MAX_TASKS - 1);
+            run_record *record = &records[r % 2];
+            if (fg_pool_run(pool, n, record_task, record) != FG_OK) {
+                bad_runs++;
+                continue;
+            }
+            int wrong = 0;
+            for (int64_t i = 0; i < MAX_TASKS; i++) {
+                const int hits = atomic_exchange(&record->hits[i], 0);
+                wrong |= hits != (i < n ? 1 : 0);
+            }
+            if (wrong && bad_runs++ < 5)
+                printf("FAIL %d threads, run %ld of %lld tasks: a task ran twice, not at all, or after the run returned\n",
+                       threads, r, (long long)n);
+        }
+        fg_pool_destroy(pool);
+        if (bad_runs) failed++;
+        else passed++;
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
