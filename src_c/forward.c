@@ -151,6 +151,13 @@ fg_status fg_order_by_length(const fg_sequence *seq, int64_t *perm, int64_t *act
     return FG_OK;
 }
 
+/* Multiply-adds of a whole forward call, in double: only compared with a threshold, never overflows. */
+static double forward_macs(const fg_spec *spec, int64_t seq_len, int64_t batch) {
+    const double H = (double)spec->hidden_size, D = (double)spec->num_directions;
+    const double per_row = D * 3 * H * ((double)spec->input_size + H + (double)(spec->num_layers - 1) * (D * H + H));
+    return (double)seq_len * (double)batch * per_row;
+}
+
 static fg_status check_sequence(const fg_gru *gru, const fg_sequence *seq) {
     if (!seq) return FG_ERR_NULL_POINTER;
     if (seq->seq_len < 1 || seq->batch < 0) return FG_ERR_INVALID_SIZE;
@@ -185,10 +192,11 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     if (status != FG_OK) return status;
     if (!seq->lengths) buf.active = NULL;
 
+    fg_pool *pool = fg_pool_engage(ctx->pool, forward_macs(&gru->spec, seq->seq_len, seq->batch)) ? ctx->pool : NULL;
     unsigned saved_csr = fg_denormals_off();
-    if (gru->weight_format == FG_WEIGHTS_INT8) forward_i8(gru, seq, NULL, NULL, &buf, kernels, ctx->pool);
-    else if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->pool);
-    else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, ctx->pool);
+    if (gru->weight_format == FG_WEIGHTS_INT8) forward_i8(gru, seq, NULL, NULL, &buf, kernels, pool);
+    else if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, pool);
+    else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, pool);
     fg_denormals_restore(saved_csr);
     return FG_OK;
 }

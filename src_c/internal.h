@@ -235,6 +235,17 @@ static inline int64_t fg_parallel_parts(const fg_pool *pool, int64_t macs, int64
 typedef void (*fg_task_fn)(void *arg, int64_t index);
 fg_status fg_pool_run(fg_pool *pool, int64_t n_tasks, fg_task_fn task, void *arg);
 
+/* Called by fg_forward once per call: whether this call should hand work to the pool's workers (else
+ * it runs on the caller alone, with the same bits: threads never change results). Yes when the call
+ * is big (FG_MIN_WAKE_MACS multiply-adds or more), when no worker sleeps, or when the previous call
+ * began less than a worker's spin ago (calls back to back: wake the workers once, and they keep
+ * spinning between the calls). No for a small call after a pause: a woken worker arrives tens of
+ * microseconds later with cold caches, and the caller then waits for the tasks it claims. Measured on
+ * the 2-core VM, one stream.step every 5 ms at H=256 (0.4M multiply-adds) took 63-124 us on one thread
+ * and 30-50 us more when it woke a worker; at H=512 (1.6M) the two were even. */
+#define FG_MIN_WAKE_MACS 1048576.0
+int fg_pool_engage(fg_pool *pool, double macs);
+
 /* ---------------------------------------------------------------- small helpers */
 
 static inline size_t fg_align_up(size_t bytes) { return (bytes + FG_ALIGN - 1) & ~(size_t)(FG_ALIGN - 1); }

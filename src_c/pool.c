@@ -34,6 +34,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -43,6 +44,7 @@
 #endif
 
 #define FG_SPIN_ITERATIONS 4000 /* about 100 us: a pause is ~25 ns on Zen 4 */
+#define FG_SPIN_SECONDS 100e-6
 #define FG_YIELD_EVERY 64
 
 #if defined(__linux__)
@@ -74,7 +76,14 @@ struct fg_pool {
     atomic_int stopping;      /* set once by fg_pool_destroy; workers read it outside the mutex too */
     atomic_int sleepers;   /* workers waiting on the condition variable */
     atomic_int caller_cpu; /* where the current run's caller was when it published it, or -1 */
+    double last_call;      /* when the previous forward call began (fg_pool_engage), seconds */
 };
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static inline uint32_t generation_of(uint64_t ticket) { return (uint32_t)(ticket >> 32); }
 
@@ -168,6 +177,13 @@ void fg_pool_destroy(fg_pool *pool) {
 }
 
 int fg_pool_num_threads(const fg_pool *pool) { return pool ? pool->num_threads : 1; }
+
+int fg_pool_engage(fg_pool *pool, double macs) {
+    if (!pool || pool->num_threads < 2) return 0;
+    const double now = now_seconds(), since_last = now - pool->last_call;
+    pool->last_call = now;
+    return macs >= FG_MIN_WAKE_MACS || atomic_load(&pool->sleepers) == 0 || since_last < FG_SPIN_SECONDS;
+}
 
 fg_status fg_pool_run(fg_pool *pool, int64_t n_tasks, fg_task_fn task, void *arg) {
     if (!task) return FG_ERR_NULL_POINTER;

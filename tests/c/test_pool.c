@@ -7,6 +7,10 @@
  * claim a task of a run that is being prepared (it would run with the new run's arguments before its
  * ticket exists, and the run's done count would then let the caller return early or a task run twice).
  *
+ * Then fg_pool_engage, the choice of fg_forward between the workers and the caller alone: big calls
+ * always use the workers; a small call after a pause, with the workers asleep, does not wake them; a
+ * small call right after another one does.
+ *
  * Prints "N passed, N failed" like test_core.c; exit status nonzero on any failure.
  * Build: cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Isrc_c tests/c/test_pool.c src_c/[a-z]*.c -lm -pthread
  * Argument: runs per pool (default 200000). */
@@ -15,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define MAX_TASKS 16
 
@@ -29,6 +34,45 @@ static void record_task(void *opaque, int64_t index) {
     for (int i = 0; i < 50 * (int)(index % 4); i++) x = x * 1.0000001 + 1e-9; /* uneven task lengths */
     record->sink[index] = x;
     atomic_fetch_add(&record->hits[index], 1);
+}
+
+static void sleep_ms(long ms) {
+    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
+/* Returns 1 when fg_pool_engage behaves as internal.h says. */
+static int engage_follows_its_policy(void) {
+    int ok = 1;
+    fg_pool *single = NULL, *pool = NULL;
+    if (fg_pool_create(1, &single) != FG_OK || fg_pool_create(2, &pool) != FG_OK) return 0;
+    if (fg_pool_engage(NULL, 1e12) || fg_pool_engage(single, 1e12)) {
+        printf("FAIL engage: no pool or one thread has no workers to engage\n");
+        ok = 0;
+    }
+    /* The worker sleeps once it has spun ~100 us without a run; on a busy machine it may take a while
+     * to get there, so look for a refusal for up to 2 s, each small call 20 ms after the last. */
+    int refused = 0;
+    for (int attempt = 0; attempt < 100 && !refused; attempt++) {
+        sleep_ms(20);
+        refused = !fg_pool_engage(pool, FG_MIN_WAKE_MACS / 4);
+    }
+    if (!refused) {
+        printf("FAIL engage: a small call after a pause woke the sleeping worker\n");
+        ok = 0;
+    }
+    if (!fg_pool_engage(pool, FG_MIN_WAKE_MACS / 4)) {
+        printf("FAIL engage: a small call right after another one did not engage the worker\n");
+        ok = 0;
+    }
+    sleep_ms(20);
+    if (!fg_pool_engage(pool, FG_MIN_WAKE_MACS)) {
+        printf("FAIL engage: a big call after a pause did not engage the worker\n");
+        ok = 0;
+    }
+    fg_pool_destroy(single);
+    fg_pool_destroy(pool);
+    return ok;
 }
 
 int main(int argc, char **argv) {
@@ -66,6 +110,8 @@ int main(int argc, char **argv) {
         if (bad_runs) failed++;
         else passed++;
     }
+    if (engage_follows_its_policy()) passed++;
+    else failed++;
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
