@@ -43,8 +43,9 @@
 #define FG_CPU_RELAX() ((void)0)
 #endif
 
-#define FG_SPIN_ITERATIONS 4000 /* about 100 us: a pause is ~25 ns on Zen 4 */
-#define FG_SPIN_SECONDS 100e-6
+#define FG_SPIN_ITERATIONS 4000
+#define FG_PAUSE_SECONDS 25e-9 /* one pause, measured on Zen 4 */
+#define FG_SPIN_SECONDS (FG_SPIN_ITERATIONS * FG_PAUSE_SECONDS) /* how long a worker spins: ~100 us */
 #define FG_YIELD_EVERY 64
 
 #if defined(__linux__)
