@@ -1,9 +1,9 @@
 /* kernels_avx2.c: the kernels of kernels_generic.c compiled for AVX2+FMA, with hand-written panel
  * products for float32 and int8; and a second table, for CPUs with AVX-512 VNNI, whose int8 panel
  * product is vpdpbusd and whose float32 kernels take 8 batch rows per panel product in AVX-512VL's
- * 32 registers. Only this file is built for those targets
- * (by pragma, not by a build flag, so the package never needs -march=native); fg_select_kernels uses a
- * table only after the CPU has reported its features. */
+ * 32 registers. Only this file is built for those targets (by pragma, not by a build flag, so the
+ * package never needs -march=native); fg_select_kernels uses a table only after the CPU has reported
+ * its features. */
 #include "internal.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -19,8 +19,9 @@
 #include "activations.h"
 
 /* acc[r][0:C] = sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart; R <= 8, and R > 4
- * only where AVX-512VL gives 32 registers). Each weight vector is loaded once and used for all R rows. With one row, even and odd k go to separate
- * accumulators: three FMA chains alone would wait on the FMA latency instead of on memory. */
+ * only where AVX-512VL gives 32 registers). Each weight vector is loaded once and used for all R rows.
+ * With one row, even and odd k go to separate accumulators: three FMA chains alone would wait on the
+ * FMA latency instead of on memory. */
 static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int64_t K, const float *a,
                                                                int64_t lda, const float *panel, float *acc) {
     const int V = C / 8;

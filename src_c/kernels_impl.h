@@ -52,13 +52,13 @@ FG_INLINE void FN(dot_generic)(int R, int C, int64_t K, const REAL *a, int64_t l
 #endif
 
 #if FG_ROWS == 8
-#define FG_DOT_ROWS_5_TO_8(C, K, a, lda, panel, acc)                                                  \
+#define FG_DOT_ROWS_4_TO_7(C, K, a, lda, panel, acc)                                                  \
         case 4: DOT(4, C, K, a, lda, panel, acc); break;                                              \
         case 5: DOT(5, C, K, a, lda, panel, acc); break;                                              \
         case 6: DOT(6, C, K, a, lda, panel, acc); break;                                              \
         case 7: DOT(7, C, K, a, lda, panel, acc); break;
 #elif FG_ROWS == 4
-#define FG_DOT_ROWS_5_TO_8(C, K, a, lda, panel, acc)
+#define FG_DOT_ROWS_4_TO_7(C, K, a, lda, panel, acc)
 #else
 #error "FG_ROWS must be 4 or 8"
 #endif
@@ -70,7 +70,7 @@ FG_INLINE void FN(dot_generic)(int R, int C, int64_t K, const REAL *a, int64_t l
         case 1: DOT(1, C, K, a, lda, panel, acc); break;                                              \
         case 2: DOT(2, C, K, a, lda, panel, acc); break;                                              \
         case 3: DOT(3, C, K, a, lda, panel, acc); break;                                              \
-        FG_DOT_ROWS_5_TO_8(C, K, a, lda, panel, acc)                                                  \
+        FG_DOT_ROWS_4_TO_7(C, K, a, lda, panel, acc)                                                  \
         default: DOT(FG_ROWS, C, K, a, lda, panel, acc); break;                                       \
         }                                                                                             \
     } while (0)
@@ -281,7 +281,7 @@ static void FN(project)(const fg_project_args *p, int64_t block_begin, int64_t b
 #undef TAPE
 #undef FG_SPECIALISE
 #undef FG_DOT_ROWS
-#undef FG_DOT_ROWS_5_TO_8
+#undef FG_DOT_ROWS_4_TO_7
 #undef DOT
 #undef FG_ROWS
 #undef FG_PANEL_MAX
