@@ -51,13 +51,14 @@ def scale_sgemm_peaks(workers: list[dict]) -> None:
     scipy's OpenBLAS on t threads falls short of that on this shared VM (its workers wake up late, as
     fastgru's did before pool.c moved them off the caller's CPU: 140-150 GFLOP/s on 2 threads against
     2 x 105), and a limit the engines can exceed is no limit. So where a 1-thread worker ran, a t-thread
-    worker's peak is max(its own, t x the 1-thread peak), and its description says which one it is.
-    Idempotent: the measured figure is kept as ``measured_best_gflops``."""
+    worker's peak is max(its own, t x the 1-thread peak), and its description says which one it is;
+    the measured figure is kept as ``measured_best_gflops``. run.py applies it once, before bench.json
+    is written, so the JSON, the table and the plot all use the same peak."""
     single = next((w["limits"]["sgemm"] for w in workers if w["threads"] == 1), None)
     for worker in workers:
         s = worker["limits"]["sgemm"]
         t = worker["threads"]
-        if single is None or t == 1 or "measured_best_gflops" in s:
+        if single is None or t == 1:
             continue
         s["measured_best_gflops"] = s["best_gflops"]
         scaled = t * single["best_gflops"]
@@ -107,7 +108,6 @@ def _busy_warning(meta: dict, workers: list[dict]) -> list[str]:
 
 
 def markdown(meta: dict, workers: list[dict]) -> str:
-    scale_sgemm_peaks(workers)
     cpu = meta["machine"]["cpu"]
     lines = ["# fastgru benchmark", ""]
     if meta.get("quick"):
@@ -257,7 +257,6 @@ def _int8_section(worker: dict) -> list[str]:
 
 
 def plot(meta: dict, workers: list[dict], path: Path) -> str:
-    scale_sgemm_peaks(workers)
     """GFLOP/s per shape per engine (top) and fastgru's speedup over the best peer (bottom)."""
     try:
         import matplotlib

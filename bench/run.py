@@ -196,6 +196,7 @@ def main(argv=None) -> None:
     workers = [common.run_worker("run.py", passthrough, t) for t in thread_counts]
     meta["elapsed_s"] = round(time.perf_counter() - start, 1)
 
+    report.scale_sgemm_peaks(workers)
     (out_dir / "bench.json").write_text(json.dumps({"meta": meta, "workers": workers}, indent=1))
     text = report.markdown(meta, workers)
     (out_dir / "bench.md").write_text(text)
