@@ -274,6 +274,13 @@ class GRU:
         from .io.native import save
         save(self, path)
 
+    def __reduce__(self):
+        # Pickle carries the bytes of fastgru's own file (fastgru.io.native.dumps): portable weights,
+        # never the packed panels, whose layout depends on the CPU's kernel table; unpickling runs
+        # fastgru's loader and nothing else.
+        from .io.native import dumps, loads
+        return loads, (dumps(self),)
+
     # ------------------------------------------------------------ properties
 
     @property

@@ -16,15 +16,20 @@ from __future__ import annotations
 import json
 import os
 
-from fastgru.io.safetensors import read_safetensors, write_safetensors
+from fastgru.io.safetensors import decode_safetensors, encode_safetensors
 from fastgru.spec import GRUSpec
 
 FORMAT = "fastgru"
 FORMAT_VERSION = "1"
 
 
-def save(model, path) -> None:
-    """Writes a `fastgru.GRU` (or a Keras/ONNX wrapper around one) to ``path``."""
+def dumps(model) -> bytes:
+    """The bytes of fastgru's own file for a `fastgru.GRU` (or a Keras/ONNX wrapper around one).
+
+    This is the one serialized form: `save` writes it to a file and ``pickle`` carries it (each model's
+    ``__reduce__`` calls `loads` on it), so a pickled model holds portable weights, never the packed
+    panels, whose layout depends on the CPU's kernel table.
+    """
     gru = getattr(model, "gru", model)
     if getattr(gru, "weight_format", None) == "int8":
         raise ValueError("an int8 model is not saved: save the float32 model it came from and call "
@@ -33,32 +38,54 @@ def save(model, path) -> None:
     if hasattr(model, "call_config"):
         metadata["call"] = json.dumps(model.call_config())
     weights = gru.weights
-    write_safetensors(path, {name: weights[name] for name in gru.spec.weight_shapes()}, metadata)
+    return encode_safetensors({name: weights[name] for name in gru.spec.weight_shapes()}, metadata)
+
+
+def save(model, path) -> None:
+    """Writes `dumps` of ``model`` to ``path``."""
+    data = dumps(model)
+    with open(os.fspath(path), "wb") as file:
+        file.write(data)
 
 
 def read(path):
-    """Returns ``(spec, weights, call)`` using numpy only; ``call`` is None for a plain GRU."""
+    """Returns ``(spec, weights, call)`` of a file using numpy only; ``call`` is None for a plain GRU."""
     path = os.fspath(path)
-    tensors, metadata = read_safetensors(path)
+    with open(path, "rb") as file:
+        return parse(file.read(), path)
+
+
+def parse(data: bytes, label: str = "<fastgru bytes>"):
+    """`read` on bytes in memory; errors name ``label``."""
+    tensors, metadata = decode_safetensors(data, label)
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a fastgru file (safetensors metadata has no 'format': 'fastgru')")
+        raise ValueError(f"{label}: not a fastgru file (safetensors metadata has no 'format': 'fastgru')")
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: fastgru file format_version {metadata.get('format_version')!r} is not supported "
+        raise ValueError(f"{label}: fastgru file format_version {metadata.get('format_version')!r} is not supported "
                          f"(this fastgru reads {FORMAT_VERSION!r})")
     try:
         spec = GRUSpec.from_dict(json.loads(metadata["spec"]))
         call = json.loads(metadata["call"]) if "call" in metadata else None
     except (KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{path}: bad fastgru spec in metadata ({error})") from None
+        raise ValueError(f"{label}: bad fastgru spec in metadata ({error})") from None
     return spec, tensors, call
 
 
 def load(path):
     """Loads a file written by `save`: a `fastgru.GRU`, or the Keras/ONNX wrapper that was saved."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        return loads(file.read(), path)
+
+
+def loads(data: bytes, label: str = "<fastgru bytes>"):
+    """The model that `dumps` turned into ``data``; errors name ``label``. Unpickling calls this."""
     from fastgru.io import build_gru
 
-    spec, weights, call = read(path)
-    gru = build_gru(spec, weights, os.fspath(path))
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{label}: expected the bytes written by fastgru.io.native.dumps, got {type(data).__name__}")
+    spec, weights, call = parse(data, label)
+    gru = build_gru(spec, weights, label)
     if call is None:
         return gru
     kind = call.pop("kind", None)
@@ -70,4 +97,4 @@ def load(path):
         from fastgru.io.onnx import OnnxGRU
 
         return OnnxGRU(gru, **call)
-    raise ValueError(f"{os.fspath(path)}: unknown call convention {kind!r} in metadata")
+    raise ValueError(f"{label}: unknown call convention {kind!r} in metadata")

@@ -20,28 +20,37 @@ _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
     "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
 }
-_NAMES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}
+_NAMES = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.float16): "F16",
+          np.dtype(np.int8): "I8"}
 _MAX_HEADER = 100 * 1024 * 1024
 
 
 def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Returns ``(tensors, metadata)``; bfloat16 widens to float32. Errors name the file and the tensor."""
+    """Returns ``(tensors, metadata)`` of a file; bfloat16 widens to float32. Errors name the file and the tensor."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         data = file.read()
+    return decode_safetensors(data, path)
+
+
+def decode_safetensors(data: bytes, label: str = "<bytes>") -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """`read_safetensors` on bytes already in memory; errors name ``label`` (a file, or what the bytes are)."""
+    data = bytes(data)
     if len(data) < 8:
-        raise ValueError(f"{path}: not a safetensors file (only {len(data)} bytes)")
+        raise ValueError(f"{label}: not a safetensors file (only {len(data)} bytes)")
     (header_size,) = struct.unpack("<Q", data[:8])
     if header_size > min(len(data) - 8, _MAX_HEADER):
-        raise ValueError(f"{path}: not a safetensors file or truncated "
+        raise ValueError(f"{label}: not a safetensors file or truncated "
                          f"(header of {header_size} bytes, file of {len(data)})")
     try:
         header = json.loads(data[8 : 8 + header_size])
     except ValueError as error:
-        raise ValueError(f"{path}: not a safetensors file (header is not JSON: {error})") from None
+        raise ValueError(f"{label}: not a safetensors file (header is not JSON: {error})") from None
     if not isinstance(header, dict):
-        raise ValueError(f"{path}: not a safetensors file (header is not a JSON object)")
+        raise ValueError(f"{label}: not a safetensors file (header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{label}: not a safetensors file ('__metadata__' is not a JSON object)")
     body = memoryview(data)[8 + header_size :]
     tensors = {}
     for name, info in header.items():
@@ -50,12 +59,12 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             shape = tuple(int(n) for n in info["shape"])
             begin, end = (int(n) for n in info["data_offsets"])
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: tensor {name!r} has a bad header entry {info!r} ({error!r})") from None
+            raise ValueError(f"{label}: tensor {name!r} has a bad header entry {info!r} ({error!r})") from None
         if not 0 <= begin <= end <= len(body):
-            raise ValueError(f"{path}: tensor {name!r} lies outside the file (bytes {begin}..{end} of {len(body)}); "
+            raise ValueError(f"{label}: tensor {name!r} lies outside the file (bytes {begin}..{end} of {len(body)}); "
                              f"truncated?")
         if end - begin != int(np.prod(shape)) * dtype.itemsize:
-            raise ValueError(f"{path}: tensor {name!r} has {end - begin} bytes, shape {shape} of {info['dtype']} needs "
+            raise ValueError(f"{label}: tensor {name!r} has {end - begin} bytes, shape {shape} of {info['dtype']} needs "
                              f"{int(np.prod(shape)) * dtype.itemsize}")
         array = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
         if info["dtype"] == "BF16":  # bfloat16 is the top half of a float32
@@ -64,13 +73,14 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return tensors, metadata
 
 
-def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
-    """Writes float16/32/64 arrays exactly (raw bytes), tensors in the given order, 8-byte aligned data."""
+def encode_safetensors(tensors: dict, metadata: dict | None = None, label: str = "<bytes>") -> bytes:
+    """The bytes of a safetensors file: float16/32/64 and int8 arrays exactly (raw bytes), tensors in the
+    given order, 8-byte aligned data. Errors name ``label``."""
     header, offset, chunks = {}, 0, []
     for name, array in tensors.items():
         array = np.ascontiguousarray(array)
         if array.dtype not in _NAMES:
-            raise TypeError(f"{path}: tensor {name!r} has dtype {array.dtype}; only float16/32/64 are written")
+            raise TypeError(f"{label}: tensor {name!r} has dtype {array.dtype}; only float16/32/64 and int8 are written")
         raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
         header[name] = {"dtype": _NAMES[array.dtype], "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(raw)]}
@@ -80,10 +90,14 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
+    return b"".join([struct.pack("<Q", len(encoded)), encoded, *chunks])
+
+
+def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
+    """Writes `encode_safetensors` to ``path``."""
+    data = encode_safetensors(tensors, metadata, os.fspath(path))
     with open(os.fspath(path), "wb") as file:
-        file.write(struct.pack("<Q", len(encoded)) + encoded)
-        for raw in chunks:
-            file.write(raw)
+        file.write(data)
 
 
 def from_safetensors(path, prefix=None, *, batch_first=False, dtype=None):

@@ -26,3 +26,9 @@ class WrappedGRU:
         from fastgru.io.native import save
 
         save(self, path)
+
+    def __reduce__(self):
+        # the same bytes as save() (see fastgru.GRU.__reduce__)
+        from fastgru.io.native import dumps, loads
+
+        return loads, (dumps(self),)
