@@ -24,7 +24,14 @@
  * a worker that wakes up on the caller's CPU moves itself to another allowed CPU (set the affinity
  * without that CPU, which migrates it at once, then restore the old mask). Both spinning loops also
  * yield every FG_YIELD_EVERY pauses, so threads that do share a CPU take turns instead of burning
- * each other's time slices. */
+ * each other's time slices.
+ *
+ * Fork. A child process holds only the thread that called fork(): a pool created before the fork has
+ * no workers there, its mutex may be held by a worker that does not exist, and joining those workers
+ * waits forever (measured: a forked child that had used a 2-thread pool hung at exit, in
+ * fg_pool_destroy, as a gunicorn --preload worker does on a normal shutdown). Every fork bumps a
+ * counter in the child (pthread_atfork); a pool created in an earlier generation starts a new set of
+ * workers at its next call, and is destroyed without joining the ones it had in the parent. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* sched_getcpu, CPU_* and sched_setaffinity */
 #endif
@@ -64,8 +71,16 @@ static int current_cpu(void) { return -1; }
 static void move_off_cpu(int cpu) { (void)cpu; }
 #endif
 
+/* Forks seen by this process since it loaded the core (the child's count only ever grows). */
+static atomic_uint fork_count;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void count_fork_in_child(void) { atomic_fetch_add(&fork_count, 1); }
+static void install_fork_counter(void) { pthread_atfork(NULL, NULL, count_fork_in_child); }
+
 struct fg_pool {
-    int num_threads;
+    int num_threads;          /* threads that run tasks, the caller included */
+    int requested;            /* num_threads asked for at creation */
+    unsigned forks;           /* fork_count when this process started the workers */
     pthread_t *threads;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
@@ -135,29 +150,55 @@ static void *worker_main(void *opaque) {
     return NULL;
 }
 
+/* Resets the run state and starts requested - 1 workers (pool->num_threads counts those that started). */
+static fg_status start_workers(fg_pool *pool) {
+    pool->num_threads = 1;
+    pool->threads = NULL;
+    pool->task = NULL;
+    pool->arg = NULL;
+    pool->last_call = 0;
+    atomic_store(&pool->ticket, 0);
+    atomic_store(&pool->limit, 0);
+    atomic_store(&pool->done, 0);
+    atomic_store(&pool->stopping, 0);
+    atomic_store(&pool->sleepers, 0);
+    atomic_store(&pool->caller_cpu, -1);
+    pool->forks = atomic_load(&fork_count);
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    if (pool->requested < 2) return FG_OK;
+    pool->threads = (pthread_t *)calloc((size_t)pool->requested - 1, sizeof(pthread_t));
+    if (!pool->threads) return FG_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < pool->requested - 1; i++) {
+        if (pthread_create(&pool->threads[i], NULL, worker_main, pool) != 0) return FG_ERR_THREAD;
+        pool->num_threads++;
+    }
+    return FG_OK;
+}
+
+/* In a forked child: forgets the parent's workers (they do not exist here; their memory is the
+ * child's copy) and starts new ones. If that fails, the pool runs every task on the caller. */
+static void restart_after_fork(fg_pool *pool) {
+    free(pool->threads);
+    if (start_workers(pool) != FG_OK) {
+        pool->requested = pool->num_threads; /* what did start; the rest is not retried */
+    }
+}
+
+static inline int forked_since_start(const fg_pool *pool) { return pool->forks != atomic_load(&fork_count); }
+
 fg_status fg_pool_create(int num_threads, fg_pool **out) {
     if (!out) return FG_ERR_NULL_POINTER;
     *out = NULL;
     if (num_threads < 1 || num_threads > 1024) return FG_ERR_INVALID_SIZE;
+    pthread_once(&atfork_once, install_fork_counter);
     fg_pool *pool = (fg_pool *)calloc(1, sizeof(fg_pool));
     if (!pool) return FG_ERR_OUT_OF_MEMORY;
-    pool->num_threads = 1;
-    atomic_store(&pool->caller_cpu, -1);
-    pthread_mutex_init(&pool->mutex, NULL);
-    pthread_cond_init(&pool->wake, NULL);
-    if (num_threads > 1) {
-        pool->threads = (pthread_t *)calloc((size_t)num_threads - 1, sizeof(pthread_t));
-        if (!pool->threads) {
-            fg_pool_destroy(pool);
-            return FG_ERR_OUT_OF_MEMORY;
-        }
-        for (int i = 0; i < num_threads - 1; i++) {
-            if (pthread_create(&pool->threads[i], NULL, worker_main, pool) != 0) {
-                fg_pool_destroy(pool);
-                return FG_ERR_THREAD;
-            }
-            pool->num_threads++;
-        }
+    pool->requested = num_threads;
+    const fg_status status = start_workers(pool);
+    if (status != FG_OK) {
+        fg_pool_destroy(pool);
+        return status;
     }
     *out = pool;
     return FG_OK;
@@ -165,6 +206,11 @@ fg_status fg_pool_create(int num_threads, fg_pool **out) {
 
 void fg_pool_destroy(fg_pool *pool) {
     if (!pool) return;
+    if (forked_since_start(pool)) { /* the workers were the parent's: nothing to stop or join here */
+        free(pool->threads);
+        free(pool);
+        return;
+    }
     pthread_mutex_lock(&pool->mutex);
     pool->stopping = 1;
     atomic_fetch_add(&pool->ticket, (uint64_t)1 << 32); /* a new generation wakes the spinners */
@@ -177,9 +223,13 @@ void fg_pool_destroy(fg_pool *pool) {
     free(pool);
 }
 
-int fg_pool_num_threads(const fg_pool *pool) { return pool ? pool->num_threads : 1; }
+int fg_pool_num_threads(const fg_pool *pool) {
+    if (!pool) return 1;
+    return forked_since_start(pool) ? pool->requested : pool->num_threads; /* a forked pool: after its restart */
+}
 
 int fg_pool_engage(fg_pool *pool, double macs) {
+    if (pool && forked_since_start(pool)) restart_after_fork(pool);
     if (!pool || pool->num_threads < 2) return 0;
     const double now = now_seconds(), since_last = now - pool->last_call;
     pool->last_call = now;
@@ -188,6 +238,7 @@ int fg_pool_engage(fg_pool *pool, double macs) {
 
 fg_status fg_pool_run(fg_pool *pool, int64_t n_tasks, fg_task_fn task, void *arg) {
     if (!task) return FG_ERR_NULL_POINTER;
+    if (pool && forked_since_start(pool)) restart_after_fork(pool);
     if (!pool || pool->num_threads == 1 || n_tasks <= 1) {
         for (int64_t i = 0; i < n_tasks; i++) task(arg, i);
         return FG_OK;

@@ -83,6 +83,16 @@ def test_pool_runs_every_task_exactly_once_before_returning(tmp_path):
     assert passed == 4
 
 
+def test_pool_keeps_working_in_a_forked_child(tmp_path):
+    """A pool whose workers ran (and went to sleep) in the parent: in a forked child every task runs
+    once, on new workers, and destroying the pool returns. Before the pool counted forks, the child
+    hung in fg_pool_destroy (the parent's sleeping workers never leave the condition variable there)."""
+    binary = _build(tmp_path, "test_pool", ["-O2"], program="test_pool.c")
+    result = _run(binary, "fork")
+    passed, failed = _summary(result)
+    assert failed == 0 and result.returncode == 0 and passed == 1, result.stdout[-3000:]
+
+
 @pytest.mark.parametrize("program, arguments", [("test_pool.c", ["20000"]), ("test_core.c", [])])
 def test_c_programs_have_no_data_race_under_tsan(tmp_path, program, arguments):
     binary = _build(tmp_path, program.replace(".c", "_tsan"), ["-O1", "-g", "-fsanitize=thread"], program=program)

@@ -11,15 +11,26 @@
  * always use the workers; a small call after a pause, with the workers asleep, does not wake them; a
  * small call right after another one does.
  *
+ * With the argument "fork" it checks instead that a pool whose workers ran in the parent works in a
+ * forked child: every task runs exactly once there, the pool has started new workers (they are
+ * counted in /proc/self/task on Linux), and destroying it returns (joining the parent's workers would
+ * wait forever). Run apart from the other checks: ThreadSanitizer does not follow threads started
+ * after a fork.
+ *
  * Prints "N passed, N failed" like test_core.c; exit status nonzero on any failure.
  * Build: cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Isrc_c tests/c/test_pool.c src_c/[a-z]*.c -lm -pthread
- * Argument: runs per pool (default 200000). */
+ * Argument: runs per pool (default 200000), or "fork". */
 #include "internal.h"
 
+#include <dirent.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_TASKS 16
 
@@ -75,7 +86,86 @@ static int engage_follows_its_policy(void) {
     return ok;
 }
 
+/* Threads of this process, or -1 where /proc/self/task does not exist (not Linux). */
+static int thread_count(void) {
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir) return -1;
+    int count = 0;
+    for (struct dirent *entry; (entry = readdir(dir)) != NULL;) count += entry->d_name[0] != '.';
+    closedir(dir);
+    return count;
+}
+
+/* Runs of every size on `pool`; returns the number of runs where a task ran other than once. */
+static long bad_runs_of(fg_pool *pool, long runs) {
+    run_record record;
+    memset(&record, 0, sizeof record);
+    long bad = 0;
+    for (long r = 0; r < runs; r++) {
+        const int64_t n = 2 + r % (MAX_TASKS - 1);
+        int wrong = fg_pool_run(pool, n, record_task, &record) != FG_OK;
+        for (int64_t i = 0; i < MAX_TASKS; i++) wrong |= atomic_exchange(&record.hits[i], 0) != (i < n ? 1 : 0);
+        bad += wrong;
+    }
+    return bad;
+}
+
+/* The child's checks (exit status 0 when all hold); the parent reads the status with a deadline. */
+static int forked_child_checks(fg_pool *pool, int threads) {
+    int ok = 1;
+    if (fg_pool_num_threads(pool) != threads) {
+        printf("FAIL fork: the child's pool reports %d threads, not %d\n", fg_pool_num_threads(pool), threads);
+        ok = 0;
+    }
+    if (bad_runs_of(pool, 2000)) {
+        printf("FAIL fork: in the child a task ran twice, not at all, or after its run returned\n");
+        ok = 0;
+    }
+    const int counted = thread_count();
+    if (counted != -1 && counted != threads) {
+        printf("FAIL fork: the child has %d threads after using a pool of %d (no new workers?)\n", counted, threads);
+        ok = 0;
+    }
+    fg_pool_destroy(pool); /* must return: the parent's workers are not joined */
+    fflush(stdout);
+    return ok ? 0 : 1;
+}
+
+/* A pool used in the parent, then in a forked child, then again in the parent. */
+static int pool_survives_fork(void) {
+    const int threads = 3;
+    fg_pool *pool = NULL;
+    if (fg_pool_create(threads, &pool) != FG_OK) return 0;
+    int ok = bad_runs_of(pool, 2000) == 0;
+    sleep_ms(50); /* the workers go to sleep on the condition variable, as in a parent that is idle */
+    fflush(stdout);
+    const pid_t child = fork();
+    if (child == 0) _exit(forked_child_checks(pool, threads));
+    int status = 0, waited = 0;
+    for (int i = 0; i < 1000 && (waited = (int)waitpid(child, &status, WNOHANG)) == 0; i++) sleep_ms(10);
+    if (waited == 0) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        printf("FAIL fork: the child did not finish within 10 s (waiting for the parent's workers?)\n");
+        ok = 0;
+    } else if (waited < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        printf("FAIL fork: the child's checks failed (status %d)\n", status);
+        ok = 0;
+    }
+    if (bad_runs_of(pool, 2000)) {
+        printf("FAIL fork: the parent's pool misbehaves after the fork\n");
+        ok = 0;
+    }
+    fg_pool_destroy(pool);
+    return ok;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "fork") == 0) {
+        const int ok = pool_survives_fork();
+        printf("%d passed, %d failed\n", ok, !ok);
+        return ok ? 0 : 1;
+    }
     const long runs = argc > 1 ? atol(argv[1]) : 200000;
     int passed = 0, failed = 0;
     for (int threads = 2; threads <= 4; threads++) {
