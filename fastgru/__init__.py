@@ -4,8 +4,10 @@
     gru = fastgru.GRU.from_torch(torch_gru)      # or fastgru.load("model.onnx"), GRU.from_keras(...)
     output, h_n = gru(x)                          # torch.nn.GRU's shapes and semantics
 """
-from .model import GRU, GRUStream, Tape, default_num_threads
+from . import _threadpoolctl
+from .model import GRU, GRUStream, Tape
 from .spec import GRUSpec
+from .threads import default_num_threads, get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -17,4 +19,7 @@ def load(path, **options):
     return _load(path, **options)
 
 
-__all__ = ["GRU", "GRUSpec", "GRUStream", "Tape", "load", "default_num_threads", "__version__"]
+_threadpoolctl.install()  # threadpoolctl sees fastgru once it is imported (never imported here)
+
+__all__ = ["GRU", "GRUSpec", "GRUStream", "Tape", "load", "default_num_threads", "get_num_threads",
+           "set_num_threads", "__version__"]

@@ -26,7 +26,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from .model import GRU as _FastGRU
-from .model import default_num_threads
+from .threads import resolve_num_threads
 from .spec import GRUSpec
 
 __all__ = ["GRU"]
@@ -182,7 +182,7 @@ class GRU(torch.nn.Module):
             if tuple(hx.shape) != h_shape:
                 raise RuntimeError(f"Expected hidden size {h_shape}, got {tuple(hx.shape)}")
             hx = hx.contiguous()
-        threads = default_num_threads() if self.num_threads is None else self.num_threads
+        threads = resolve_num_threads(self.num_threads)  # checked; None: fastgru.threads' order, read now
         output, h_n = _GRUFunction.apply(self._spec(dtype), tuple(self._flat_weights_names), threads, lengths,
                                          x.contiguous(), hx, *weights)
         if packed:
