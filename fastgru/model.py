@@ -30,16 +30,16 @@ one thread at a time.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
 import re
 import threading
+import zlib
 from typing import Mapping
 
 import numpy as np
 
 from . import _core
 from .spec import GATE_ACTIVATIONS, GRUSpec, check_weights
+from .threads import check_num_threads, default_num_threads, resolve_num_threads  # noqa: F401 (re-exported)
 
 # Workspaces up to this size are kept per thread for the next call; larger ones are freed after use.
 _CACHED_WORKSPACE_LIMIT = 64 << 20
@@ -47,25 +47,6 @@ _WEIGHT_NAME = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 _thread_state = threading.local()
 _INT8_INFERENCE_ONLY = ("int8 models are inference-only: there is no backward pass through int8 weights; "
                         "train (and call backward on) the float32 model, then quantize() it")
-
-
-@functools.lru_cache(maxsize=1)
-def default_num_threads() -> int:
-    """The physical cores this process may run on (hyperthreads of one core count once: two busy
-    workers on one core only compete for its FMA units and its cache bandwidth). Read once."""
-    try:
-        cpus = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-    cores = set()
-    for cpu in cpus:
-        try:
-            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/core_id") as core, \
-                    open(f"/sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id") as package:
-                cores.add((package.read().strip(), core.read().strip()))
-        except OSError:  # no topology exposed: count logical CPUs
-            cores.add(("cpu", str(cpu)))
-    return max(1, len(cores))
 
 
 def _thread_pool(num_threads: int):
@@ -87,14 +68,6 @@ def _thread_workspace(nbytes: int):
     if workspace is None:
         workspace = _thread_state.workspace = _core.new_workspace()
     return workspace
-
-
-def _check_num_threads(num_threads) -> int:
-    if num_threads is None:
-        return default_num_threads()
-    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
-        raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
-    return int(num_threads)
 
 
 def _c_array(array: np.ndarray, dtype) -> np.ndarray:
@@ -155,7 +128,7 @@ class GRU:
     def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads, weight_format: str = "native") -> None:
         self.spec = spec
         self._dtype = np.dtype(spec.dtype)
-        self.num_threads = _check_num_threads(num_threads)
+        self.num_threads = num_threads
         for array in weights.values():
             array.flags.writeable = False
         self._weights = weights
@@ -260,7 +233,7 @@ class GRU:
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{name} holds non-finite values: int8 scales need finite weights")
         gru = GRU.__new__(GRU)
-        gru._build(self.spec, self._weights, self.num_threads, weight_format="int8")
+        gru._build(self.spec, self._weights, self._num_threads, weight_format="int8")
         return gru
 
     @property
@@ -281,7 +254,37 @@ class GRU:
         from .io.native import dumps, loads
         return loads, (dumps(self),)
 
+    def __copy__(self) -> "GRU":
+        # A model never changes its packed core or its (read-only) weight arrays, so copies share them:
+        # a copy costs no memory and packs nothing, and no one can tell it from a duplicate. Only the
+        # Python object is new, with its own num_threads.
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo) -> "GRU":
+        # As __copy__, with any other attribute deep-copied; the C object (_core.Model, which cannot be
+        # pickled or copied) is shared, never copied.
+        import copy
+
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for name, value in self.__dict__.items():
+            clone.__dict__[name] = value if name in ("_model", "_weights") else copy.deepcopy(value, memo)
+        return clone
+
     # ------------------------------------------------------------ properties
+
+    @property
+    def num_threads(self) -> int:
+        """Threads a call uses when it passes no ``num_threads``: the number this model was built with
+        (or assigned here), else fastgru's default at this moment (`fastgru.threads`: `set_num_threads`,
+        ``OMP_NUM_THREADS``, physical cores). Assign ``None`` to follow the default again."""
+        return resolve_num_threads(None, self._num_threads)
+
+    @num_threads.setter
+    def num_threads(self, value: int | None) -> None:
+        self._num_threads = None if value is None else check_num_threads(value)
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
@@ -347,7 +350,7 @@ class GRU:
         else:
             if return_tape:
                 tape = np.empty(self._model.tape_bytes(T, B), dtype=np.uint8)
-            threads = _check_num_threads(num_threads) if num_threads is not None else self.num_threads
+            threads = resolve_num_threads(num_threads, self._num_threads)
             workspace = _thread_workspace(self._model.workspace_bytes(T, B))
             self._model.forward(x, h0, lengths, mask, spec.batch_first, output, h_n, tape, workspace,
                                 _thread_pool(threads))
@@ -422,10 +425,11 @@ class GRUStream:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self._gru = gru
+        self._num_threads = num_threads
         self.batch_size = int(batch_size)
         self._state = np.zeros((spec.num_layers, self.batch_size, spec.hidden_size), dtype=gru.dtype)
         self._output = np.zeros((self.batch_size, spec.hidden_size), dtype=gru.dtype)
-        threads = _check_num_threads(num_threads) if num_threads is not None else gru.num_threads
+        threads = resolve_num_threads(num_threads, gru._num_threads)
         view = self._output.view()
         view.flags.writeable = False
         # The step runs in Cython (fastgru._core.Stepper): streaming calls are small, and Python-level
@@ -456,6 +460,26 @@ class GRUStream:
         keep it. Allocates nothing when ``x_t`` is already a C-contiguous array of the model's dtype."""
         return self._step(x_t)
 
+    # A stream pickles with its state: unpickled, it continues where it stopped. Its model travels as
+    # the portable bytes of fastgru.io.native, its state as little-endian bytes with their CRC-32 (so a
+    # damaged state raises instead of continuing from other numbers), and its thread count is settled
+    # again where it is unpickled. copy.copy and copy.deepcopy give an independent stream with a copy of
+    # the state and the same num_threads; a shallow copy shares the model, a deep copy gets a copy that
+    # shares its packed weights.
+    def __reduce__(self):
+        state = self._state.astype(self._state.dtype.newbyteorder("<"), copy=False).tobytes()
+        return _restore_stream, (self._gru, self.batch_size, state, zlib.crc32(state))
+
+    def __copy__(self) -> "GRUStream":
+        return GRUStream(self._gru, self.batch_size, self._state, num_threads=self._num_threads)
+
+    def __deepcopy__(self, memo) -> "GRUStream":
+        import copy
+
+        clone = GRUStream(copy.deepcopy(self._gru, memo), self.batch_size, self._state, num_threads=self._num_threads)
+        memo[id(self)] = clone
+        return clone
+
     def _convert(self, x_t) -> np.ndarray:
         """The conversion rule of GRU.forward for one step's input, with errors naming x_t."""
         gru = self._gru
@@ -465,3 +489,17 @@ class GRUStream:
             raise ValueError(f"x_t must have shape (B, I) = {expected}"
                              f"{' or (I,)' if self.batch_size == 1 else ''}, got {x_t.shape}")
         return x_t
+
+
+def _restore_stream(gru: GRU, batch_size: int, state: bytes, crc32: int) -> GRUStream:
+    """Unpickles a GRUStream (GRUStream.__reduce__); ValueError when the state's bytes were damaged."""
+    if not isinstance(gru, GRU) or not isinstance(state, bytes) or zlib.crc32(state) != crc32:
+        raise ValueError("damaged pickle of a fastgru.GRUStream: its model or state does not match its CRC-32")
+    spec = gru.spec
+    dtype = np.dtype(gru.dtype).newbyteorder("<")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or \
+            len(state) != spec.num_layers * batch_size * spec.hidden_size * dtype.itemsize:
+        raise ValueError(f"damaged pickle of a fastgru.GRUStream: {len(state)} bytes of state for batch_size "
+                         f"{batch_size!r}")
+    h0 = np.frombuffer(state, dtype).reshape(spec.num_layers, batch_size, spec.hidden_size)
+    return GRUStream(gru, batch_size, h0)

@@ -32,3 +32,18 @@ class WrappedGRU:
         from fastgru.io.native import dumps, loads
 
         return loads, (dumps(self),)
+
+    # copy and deepcopy copy the wrapper's attributes (deepcopy's GRU shares its packed weights, see
+    # fastgru.GRU.__deepcopy__) instead of rebuilding the model from its bytes as pickle does.
+    def __copy__(self):
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
