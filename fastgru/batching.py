@@ -4,10 +4,14 @@
 needs numpy alone. The sequences are sorted by length and cut into groups of at most ``max_rows``;
 each group runs as one call with ``lengths=``, so the core never computes a padded step (rows are
 ordered by length inside the call and the finished ones drop out), and neighbours in the sorted order
-pad each other only in the input buffer. Measured on the 2-core Zen 5 VM (1 thread, H=256, I=64, 256
-sequences of T uniform in 10..500, `bench/scaleout.py --grouping`): groups of 8 to 64 sorted rows run
-1.4x faster than one call per distinct length (mostly batches of one, each reading all the weights per
-step) and 1.1x faster than all 256 rows in one call or unsorted groups of 64.
+pad each other only in the input buffer.
+
+Measured with ``bench/scaleout.py --grouping`` on the 2-core AMD EPYC Zen 5 VM (family 26 model 2; one
+thread, H=256, I=64, one batch of 256 sequences of T uniform in 10..500, load average 3.3 from other
+jobs): sorted groups of 8 to 64 rows ran at 740-780 sequences/s; one call per distinct length (199
+calls, mostly batches of one, each reading all the weights at every step) at 564; all 256 rows in one
+call at 481 and groups of 128 at 543 (the batch shrinks step by step, and the long tail runs a few rows
+wide); unsorted groups of 64 at 627 (each group padded to its longest row's input buffer and tail).
 """
 
 from __future__ import annotations
