@@ -22,6 +22,7 @@ test: $(BIN)/python
 	$(PIP_INSTALL) -e ".[test]"
 	$(BIN)/python -m pytest -q
 	$(BIN)/python bench/run.py --quick --out $(VENV)/bench-smoke
+	$(BIN)/python bench/scaleout.py --quick --out $(VENV)/bench-smoke
 
 bench: $(BIN)/python
 	$(PIP_INSTALL) -e ".[bench]"
