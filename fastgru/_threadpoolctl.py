@@ -22,6 +22,7 @@ import sys
 import warnings
 
 USER_API = "fastgru"
+_registered_with: set[int] = set()  # id() of the threadpoolctl modules fastgru registered with
 
 
 def _controller_class(threadpoolctl):
@@ -51,10 +52,10 @@ def _controller_class(threadpoolctl):
 
 def register(threadpoolctl) -> None:
     """Registers fastgru's controller with this threadpoolctl module (once)."""
-    if getattr(threadpoolctl, "_fastgru_registered", False):
+    if id(threadpoolctl) in _registered_with:
         return
     threadpoolctl.register(_controller_class(threadpoolctl))
-    threadpoolctl._fastgru_registered = True
+    _registered_with.add(id(threadpoolctl))
 
 
 def _register_quietly(module) -> None:

@@ -3,10 +3,11 @@
     import ray, fastgru.ray
     ds = ray.data.read_parquet(...)                          # a column "x" of (T_i, I) arrays
     scored = ds.map_batches(fastgru.ray.GRUPredictor, fn_constructor_kwargs={"model": "model.fastgru"},
-                            concurrency=4, batch_size=256)    # 4 actors, one model each
+                            compute=ray.data.ActorPoolStrategy(size=4), batch_size=256)  # 4 actors, one model each
     scored.select_columns(["id", "h_n"]).write_parquet(...)
 
-`GRUPredictor` is a callable class for ``Dataset.map_batches``: Ray makes ``concurrency`` actors, each
+`GRUPredictor` is a callable class for ``Dataset.map_batches``: Ray makes N actors
+(``compute=ActorPoolStrategy(size=N)``; ``concurrency=N`` before Ray 2.51, deprecated since), each
 builds the predictor once (so the model is loaded once per actor, not per batch) and calls it on numpy
 batches (``batch_format="numpy"``, Ray's default: a dict of column name -> array). Sequences of different
 lengths are what Ray calls a variable-shaped tensor column: in a batch, a 1-D object array of (T_i, I)

@@ -40,6 +40,7 @@ MODELS = {
 
 @pytest.fixture(scope="module")
 def client():
+    others = {p.pid for p in psutil.Process().children(recursive=True)}  # not the cluster's
     restore = loopback_only()
     scratch = tempfile.TemporaryDirectory(prefix="fgdask")
     try:
@@ -47,8 +48,8 @@ def client():
                                       dashboard_address=None, local_directory=scratch.name) as cluster, \
                 distributed.Client(cluster) as client:
             # the workers (multiprocessing's resource tracker lives as long as this process, by design)
-            workers = [p for p in psutil.Process().children(recursive=True)
-                       if "multiprocessing.resource_tracker" not in " ".join(p.cmdline())]
+            workers = [p for p in psutil.Process().children(recursive=True) if p.pid not in others
+                       and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())]
             yield client
         for process in workers:
             try:

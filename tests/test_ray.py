@@ -47,10 +47,20 @@ INPUT = 3
 
 
 def _ray_processes(root_pid: int):
+    """The processes below ``root_pid``, without multiprocessing's resource tracker (started by the first
+    use of multiprocessing in this process, by design alive until this process exits)."""
     try:
-        return psutil.Process(root_pid).children(recursive=True)
+        children = psutil.Process(root_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+    found = []
+    for child in children:
+        try:
+            if "multiprocessing.resource_tracker" not in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +70,7 @@ def cluster():
     had_home_ray = home_ray.exists()
     temp = tempfile.mkdtemp(prefix="fgray")  # short: Ray's socket paths must fit in 107 bytes
     started = []
+    others = {p.pid for p in _ray_processes(os.getpid())}  # children of earlier tests: not Ray's
     try:
         with pytest.MonkeyPatch.context() as patch:
             for name, value in RAY_ENVIRONMENT.items():
