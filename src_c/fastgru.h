@@ -132,7 +132,9 @@ const fg_blas *fg_reference_blas(void);
 /* ---------------------------------------------------------------- threads */
 
 /* A pool of persistent worker threads. One pool serves one call at a time (the calling thread joins
- * in as worker 0), so concurrent callers each need their own pool. num_threads = 1 starts no thread. */
+ * in as worker 0), so concurrent callers each need their own pool. num_threads = 1 starts no thread.
+ * After fork(), a pool created before it starts new workers in the child at its next call, and
+ * fg_pool_destroy in the child frees it without waiting for the parent's workers. */
 typedef struct fg_pool fg_pool;
 fg_status fg_pool_create(int num_threads, fg_pool **out);
 void fg_pool_destroy(fg_pool *pool); /* NULL is a no-op; joins the workers */

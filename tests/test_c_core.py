@@ -72,23 +72,26 @@ def test_c_core_has_no_undefined_behaviour_under_ubsan(ubsan_binary):
     assert failed == 0 and result.returncode == 0, result.stderr[-3000:]
 
 
-def test_pool_runs_every_task_exactly_once_before_returning(tmp_path):
+@pytest.fixture(scope="module")
+def pool_binary(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("pool"), "test_pool", ["-O2"], program="test_pool.c")
+
+
+def test_pool_runs_every_task_exactly_once_before_returning(pool_binary):
     """200000 runs of rising and falling task counts per pool of 2, 3 and 4 threads (test_pool.c). It
     failed on the pool as first written: a late worker could claim a task of a run being prepared.
     The fourth check is fg_pool_engage's choice between waking the workers and running alone."""
-    binary = _build(tmp_path, "test_pool", ["-O2"], program="test_pool.c")
-    result = _run(binary)
+    result = _run(pool_binary)
     passed, failed = _summary(result)
     assert failed == 0 and result.returncode == 0, result.stdout[-3000:]
     assert passed == 4
 
 
-def test_pool_keeps_working_in_a_forked_child(tmp_path):
+def test_pool_keeps_working_in_a_forked_child(pool_binary):
     """A pool whose workers ran (and went to sleep) in the parent: in a forked child every task runs
     once, on new workers, and destroying the pool returns. Before the pool counted forks, the child
     hung in fg_pool_destroy (the parent's sleeping workers never leave the condition variable there)."""
-    binary = _build(tmp_path, "test_pool", ["-O2"], program="test_pool.c")
-    result = _run(binary, "fork")
+    result = _run(pool_binary, "fork")
     passed, failed = _summary(result)
     assert failed == 0 and result.returncode == 0 and passed == 1, result.stdout[-3000:]
 
