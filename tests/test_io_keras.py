@@ -17,7 +17,8 @@ import pytest  # noqa: E402
 
 import fastgru  # noqa: E402
 from fastgru.io import UnsupportedModelError  # noqa: E402
-from fastgru.io.keras import KerasGRU, from_keras  # noqa: E402
+
+from_keras = fastgru.Model.from_keras
 
 keras = pytest.importorskip("keras")
 # Keras' torch backend converts tensors with np.array(x), which numpy 2 warns about on every call.
@@ -97,15 +98,15 @@ def _id(config):
 @pytest.mark.parametrize("config", LAYER_CONFIGS, ids=_id)
 def test_gru_layer_matches_keras(x, config, masked):
     layer = _built(keras.layers.GRU(UNITS, **config))
-    imported = fastgru.GRU.from_keras(layer)
-    assert isinstance(imported, KerasGRU) and isinstance(imported.gru, fastgru.GRU)
+    imported = fastgru.Model.from_keras(layer)
+    assert isinstance(imported, fastgru.Model) and isinstance(imported.gru, fastgru.GRU)
     mask = MASK if masked else None
     _assert_same(imported(x, mask=mask), layer(x, mask=mask))
 
 
 def test_keras3_hard_sigmoid_is_x_over_6(x):
     layer = _built(keras.layers.GRU(UNITS, recurrent_activation="hard_sigmoid"))
-    assert from_keras(layer).spec.gate_activation == "hard_sigmoid"
+    assert from_keras(layer).gru.spec.gate_activation == "hard_sigmoid"
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
@@ -162,25 +163,26 @@ def _padded(x):
 def test_stacked_sequential_imports_as_one_multilayer_gru(x):
     model = _stacked_sequential()
     imported = from_keras(model)
-    assert (imported.spec.num_layers, imported.spec.reset_after) == (3, False)
+    assert (imported.gru.spec.num_layers, imported.gru.spec.reset_after) == (3, False)
     _assert_same(imported(x), model(x))
 
 
 def test_masking_model_with_stacked_bidirectional_matches_keras(x):
     model = _masked_bidirectional_functional()
     imported = from_keras(model)
-    assert (imported.spec.num_layers, imported.spec.bidirectional) == (2, True)
+    assert (imported.gru.spec.num_layers, imported.gru.spec.bidirectional) == (2, True)
     _assert_same(imported(_padded(x)), model(_padded(x)))
 
 
-def test_model_with_other_layers_needs_layer_name(x):
+def test_layer_option_picks_one_gru_layer_of_a_model(x):
     inputs = keras.Input((STEPS, FEATURES))
     hidden = keras.layers.GRU(UNITS, return_sequences=True, name="rnn")(inputs)
     model = _randomize(keras.Model(inputs, keras.layers.Dense(3, name="head")(hidden)))
-    with pytest.raises(UnsupportedModelError, match=r"'head' is a Dense.*layer=.*\['rnn'\]"):
-        from_keras(model)
-    rnn_output = keras.Model(inputs, hidden)(x)
-    _assert_same(from_keras(model, layer="rnn")(x), rnn_output)
+    picked = from_keras(model, layer="rnn")
+    assert [layer.name for layer in picked.layers] == ["rnn"]
+    _assert_same(picked(x), keras.Model(inputs, hidden)(x))
+    with pytest.raises(ValueError, match=r"no GRU layer named 'head'; GRU layers: \['rnn'\]"):
+        from_keras(model, layer="head")
 
 
 def test_branching_model_is_refused():
@@ -188,7 +190,7 @@ def test_branching_model_is_refused():
     first = keras.layers.GRU(UNITS, return_sequences=True, name="first")(inputs)
     second = keras.layers.GRU(UNITS, return_sequences=True, name="second")(inputs)  # not fed by `first`
     model = keras.Model(inputs, [first, second])
-    with pytest.raises(UnsupportedModelError, match="'second' takes its input from"):
+    with pytest.raises(UnsupportedModelError, match="2 outputs.*single chain"):
         from_keras(model)
 
 
@@ -204,11 +206,13 @@ def test_unsupported_attributes_are_named(config, message):
         from_keras(layer)
 
 
-def test_stack_of_different_layers_is_refused():
-    model = keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True),
-                              keras.layers.GRU(UNITS + 1)])
-    with pytest.raises(UnsupportedModelError, match="differ in units"):
-        from_keras(model)
+def test_stacked_layers_that_differ_run_as_separate_grus(x):
+    model = _randomize(keras.Sequential([
+        keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True),
+        keras.layers.GRU(UNITS + 1, return_sequences=True), keras.layers.GRU(UNITS + 1, reset_after=False)]))
+    imported = from_keras(model)
+    assert [gru.spec.hidden_size for gru in imported.grus] == [UNITS, UNITS + 1, UNITS + 1]
+    _assert_same(imported(x, mask=MASK), model(x, mask=MASK))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,7 +409,7 @@ def test_tf_keras2_h5_layout_is_what_keras_reads(x, tmp_path):
         restored = keras.models.load_model(path, compile=False)
     _assert_same(_to_numpy(restored(x)), model(x), "Keras 3 reading the file")
     imported = fastgru.load(path)
-    assert imported.spec.num_layers == 2 and imported.spec.bidirectional
+    assert imported.gru.spec.num_layers == 2 and imported.gru.spec.bidirectional
     _assert_same(imported(x, mask=MASK), model(x, mask=MASK), "fastgru reading the file")
 
 
@@ -423,10 +427,10 @@ def test_tf_keras2_hard_sigmoid_is_keras2s(x, tmp_path, reset_after):
     keras2_layer.build((None, STEPS, FEATURES))
     keras2_layer.set_weights(model.layers[0].get_weights())
     imported = fastgru.load(path)
-    assert imported.spec.gate_activation == "hard_sigmoid_keras2"
+    assert imported.gru.spec.gate_activation == "hard_sigmoid_keras2"
     _assert_same(imported(x), keras2_layer(x))
     assert np.abs(imported(x) - _to_numpy(model(x))).max() > 1e-3  # Keras 3's hard_sigmoid is another function
-    assert fastgru.load(path, keras_version="3.0").spec.gate_activation == "hard_sigmoid"
+    assert fastgru.load(path, keras_version="3.0").gru.spec.gate_activation == "hard_sigmoid"
 
 
 def test_tf_keras2_weights_only_h5(x, tmp_path):

@@ -1,8 +1,10 @@
-"""PyTorch: an `nn.GRU` / `nn.GRUCell`, a module containing one, a state dict, or a ``torch.save``d file.
+"""PyTorch: an `nn.GRU` / `nn.GRUCell`, a module containing one, a state dict, a ``torch.save``d file, or
+a safetensors file of a state dict.
 
-PyTorch's layout *is* fastgru's layout, so this importer only finds the tensors and infers the sizes.
-State dicts carry no ``batch_first``: pass ``batch_first=True`` if the model was used that way (a module
-carries it and it is taken from there). ``dropout`` only acts in training and is not imported.
+PyTorch's layout *is* fastgru's layout, so this importer only finds the tensors and infers the sizes; it
+returns ``(spec, weights, source)`` and `fastgru.GRU.from_torch` builds the model. State dicts carry no
+``batch_first``: pass ``batch_first=True`` if the model was used that way (a module carries it and it is
+taken from there). ``dropout`` only acts in training and is not imported.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import re
 
 import numpy as np
 
-from fastgru.io import build_gru, spec_dtype
+from fastgru.io.common import replaced, spec_dtype
+from fastgru.io.safetensors import looks_like_safetensors, read_safetensors
 from fastgru.spec import GRUSpec, check_weights
 
 # weight_ih_l0, bias_hh_l1_reverse, ... (nn.GRU) and weight_ih, bias_hh (nn.GRUCell).
@@ -131,18 +134,19 @@ def _module_spec(module, *, batch_first=None, dtype=None):
     return spec, weights
 
 
-def from_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None):
-    """A `fastgru.GRU` from an `nn.GRU`/`nn.GRUCell`, a module containing one, a state dict or a file path.
+def read_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None):
+    """``(spec, weights, source)`` of an `nn.GRU`/`nn.GRUCell`, a module containing one, a state dict or
+    a file path (``torch.save`` or safetensors).
 
     In a module with several GRUs, ``prefix`` is the submodule's name (``"encoder.rnn"``); the error for an
     ambiguous module or state dict lists the prefixes found.
     """
     if isinstance(obj, (str, os.PathLike)):
-        return load_torch_file(obj, prefix=prefix, batch_first=batch_first, dtype=dtype)
+        return read_torch_file(obj, prefix=prefix, batch_first=batch_first, dtype=dtype)
     if isinstance(obj, dict):
-        spec, weights = spec_from_state_dict(obj, prefix, batch_first=bool(batch_first), dtype=dtype,
-                                             source=source or "state dict")
-        return build_gru(spec, weights, source or "state dict")
+        source = source or "state dict"
+        spec, weights = spec_from_state_dict(obj, prefix, batch_first=bool(batch_first), dtype=dtype, source=source)
+        return spec, weights, source
 
     import torch
 
@@ -163,18 +167,27 @@ def from_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None):
             what = "several GRUs found, pass prefix= one of" if grus else "no nn.GRU or nn.GRUCell inside;"
             raise ValueError(f"{source}: {what} {_dotted(grus)}")
     spec, weights = _module_spec(module, batch_first=batch_first, dtype=dtype)
-    return build_gru(spec, weights, source)
+    return spec, weights, source
 
 
 def _dotted(modules) -> list[str]:
     return [name + "." for name in modules]
 
 
-def load_torch_file(path, prefix=None, *, batch_first=None, dtype=None):
-    """A ``torch.save``d state dict (or checkpoint dict holding one), read with ``weights_only=True``."""
+def read_torch_file(path, prefix=None, *, batch_first=None, dtype=None):
+    """``(spec, weights, source)`` of a state dict in a file: a safetensors file (read with numpy alone), or a
+    ``torch.save``d state dict (or checkpoint dict holding one), read with ``weights_only=True``."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if looks_like_safetensors(head):
+        tensors, metadata = read_safetensors(path)
+        if metadata.get("format") == "fastgru":
+            raise ValueError(f"{path}: fastgru's own file, not a torch state dict: load it with fastgru.load")
+        return read_torch(tensors, prefix, batch_first=batch_first, dtype=dtype, source=path)
+
     import torch
 
-    path = os.fspath(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all mean "not a readable state dict"
@@ -182,4 +195,10 @@ def load_torch_file(path, prefix=None, *, batch_first=None, dtype=None):
                          f"(torch.load(weights_only=True) said: {error})") from error
     if isinstance(state, torch.nn.Module) or not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return from_torch(state, prefix, batch_first=batch_first, dtype=dtype, source=path)
+    return read_torch(state, prefix, batch_first=batch_first, dtype=dtype, source=path)
+
+
+def __getattr__(name):
+    raise replaced(__name__, name, {"from_torch": "fastgru.GRU.from_torch(obj) (this module's read_torch returns "
+                                                  "the spec and weights)",
+                                    "load_torch_file": "fastgru.load(path) or fastgru.GRU.from_torch(path)"})
