@@ -3,7 +3,10 @@ computes them, plus Keras 2's hard sigmoid.
 
 Each function is ``f(x, out, tmp, red)``: it writes ``f(x)`` into ``out`` (which may be ``x`` itself) using
 the scratch arrays ``tmp`` (the shape of ``x``) and ``red`` (``x``'s shape with a last axis of 1), so that
-a stream can preallocate everything once and a step allocates nothing. ``glu`` halves the last axis:
+a stream can preallocate everything once and a step allocates nothing. For the same reason no operation
+broadcasts one operand against another (numpy allocates an iterator buffer for that, about 9 KB a call):
+a reduction over the last axis is spread back into ``tmp`` with ``copyto`` first, and clipping is a
+maximum and a minimum (``np.clip`` allocates too). ``glu`` halves the last axis:
 ``out`` then has half of ``x``'s last axis. Reductions (softmax, log_softmax, sparsemax, glu) act on the
 last axis, Keras' default. Only ``gelu`` needs scipy (``erf``), imported when a model uses it;
 ``sparsemax`` allocates its own temporaries (it sorts).
@@ -23,6 +26,11 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+def _clip(x, low, high, out):
+    np.maximum(x, low, out=out)
+    np.minimum(out, high, out=out)
+
+
 def _linear(x, out, tmp, red):
     if out is not x:
         np.copyto(out, x)
@@ -33,7 +41,7 @@ def _relu(x, out, tmp, red):
 
 
 def _relu6(x, out, tmp, red):
-    np.clip(x, 0, 6, out=out)
+    _clip(x, 0, 6, out)
 
 
 def _leaky_relu(x, out, tmp, red):  # Keras' default negative_slope = 0.2 < 1: max(x, 0.2 x)
@@ -52,21 +60,32 @@ def _tanh(x, out, tmp, red):
     np.tanh(x, out=out)
 
 
+def _minus_max(x, out, tmp, red):
+    """``out = x - max(x)`` over the last axis: the shift that keeps softmax's exp from overflowing."""
+    np.maximum.reduce(x, axis=-1, keepdims=True, out=red)
+    np.copyto(tmp, red)
+    np.subtract(x, tmp, out=out)
+
+
+def _spread_sum(values, tmp, red):
+    """``tmp`` = the sum of ``values`` over the last axis, repeated along it."""
+    np.add.reduce(values, axis=-1, keepdims=True, out=red)
+    np.copyto(tmp, red)
+
+
 def _softmax(x, out, tmp, red):
-    np.max(x, axis=-1, keepdims=True, out=red)
-    np.subtract(x, red, out=out)
+    _minus_max(x, out, tmp, red)
     np.exp(out, out=out)
-    np.sum(out, axis=-1, keepdims=True, out=red)
-    np.divide(out, red, out=out)
+    _spread_sum(out, tmp, red)
+    np.divide(out, tmp, out=out)
 
 
 def _log_softmax(x, out, tmp, red):
-    np.max(x, axis=-1, keepdims=True, out=red)
-    np.subtract(x, red, out=out)
+    _minus_max(x, out, tmp, red)
     np.exp(out, out=tmp)
-    np.sum(tmp, axis=-1, keepdims=True, out=red)
-    np.log(red, out=red)
-    np.subtract(out, red, out=out)
+    _spread_sum(tmp, tmp, red)
+    np.log(tmp, out=tmp)
+    np.subtract(out, tmp, out=out)
 
 
 def _softplus(x, out, tmp, red):  # log(1 + e^x) without overflow
@@ -131,14 +150,14 @@ def _gelu(x, out, tmp, red):  # exact: x (1 + erf(x / sqrt 2)) / 2 (Keras' defau
 
 def _hard_sigmoid(x, out, tmp, red):  # Keras 3 (= torch.nn.functional.hardsigmoid): relu6(x + 3) / 6
     np.add(x, 3, out=out)
-    np.clip(out, 0, 6, out=out)
+    _clip(out, 0, 6, out)
     np.divide(out, 6, out=out)
 
 
 def _hard_sigmoid_keras2(x, out, tmp, red):  # Keras 2, tf.keras 2: clip(0.2 x + 0.5, 0, 1)
     np.multiply(x, 0.2, out=out)
     np.add(out, 0.5, out=out)
-    np.clip(out, 0, 1, out=out)
+    _clip(out, 0, 1, out)
 
 
 def _hard_silu(x, out, tmp, red):  # x relu6(x + 3) / 6
@@ -147,7 +166,7 @@ def _hard_silu(x, out, tmp, red):  # x relu6(x + 3) / 6
 
 
 def _hard_tanh(x, out, tmp, red):
-    np.clip(x, -1, 1, out=out)
+    _clip(x, -1, 1, out)
 
 
 def _hard_shrink(x, out, tmp, red):  # x where |x| > 0.5, else 0
@@ -171,7 +190,7 @@ def _tanh_shrink(x, out, tmp, red):
 
 
 def _sparse_plus(x, out, tmp, red):  # 0 for x <= -1, (x + 1)^2 / 4 in between, x for x >= 1
-    np.clip(x, -1, 1, out=tmp)
+    _clip(x, -1, 1, tmp)
     np.add(tmp, 1, out=tmp)
     np.square(tmp, out=tmp)
     np.multiply(tmp, 0.25, out=tmp)
@@ -183,7 +202,7 @@ def _sparse_plus(x, out, tmp, red):  # 0 for x <= -1, (x + 1)^2 / 4 in between, 
 def _sparse_sigmoid(x, out, tmp, red):  # clip((x + 1) / 2, 0, 1)
     np.add(x, 1, out=out)
     np.multiply(out, 0.5, out=out)
-    np.clip(out, 0, 1, out=out)
+    _clip(out, 0, 1, out)
 
 
 def _squareplus(x, out, tmp, red):  # (x + sqrt(x^2 + b)) / 2, Keras' default b = 4

@@ -9,7 +9,9 @@ Every layer is immutable (its arrays are read-only) and has
   ``return_sequences``, pooling and Flatten end it;
 - ``stepper(in_shape, sequence, dtype, num_threads)``: the same computation one time step at a time
   (``in_shape`` is one step's input shape, batch first), with every buffer allocated up front
-  (`fastgru.Model.stream`);
+  (`fastgru.Model.stream`). A step never lets numpy broadcast two operands against each other (numpy
+  allocates an iterator buffer for that): constants are tiled to the step's shape when the stream is
+  made, and per-row statistics are spread with ``copyto`` (see fastgru.activations);
 - ``config()`` / ``arrays()`` and ``from_config``: the portable description that fastgru's file stores
   and that the importers produce (JSON-able values, arrays under their Keras names).
 
@@ -45,6 +47,11 @@ def _frozen(value, dtype) -> np.ndarray:
     array = np.array(value, dtype=dtype, order="C", copy=True)
     array.flags.writeable = False
     return array
+
+
+def _tiled(array: np.ndarray, shape: tuple) -> np.ndarray:
+    """``array`` broadcast to ``shape`` as a real array, so that a stream step's operands all have one shape."""
+    return np.ascontiguousarray(np.broadcast_to(array, shape))
 
 
 def _readonly_view(array: np.ndarray) -> np.ndarray:
@@ -146,42 +153,46 @@ class _Stepper:
 
 
 class _PassStepper(_Stepper):
-    def __init__(self, in_shape, sequence):
+    def __init__(self, value, in_shape, sequence, dtype):
         self.out_shape, self.sequence = in_shape, sequence
 
     def step(self, x, valid):
         return x, valid
 
 
-# ------------------------------------------------------------------------------------------ input side
+class _OneOption(Layer):
+    """A layer whose whole description is one option (``option``, of JSON type ``kinds``), converted and
+    checked by ``convert``; ``stepper_class(value, in_shape, sequence, dtype)`` streams it."""
 
+    option, kinds, stepper_class = "", str, None
 
-@_register
-class Masking(Layer):
-    """Keras' Masking: steps whose features all equal ``mask_value`` are masked, and zeroed."""
-
-    class_name = "Masking"
-
-    def __init__(self, name, mask_value: float):
+    def __init__(self, name, value):
         super().__init__(name)
-        self.mask_value = float(mask_value)
+        setattr(self, self.option, self.convert(value))
 
-    def call(self, x, mask):
-        mask = np.any(x != self.mask_value, axis=-1)
-        return np.where(mask[..., None], x, 0).astype(x.dtype, copy=False), mask
-
-    def stepper(self, in_shape, sequence, dtype, num_threads):
-        return _MaskingStepper(self.mask_value, in_shape, sequence, dtype)
+    @staticmethod
+    def convert(value):
+        return value
 
     def config(self):
-        return {"mask_value": self.mask_value}
+        return {self.option: getattr(self, self.option)}
+
+    def stepper(self, in_shape, sequence, dtype, num_threads):
+        return self.stepper_class(getattr(self, self.option), in_shape, sequence, dtype)
+
+    def describe(self):
+        return f"{self.class_name}({self.option}={getattr(self, self.option)!r})"
 
     @classmethod
     def from_config(cls, name, config, arrays, where, dtype):
-        return cls(name, _option(config, "mask_value", (int, float), where))
+        value = _option(config, cls.option, cls.kinds, where)
+        try:
+            return cls(name, value)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
 
-    def describe(self):
-        return f"Masking(mask_value={self.mask_value})"
+
+# ------------------------------------------------------------------------------------------ input side
 
 
 class _MaskingStepper(_Stepper):
@@ -201,6 +212,17 @@ class _MaskingStepper(_Stepper):
         np.copyto(self.output, x)
         np.copyto(self.output, 0, where=self.masked_column)
         return self.view, self.valid
+
+
+@_register
+class Masking(_OneOption):
+    """Keras' Masking: steps whose features all equal ``mask_value`` are masked, and zeroed."""
+
+    class_name, option, kinds, convert, stepper_class = "Masking", "mask_value", (int, float), float, _MaskingStepper
+
+    def call(self, x, mask):
+        mask = np.any(x != self.mask_value, axis=-1)
+        return np.where(mask[..., None], x, 0).astype(x.dtype, copy=False), mask
 
 
 @_register
@@ -272,7 +294,8 @@ class _EmbeddingStepper(_Stepper):
         ids = self.layer.ids(ids, "x_t")
         if ids.shape != self.valid.shape:
             raise ValueError(f"x_t must hold {self.valid.shape} token ids, got shape {ids.shape}")
-        np.take(self.layer.embeddings, ids, axis=0, out=self.output)
+        # ids are checked above; mode="clip" lets numpy write into out directly ("raise" buffers it)
+        np.take(self.layer.embeddings, ids, axis=0, out=self.output, mode="clip")
         if not self.layer.mask_zero:
             return self.view, None
         np.not_equal(ids, 0, out=self.valid)
@@ -374,44 +397,18 @@ class _DenseStepper(_Stepper):
         product_shape = in_shape[:-1] + (layer.kernel.shape[1],)
         self.product = np.zeros(product_shape, dtype=layer.kernel.dtype)
         self.product_view = _readonly_view(self.product)
+        self.bias = None if layer.bias is None else _tiled(layer.bias, product_shape)
         self.buffers = None if layer.activation == "linear" else \
             _ActivationBuffers(layer.activation, product_shape, layer.kernel.dtype)
         self.out_shape = product_shape if self.buffers is None else self.buffers.output.shape
 
     def step(self, x, valid):
         np.matmul(x, self.layer.kernel, out=self.product)
-        if self.layer.bias is not None:
-            np.add(self.product, self.layer.bias, out=self.product)
+        if self.bias is not None:
+            np.add(self.product, self.bias, out=self.product)
         if self.buffers is None:
             return self.product_view, valid
         return self.buffers.apply(self.product), valid
-
-
-@_register
-class Activation(Layer):
-    """Keras' Activation layer."""
-
-    class_name = "Activation"
-
-    def __init__(self, name, activation: str):
-        super().__init__(name)
-        self.activation = activations.check_activation(activation)
-
-    def call(self, x, mask):
-        return activations.apply(self.activation, x), mask
-
-    def stepper(self, in_shape, sequence, dtype, num_threads):
-        return _ActivationStepper(self.activation, in_shape, sequence, dtype)
-
-    def config(self):
-        return {"activation": self.activation}
-
-    @classmethod
-    def from_config(cls, name, config, arrays, where, dtype):
-        return cls(name, _check_activation(_option(config, "activation", str, where), where))
-
-    def describe(self):
-        return f"Activation({self.activation!r})"
 
 
 class _ActivationStepper(_Stepper):
@@ -425,27 +422,24 @@ class _ActivationStepper(_Stepper):
 
 
 @_register
-class Identity(Layer):
+class Activation(_OneOption):
+    """Keras' Activation layer."""
+
+    class_name, option, stepper_class = "Activation", "activation", _ActivationStepper
+    convert = staticmethod(activations.check_activation)
+
+    def call(self, x, mask):
+        return activations.apply(self.activation, x), mask
+
+
+@_register
+class Identity(_OneOption):
     """A layer that is the identity at inference (``keras_class`` says which: Dropout, GaussianNoise, ...)."""
 
-    class_name = "Identity"
-
-    def __init__(self, name, keras_class: str):
-        super().__init__(name)
-        self.keras_class = str(keras_class)
+    class_name, option, convert, stepper_class = "Identity", "keras_class", str, _PassStepper
 
     def call(self, x, mask):
         return x, mask
-
-    def stepper(self, in_shape, sequence, dtype, num_threads):
-        return _PassStepper(in_shape, sequence)
-
-    def config(self):
-        return {"keras_class": self.keras_class}
-
-    @classmethod
-    def from_config(cls, name, config, arrays, where, dtype):
-        return cls(name, _option(config, "keras_class", str, where))
 
     def describe(self):
         return f"{self.keras_class} (identity at inference)"
@@ -529,16 +523,25 @@ class LayerNormalization(Layer):
             mean = np.mean(x, axis=axes, keepdims=True)
             inverse = 1.0 / np.sqrt(np.var(x, axis=axes, keepdims=True) + self.epsilon)
             output = x * inverse if self.rms_scaling else (x - mean) * inverse
-        else:  # a stream step: the last axis only, into preallocated buffers
-            mean, inverse = stats
-            np.mean(x, axis=-1, keepdims=True, out=mean)
-            np.subtract(x, mean, out=tmp)
+        else:  # a stream step: the last axis only, into preallocated buffers, nothing broadcast
+            reduced, gamma, beta = stats
+            width = x.shape[-1]
+            np.add.reduce(x, axis=-1, keepdims=True, out=reduced)
+            np.divide(reduced, width, out=reduced)
+            np.copyto(out, reduced)
+            np.subtract(x, out, out=tmp)
             np.square(tmp, out=out)
-            np.mean(out, axis=-1, keepdims=True, out=inverse)
-            np.add(inverse, self.epsilon, out=inverse)
-            np.sqrt(inverse, out=inverse)
-            np.divide(x if self.rms_scaling else tmp, inverse, out=out)
-            output = out
+            np.add.reduce(out, axis=-1, keepdims=True, out=reduced)
+            np.divide(reduced, width, out=reduced)
+            np.add(reduced, self.epsilon, out=reduced)
+            np.sqrt(reduced, out=reduced)
+            np.copyto(out, reduced)
+            np.divide(x if self.rms_scaling else tmp, out, out=out)
+            if gamma is not None:
+                np.multiply(out, gamma, out=out)
+            if beta is not None and not self.rms_scaling:
+                np.add(out, beta, out=out)
+            return out
         if self.gamma is not None:
             output *= self.gamma.reshape(shape) if len(axes) > 1 else self.gamma
         if self.beta is not None and not self.rms_scaling:
@@ -590,9 +593,9 @@ class LayerNormalization(Layer):
 class _LayerNormalizationStepper(_Stepper):
     def __init__(self, layer, in_shape, sequence, dtype):
         self.layer, self.out_shape, self.sequence = layer, in_shape, sequence
-        reduced = in_shape[:-1] + (1,)
+        gamma, beta = (None if p is None else _tiled(p.astype(dtype), in_shape) for p in (layer.gamma, layer.beta))
         self.buffers = (np.zeros(in_shape, dtype), np.zeros(in_shape, dtype),
-                        (np.zeros(reduced, dtype), np.zeros(reduced, dtype)))
+                        (np.zeros(in_shape[:-1] + (1,), dtype), gamma, beta))
         self.view = _readonly_view(self.buffers[0])
 
     def step(self, x, valid):
@@ -664,14 +667,16 @@ class BatchNormalization(Layer):
 
 class _BatchNormalizationStepper(_Stepper):
     def __init__(self, layer, in_shape, sequence):
-        self.layer, self.out_shape, self.sequence = layer, in_shape, sequence
+        self.out_shape, self.sequence = in_shape, sequence
+        self.mean, self.multiplier, self.offset = (_tiled(p, in_shape) for p in (
+            layer.moving_mean, layer.multiplier, layer.offset))
         self.output = np.zeros(in_shape, dtype=layer.moving_mean.dtype)
         self.view = _readonly_view(self.output)
 
     def step(self, x, valid):
-        np.subtract(x, self.layer.moving_mean, out=self.output)
-        np.multiply(self.output, self.layer.multiplier, out=self.output)
-        np.add(self.output, self.layer.offset, out=self.output)
+        np.subtract(x, self.mean, out=self.output)
+        np.multiply(self.output, self.multiplier, out=self.output)
+        np.add(self.output, self.offset, out=self.output)
         return self.view, valid
 
 
@@ -722,6 +727,9 @@ class GlobalAveragePooling1D(_Pooling):
         axis = self.steps_axis
         if mask is None:
             return np.mean(x, axis=axis, keepdims=self.keepdims).astype(x.dtype, copy=False), None
+        if mask.shape != (x.shape[0], x.shape[axis]):
+            raise ValueError(f"layer {self.name!r} ({self.describe()}): the mask {mask.shape} does not fit the steps "
+                             f"axis {axis} of the input {x.shape}")
         mask = mask[:, :, None] if axis == 1 else mask[:, None, :]
         total = np.sum(np.where(mask, x, 0), axis=axis, keepdims=self.keepdims)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -751,7 +759,10 @@ class _PoolingStepper(_Stepper):
         self.accumulator = np.zeros(in_shape, dtype=dtype)
         self.count = np.zeros((in_shape[0], 1), dtype=dtype)
         self.valid = np.zeros(in_shape[0], dtype=bool)
-        self.valid_column = self.valid[:, None]
+        self.masked = np.zeros(in_shape[0], dtype=bool)
+        self.valid_column, self.masked_column = self.valid[:, None], self.masked[:, None]
+        self.step_count = np.zeros((in_shape[0], 1), dtype=dtype)
+        self.term = np.zeros(in_shape, dtype=dtype)
         self.output = np.zeros(in_shape, dtype=dtype)
         self.view = _readonly_view(self.output).reshape(self.out_shape)
         self.reset()
@@ -768,12 +779,17 @@ class _PoolingStepper(_Stepper):
         if valid is None:
             np.add(self.accumulator, x, out=self.accumulator)
             np.add(self.count, 1, out=self.count)
-        else:
+        else:  # a masked row adds nothing (written without ufunc where=, which allocates a buffer)
             np.copyto(self.valid, valid)
-            np.add(self.accumulator, x, out=self.accumulator, where=self.valid_column)
-            np.add(self.count, self.valid_column, out=self.count)
+            np.logical_not(self.valid, out=self.masked)
+            np.copyto(self.term, x)
+            np.copyto(self.term, 0, where=self.masked_column)
+            np.add(self.accumulator, self.term, out=self.accumulator)
+            np.copyto(self.step_count, self.valid_column)
+            np.add(self.count, self.step_count, out=self.count)
+        np.copyto(self.term, self.count)
         with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(self.accumulator, self.count, out=self.output)
+            np.divide(self.accumulator, self.term, out=self.output)
         return self.view, None
 
 
@@ -824,8 +840,39 @@ def _repeat_last_valid(sequence: np.ndarray, mask: np.ndarray) -> np.ndarray:
 MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 
 
+class _Recurrent(Layer):
+    """A layer around a `fastgru.GRU` (``.gru``): its description nests the GRU's own (``GRU._portable``),
+    so that only the GRU knows how a GRU is stored. Subclasses say their calling options (``_options``,
+    the keyword arguments of their constructor)."""
+
+    def __init__(self, name, gru: GRU):
+        super().__init__(name)
+        self.gru = gru
+
+    @property
+    def grus(self):
+        return (self.gru,)
+
+    @property
+    def input_features(self):
+        return self.gru.spec.input_size
+
+    def _options(self) -> dict:
+        raise NotImplementedError
+
+    def config(self):
+        gru_config, _ = self.gru._portable()
+        return {"gru": gru_config, **self._options()}
+
+    def arrays(self):
+        return self.gru._portable()[1]
+
+    def quantized(self):
+        return type(self)(self.name, self.gru.quantize("int8"), **self._options())
+
+
 @_register
-class KerasRecurrent(Layer):
+class KerasRecurrent(_Recurrent):
     """A `fastgru.GRU` (batch-first) called as Keras calls its GRU layer, Bidirectional(GRU), or a chain of
     them that feed each other (``keras_layers`` names them; they run as one multi-layer GRU).
 
@@ -839,24 +886,15 @@ class KerasRecurrent(Layer):
 
     def __init__(self, name, gru: GRU, *, keras_layers=None, return_sequences=False, return_state=False,
                  go_backwards=False, zero_output_for_mask=False, merge_mode="concat"):
-        super().__init__(name)
+        super().__init__(name, gru)
         if not gru.spec.batch_first:
             raise ConfigError(f"layer {self.name!r}: a Keras GRU layer needs a batch-first GRU")
         if merge_mode not in MERGE_MODES:
             raise ConfigError(f"layer {self.name!r}: merge_mode={merge_mode!r} (expected one of {MERGE_MODES})")
-        self.gru = gru
         self.keras_layers = list(keras_layers) if keras_layers else [self.name]
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
         self.go_backwards, self.zero_output_for_mask = bool(go_backwards), bool(zero_output_for_mask)
         self.merge_mode = merge_mode
-
-    @property
-    def grus(self):
-        return (self.gru,)
-
-    @property
-    def input_features(self):
-        return self.gru.spec.input_size
 
     def _options(self):
         return {"keras_layers": self.keras_layers, "return_sequences": self.return_sequences,
@@ -920,16 +958,6 @@ class KerasRecurrent(Layer):
         if not sequence:
             raise ValueError(f"layer {self.name!r} (a GRU) receives no sequence: the layer before it reduced over time")
         return _KerasGRUStepper(self, in_shape, num_threads)
-
-    def config(self):
-        gru_config, _ = self.gru._portable()
-        return {"gru": gru_config, **self._options()}
-
-    def arrays(self):
-        return self.gru._portable()[1]
-
-    def quantized(self):
-        return KerasRecurrent(self.name, self.gru.quantize("int8"), **self._options())
 
     @classmethod
     def from_config(cls, name, config, arrays, where, dtype):
@@ -1009,7 +1037,7 @@ class _KerasGRUStepper(_Stepper):
 
 
 @_register
-class OnnxRecurrent(Layer):
+class OnnxRecurrent(_Recurrent):
     """A `fastgru.GRU` (``.gru``) called like the ONNX GRU node(s) it came from.
 
     ``call_onnx(X, sequence_lens=None, initial_h=None)`` returns ``(Y, Y_h)`` with ONNX's shapes: ``Y`` is
@@ -1021,16 +1049,11 @@ class OnnxRecurrent(Layer):
     class_name = "OnnxGRU"
 
     def __init__(self, name, gru: GRU, reverse: bool = False):
-        super().__init__(name)
-        self.gru, self.reverse = gru, bool(reverse)
+        super().__init__(name, gru)
+        self.reverse = bool(reverse)
 
-    @property
-    def grus(self):
-        return (self.gru,)
-
-    @property
-    def input_features(self):
-        return self.gru.spec.input_size
+    def _options(self):
+        return {"reverse": self.reverse}
 
     def call_onnx(self, X, sequence_lens=None, initial_h=None):
         spec = self.gru.spec
@@ -1061,16 +1084,6 @@ class OnnxRecurrent(Layer):
             raise ValueError(f"GRU node {self.name!r} runs {direction}: it cannot be streamed, it needs the whole "
                              f"sequence")
         return _OnnxGRUStepper(self, in_shape[0], num_threads)
-
-    def config(self):
-        gru_config, _ = self.gru._portable()
-        return {"gru": gru_config, "reverse": self.reverse}
-
-    def arrays(self):
-        return self.gru._portable()[1]
-
-    def quantized(self):
-        return OnnxRecurrent(self.name, self.gru.quantize("int8"), self.reverse)
 
     @classmethod
     def from_config(cls, name, config, arrays, where, dtype):

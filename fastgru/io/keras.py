@@ -49,6 +49,8 @@ _MASK_OPS = ("NotEqual", "Any")  # Keras 3 functional graphs spell out the mask 
 _IDENTITY = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
              "ActivityRegularization", "Identity")
 _RECURRENT = ("GRU", "Bidirectional")
+_HEAD_CLASSES = ("Masking", "Embedding", "Dense", "Activation", "TimeDistributed", *_IDENTITY, "LayerNormalization",
+                 "BatchNormalization", "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Flatten")
 SUPPORTED_LAYERS = ("InputLayer", "Masking", "Embedding", "GRU", "Bidirectional(GRU)", "Dense", "Activation",
                     "TimeDistributed(Dense)", *_IDENTITY, "LayerNormalization", "BatchNormalization",
                     "GlobalAveragePooling1D", "GlobalMaxPooling1D", "Flatten")
@@ -96,8 +98,8 @@ def read_keras_gru(obj, *, layer=None, keras_version=None, **overrides):
             raise ValueError(f"{found.source}: no GRU or Bidirectional(GRU) layer found")
         if len(blocks) > 1:
             names = [r["name"] for r in found.records if r.get("recurrent")]
-            raise ValueError(f"{found.source}: {len(names)} GRU layers that do not form one chain; pass layer= one "
-                             f"of {names}")
+            why = "that do not form one chain" if found.has_config else "and no model config to chain them"
+            raise ValueError(f"{found.source}: {len(names)} GRU layers {why}; pass layer= one of {names}")
         block = blocks[0]
     spec, weights, options = _block_gru(block, found.version, found.source)
     if options["go_backwards"]:
@@ -818,7 +820,7 @@ def _chain(found):
         if kind == "InputLayer":
             previous = record["name"]
             continue
-        if "unsupported" in record:
+        if "unsupported" in record or kind not in _RECURRENT + _HEAD_CLASSES:
             _unsupported(record, source)
         inbound = record.get("inbound")
         if isinstance(inbound, tuple):
@@ -915,7 +917,8 @@ def _head(record, version, source, masked):
     if kind in _IDENTITY:
         return _describe("Identity", name, {"keras_class": kind}), {}, masked
     if kind == "LayerNormalization":
-        scale, center = config.get("scale", True), config.get("center", True)
+        # Keras 3 makes no beta with rms_scaling (and the option does not exist before it).
+        scale, center = config.get("scale", True), config.get("center", True) and not config.get("rms_scaling")
         names = (["gamma"] if scale else []) + (["beta"] if center else [])
         arrays = {key: value for key, (value, _) in _named(record, {"": names}, where)[""].items()}
         axis = config.get("axis", -1)
