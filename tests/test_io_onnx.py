@@ -276,3 +276,60 @@ def test_bad_onnx_files_name_the_file(rng, tmp_path, damage):
     path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x08\x07" + bytes(range(256)) * 4)
     with pytest.raises(ValueError, match="broken.onnx"):
         fastgru.load(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the GRU alone, streams and round trips of ONNX models
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_gru_from_onnx_is_the_gru_with_torch_semantics(rng, direction, layout):
+    model, _ = _gru_model(rng, direction=direction, layout=layout, linear_before_reset=1)
+    gru = fastgru.GRU.from_onnx(model)
+    assert isinstance(gru, fastgru.GRU) and gru.spec.batch_first == bool(layout)
+    x = rng.standard_normal((BATCH, STEPS, INPUT) if layout else (STEPS, BATCH, INPUT)).astype(np.float32)
+    y, y_h = fastgru.Model.from_onnx(model)(x, LENGTHS)
+    output, h_n = gru(x, lengths=LENGTHS)
+    directions = 2 if direction == "bidirectional" else 1
+    expected = y.reshape(BATCH, STEPS, directions * HIDDEN) if layout else \
+        y.transpose(0, 2, 1, 3).reshape(STEPS, BATCH, directions * HIDDEN)
+    np.testing.assert_array_equal(output, expected)
+    np.testing.assert_array_equal(h_n, y_h.transpose(1, 0, 2) if layout else y_h)
+
+
+def test_gru_from_onnx_refuses_a_reverse_node(rng):
+    model, _ = _gru_model(rng, direction="reverse")
+    with pytest.raises(UnsupportedModelError, match=r"'the_gru' has direction='reverse'.*fastgru.Model.from_onnx"):
+        fastgru.GRU.from_onnx(model)
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_onnx_model_streams_one_step_of_y_at_a_time(rng, layout):
+    model = fastgru.Model.from_onnx(_gru_model(rng, layout=layout)[0])
+    x = rng.standard_normal((BATCH, STEPS, INPUT) if layout else (STEPS, BATCH, INPUT)).astype(np.float32)
+    y, _ = model(x)
+    stream = model.stream(BATCH)
+    for step in range(STEPS):
+        expected = y[:, step] if layout else y[step]  # (B, D, H) or (D, B, H), D = 1
+        np.testing.assert_allclose(stream.step(x[:, step] if layout else x[step]),
+                                   expected[:, None, 0] if layout else expected, rtol=0, atol=1e-6)
+    for direction in ("reverse", "bidirectional"):
+        with pytest.raises(ValueError, match=r"'the_gru' runs in .*cannot be streamed"):
+            fastgru.Model.from_onnx(_gru_model(rng, direction=direction)[0]).stream(1)
+
+
+def test_onnx_models_round_trip_bit_exactly(rng, tmp_path):
+    import copy
+    import pickle
+
+    model = fastgru.Model.from_onnx(_gru_model(rng, direction="reverse", layout=1)[0])
+    x = rng.standard_normal((BATCH, STEPS, INPUT)).astype(np.float32)
+    expected = model(x, LENGTHS)
+    model.save(tmp_path / "onnx.fastgru")
+    for loaded in (fastgru.load(tmp_path / "onnx.fastgru"), pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        for actual, wanted in zip(loaded(x, LENGTHS), expected):
+            np.testing.assert_array_equal(actual, wanted)
+    quantized = model.quantize("int8")
+    for actual, wanted in zip(pickle.loads(pickle.dumps(quantized))(x, LENGTHS), quantized(x, LENGTHS)):
+        np.testing.assert_array_equal(actual, wanted)
