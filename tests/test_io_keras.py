@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 
 import fastgru  # noqa: E402
 from fastgru.io import UnsupportedModelError  # noqa: E402
+from keras_files import keras3_reader_objects, write_tf_keras2_h5  # noqa: E402
 
 from_keras = fastgru.Model.from_keras
 
@@ -322,75 +323,6 @@ def test_missing_and_misshaped_tensors_name_file_and_tensor(tmp_path):
 # tf.keras 2 .h5 files (model.save("m.h5") in TensorFlow 2.x)
 
 
-def _tf_keras2_gru_config(layer_config):
-    """A GRU config as tf.keras 2 wrote it: Keras 3's keys plus time_major and implementation."""
-    config = {key: layer_config[key] for key in (
-        "name", "trainable", "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "units",
-        "activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout", "reset_after")}
-    return {**config, "dtype": "float32", "time_major": False, "implementation": 2,
-            "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
-            "recurrent_initializer": {"class_name": "Orthogonal", "config": {"gain": 1.0, "seed": None}},
-            "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
-            "recurrent_regularizer": None, "bias_regularizer": None, "activity_regularizer": None,
-            "kernel_constraint": None, "recurrent_constraint": None, "bias_constraint": None}
-
-
-def _write_tf_keras2_h5(path, model, keras_version="2.13.1"):
-    """Writes ``model`` (a Keras 3 Sequential of GRU / Bidirectional(GRU)) the way tf.keras 2's
-    ``save_model_to_hdf5`` does: root attributes keras_version, backend and model_config (JSON);
-    ``model_weights`` with layer_names, and per layer a group whose weight_names are variable names such
-    as ``gru/gru_cell/kernel:0`` and whose datasets sit at those (nested) paths."""
-    import h5py
-
-    layers, weights, cells = [], {}, iter(f"gru_cell{'_' + str(i) if i else ''}" for i in range(100))
-
-    def gru_weights(gru_layer, scope):
-        cell = next(cells)
-        return [(f"{scope}/{cell}/{key}:0", keras.ops.convert_to_numpy(variable))
-                for key, variable in (("kernel", gru_layer.cell.kernel),
-                                      ("recurrent_kernel", gru_layer.cell.recurrent_kernel),
-                                      ("bias", gru_layer.cell.bias)) if variable is not None]
-
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Bidirectional):
-            inner = _tf_keras2_gru_config(layer.forward_layer.get_config())
-            inner["name"] = inner["name"].removeprefix("forward_")
-            layers.append({"class_name": "Bidirectional", "config": {
-                "name": layer.name, "trainable": True, "dtype": "float32", "merge_mode": layer.merge_mode,
-                "layer": {"class_name": "GRU", "config": inner}}})
-            weights[layer.name] = (gru_weights(layer.forward_layer, f"{layer.name}/forward_{inner['name']}")
-                                   + gru_weights(layer.backward_layer, f"{layer.name}/backward_{inner['name']}"))
-        else:
-            layers.append({"class_name": "GRU", "config": _tf_keras2_gru_config(layer.get_config())})
-            weights[layer.name] = gru_weights(layer, layer.name)
-    input_layer = {"class_name": "InputLayer", "config": {"batch_input_shape": [None, STEPS, FEATURES],
-                                                          "dtype": "float32", "sparse": False, "ragged": False,
-                                                          "name": "gru_input"}}
-    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [input_layer] + layers}}
-    with h5py.File(path, "w") as file:
-        file.attrs["keras_version"] = keras_version
-        file.attrs["backend"] = "tensorflow"
-        file.attrs["model_config"] = json.dumps(config).encode("utf8")
-        group = file.create_group("model_weights")
-        group.attrs["layer_names"] = [name.encode("utf8") for name in weights]
-        group.attrs["backend"] = b"tensorflow"
-        group.attrs["keras_version"] = keras_version.encode("utf8")
-        for name in sorted(weights):
-            layer_group = group.create_group(name)
-            layer_group.attrs["weight_names"] = [weight_name.encode("utf8") for weight_name, _ in weights[name]]
-            for weight_name, value in weights[name]:
-                layer_group.create_dataset(weight_name, data=value)
-        group.create_group("top_level_model_weights").attrs["weight_names"] = np.array([], dtype="S1")
-
-
-@keras.saving.register_keras_serializable(package="fastgru_tests")
-class _Keras2GRU(keras.layers.GRU):
-    """Keras 3 refuses tf.keras 2's time_major/implementation arguments (keras-team/keras#20750)."""
-
-    def __init__(self, *args, time_major=False, implementation=2, **kwargs):
-        super().__init__(*args, **kwargs)
-
-
 def _keras2_hard_sigmoid(x):
     return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
 
@@ -404,8 +336,8 @@ def test_tf_keras2_h5_layout_is_what_keras_reads(x, tmp_path):
     ])
     model = _randomize(model, 3)
     path = tmp_path / "tf_keras2.h5"
-    _write_tf_keras2_h5(path, model)
-    with keras.saving.custom_object_scope({"GRU": _Keras2GRU}):
+    write_tf_keras2_h5(path, model)
+    with keras.saving.custom_object_scope(keras3_reader_objects()):
         restored = keras.models.load_model(path, compile=False)
     _assert_same(_to_numpy(restored(x)), model(x), "Keras 3 reading the file")
     imported = fastgru.load(path)
@@ -421,7 +353,7 @@ def test_tf_keras2_hard_sigmoid_is_keras2s(x, tmp_path, reset_after):
         UNITS, return_sequences=True, recurrent_activation="hard_sigmoid", reset_after=reset_after)])
     model = _randomize(model, 4)
     path = tmp_path / "tf_keras2.h5"
-    _write_tf_keras2_h5(path, model)
+    write_tf_keras2_h5(path, model)
     keras2_layer = keras.layers.GRU(UNITS, return_sequences=True, recurrent_activation=_keras2_hard_sigmoid,
                                     reset_after=reset_after)
     keras2_layer.build((None, STEPS, FEATURES))
@@ -440,7 +372,7 @@ def test_tf_keras2_weights_only_h5(x, tmp_path):
     model = keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True)])
     model = _randomize(model, 5)
     full = tmp_path / "full.h5"
-    _write_tf_keras2_h5(full, model)
+    write_tf_keras2_h5(full, model)
     weights_only = tmp_path / "weights.h5"
     with h5py.File(full, "r") as source, h5py.File(weights_only, "w") as target:
         for key, value in source["model_weights"].attrs.items():
@@ -455,7 +387,7 @@ def test_tf_keras2_time_major_is_refused(tmp_path):
 
     model = _randomize(keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS)]))
     path = tmp_path / "time_major.h5"
-    _write_tf_keras2_h5(path, model)
+    write_tf_keras2_h5(path, model)
     with h5py.File(path, "r+") as file:
         config = file.attrs["model_config"]
         config = config.decode() if isinstance(config, bytes) else config
@@ -471,7 +403,7 @@ def test_legacy_h5_with_chunked_name_attributes(x, tmp_path):
     model = _randomize(keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True),
                                          keras.layers.GRU(UNITS, return_sequences=True)]), 6)
     path = tmp_path / "chunked.h5"
-    _write_tf_keras2_h5(path, model)
+    write_tf_keras2_h5(path, model)
     with h5py.File(path, "r+") as file:
         group = file["model_weights"]
         names = list(group.attrs.pop("layer_names"))
