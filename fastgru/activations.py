@@ -8,12 +8,10 @@ broadcasts one operand against another (numpy allocates an iterator buffer for t
 a reduction over the last axis is spread back into ``tmp`` with ``copyto`` first, and clipping is a
 maximum and a minimum (``np.clip`` allocates too). ``glu`` halves the last axis:
 ``out`` then has half of ``x``'s last axis. Reductions (softmax, log_softmax, sparsemax, glu) act on the
-last axis, Keras' default. Only ``gelu`` needs scipy (``erf``), imported when a model uses it;
-``sparsemax`` allocates its own temporaries (it sorts).
+last axis, Keras' default. ``sparsemax`` allocates its own temporaries (it sorts).
 
-Formulas (``torch.nn.functional`` where Keras 3's torch backend calls it, see
-``keras/src/backend/torch/nn.py``): ``sigmoid`` is written ``0.5 tanh(x/2) + 0.5``, which never
-overflows and equals ``1 / (1 + exp(-x))`` to float32 rounding.
+Formulas: ``torch.nn.functional``'s where Keras 3's torch backend calls it (``keras/src/backend/torch/nn.py``).
+``gelu`` and ``sigmoid`` use scipy's ``erf`` and ``expit`` (one pass each, no overflow), imported on first use.
 """
 
 from __future__ import annotations
@@ -49,11 +47,10 @@ def _leaky_relu(x, out, tmp, red):  # Keras' default negative_slope = 0.2 < 1: m
     np.maximum(x, tmp, out=out)
 
 
-def _sigmoid(x, out, tmp, red):
-    np.multiply(x, 0.5, out=out)
-    np.tanh(out, out=out)
-    np.multiply(out, 0.5, out=out)
-    np.add(out, 0.5, out=out)
+def _sigmoid(x, out, tmp, red):  # scipy's expit: one pass, no overflow, 1 / (1 + e^-x) to rounding
+    from scipy.special import expit
+
+    expit(x, out=out)
 
 
 def _tanh(x, out, tmp, red):
@@ -245,6 +242,8 @@ ACTIVATIONS = {
     "sparse_plus": _sparse_plus, "sparse_sigmoid": _sparse_sigmoid, "squareplus": _squareplus, "glu": _glu,
     "sparsemax": _sparsemax,
 }
+# The functions whose numpy operations overflow (and warn) on finite inputs; Keras returns inf silently.
+MAY_OVERFLOW = frozenset({"exponential", "squareplus"})
 # Keras' other spellings of the same functions.
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 

@@ -207,7 +207,9 @@ class _MaskingStepper(_Stepper):
 
     def step(self, x, valid):
         np.not_equal(x, self.mask_value, out=self.differs)
-        np.any(self.differs, axis=-1, out=self.valid)
+        np.logical_or.reduce(self.differs, axis=-1, out=self.valid)  # np.any, without its wrapper's cost
+        if self.valid.all():  # the usual frame: nothing to zero
+            return x, self.valid
         np.logical_not(self.valid, out=self.masked)
         np.copyto(self.output, x)
         np.copyto(self.output, 0, where=self.masked_column)
@@ -331,7 +333,10 @@ class _ActivationBuffers:
         self.view = _readonly_view(self.output)
 
     def apply(self, x):
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if self.name in activations.MAY_OVERFLOW:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.function(x, self.output, self.tmp, self.red)
+        else:  # a stream's steps are short: errstate's microsecond only where numpy would warn on finite input
             self.function(x, self.output, self.tmp, self.red)
         return self.view
 
@@ -465,7 +470,8 @@ class TimeDistributed(Layer):
 
     def call(self, x, mask):
         if x.ndim < 3:
-            raise ValueError(f"layer {self.name!r} (TimeDistributed) expects (batch, time, ...) input, got shape {x.shape}")
+            raise ValueError(f"layer {self.name!r} (TimeDistributed) expects (batch, time, ...) input, "
+                             f"got shape {x.shape}")
         flat, _ = self.inner.call(x.reshape((-1,) + x.shape[2:]), None)
         return flat.reshape(x.shape[:2] + flat.shape[1:]), mask
 
@@ -907,6 +913,8 @@ class KerasRecurrent(_Recurrent):
             raise ValueError(f"layer {self.name!r} (a GRU) expects (batch, time, features) input, got shape {x.shape}")
         # Keras passes the input's mask on, in input order even with go_backwards (RNN.compute_mask).
         out_mask = mask if self.return_sequences else None
+        if mask is not None and mask.all():
+            mask = None  # nothing masked: the same numbers without repeating outputs
         if self.go_backwards:  # Keras runs the reversed sequence and returns outputs in that order
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
@@ -1012,6 +1020,10 @@ class _KerasGRUStepper(_Stepper):
             h = self.stream.step(x)
             np.copyto(self.last, h)
             return self._result(h, None)
+        if valid.all():  # the usual frame: a step as without a mask
+            h = self.stream.step(x)
+            np.copyto(self.last, h)
+            return self._result(h, valid if self.layer.return_sequences else None)
         np.copyto(self.valid, valid)
         np.logical_not(self.valid, out=self.masked)
         if self.valid.any():

@@ -170,8 +170,8 @@ class Model:
         bound = dict(zip(names, args))
         for key, value in kwargs.items():
             if key not in names:
-                raise TypeError(f"a {self.convention} model is called as model(x, {', '.join(f'{n}=None' for n in names)}),"
-                                f" not with {key}=")
+                signature = ", ".join(f"{n}=None" for n in names)
+                raise TypeError(f"a {self.convention} model is called as model(x, {signature}), not with {key}=")
             if key in bound:
                 raise TypeError(f"model() got two values for {key}")
             bound[key] = value

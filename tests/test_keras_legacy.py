@@ -189,7 +189,8 @@ def test_messages_about_several_grus_count_only_gru_layers(tmp_path):
     path = tmp_path / "weights.h5"
     write_tf_keras2_h5(path, model, weights_only=True)
     names = [layer.name for layer in model.layers if isinstance(layer, L.GRU)]
-    with pytest.raises(ValueError, match=rf"2 GRU layers.*no model config.*layer= one of \['{names[0]}', '{names[1]}'\]"):
+    listed = rf"\['{names[0]}', '{names[1]}'\]"
+    with pytest.raises(ValueError, match=rf"2 GRU layers.*no model config.*layer= one of {listed}"):
         fastgru.GRU.from_keras(path)
     assert fastgru.GRU.from_keras(path, layer=names[1]).spec.input_size == 3
 

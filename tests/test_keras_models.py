@@ -15,7 +15,7 @@ import pytest
 
 import fastgru
 from fastgru.io import UnsupportedModelError
-from keras_cases import (BATCH, FEATURES, MASK, STEPS, UNITS, WARNINGS, assert_same, inputs, predict, randomize,
+from keras_cases import (FEATURES, MASK, STEPS, UNITS, WARNINGS, assert_same, inputs, predict, randomize,
                          sequential, to_numpy)
 
 keras = pytest.importorskip("keras")
@@ -195,7 +195,8 @@ def _save_cases(tmp_path, rng, models):
         x = inputs(rng, front)
         data = tmp_path / f"{name}.npz"
         expected = predict(model, x)
-        np.savez(data, x=x, **{f"y{i}": y for i, y in enumerate(expected if isinstance(expected, list) else [expected])})
+        outputs = expected if isinstance(expected, list) else [expected]
+        np.savez(data, x=x, **{f"y{i}": y for i, y in enumerate(outputs)})
         for suffix in (".keras", ".h5"):
             path = tmp_path / f"{name}{suffix}"
             model.save(path)
@@ -379,9 +380,11 @@ def test_outputs_do_not_alias_the_input(rng):
     assert not np.shares_memory(model(x), x)
 
 
-def test_in_memory_layer_objects_match_to_numpy():
+def test_keras_gate_order_maps_to_torchs():
+    """Keras stores z, r, h side by side; fastgru's rows are r, z, n (PyTorch's)."""
     layer = L.GRU(UNITS)
     layer.build((None, STEPS, FEATURES))
     randomize(layer)
-    gru = fastgru.Model.from_keras(layer).gru
-    np.testing.assert_array_equal(gru.weights["weight_hh_l0"][:UNITS], to_numpy(layer.cell.recurrent_kernel)[:, UNITS:2 * UNITS].T)
+    weight_hh = fastgru.Model.from_keras(layer).gru.weights["weight_hh_l0"]
+    z, r, h = np.split(to_numpy(layer.cell.recurrent_kernel), 3, axis=1)
+    np.testing.assert_array_equal(weight_hh, np.concatenate([r.T, z.T, h.T]))

@@ -109,7 +109,8 @@ def test_stream_step_allocates_nothing(rng):
 @pytest.mark.parametrize("layers, message", [
     (lambda: [L.Bidirectional(L.GRU(UNITS, return_sequences=True), name="both")], r"'both' is a Bidirectional"),
     (lambda: [L.GRU(UNITS, go_backwards=True, name="back")], r"'back' has go_backwards=True"),
-    (lambda: [L.GRU(UNITS, return_sequences=True), L.Flatten(name="flat")], r"'flat' \(Flatten\(\)\) cannot be streamed"),
+    (lambda: [L.GRU(UNITS, return_sequences=True), L.Flatten(name="flat")],
+     r"'flat' \(Flatten\(\)\) cannot be streamed"),
     (lambda: [L.GRU(UNITS, return_sequences=True), L.LayerNormalization(axis=[1, 2], name="norm")],
      r"'norm' \(LayerNormalization over axis=\[1, 2\]\) cannot be streamed"),
 ], ids=["bidirectional", "go-backwards", "flatten", "normalization-over-time"])
@@ -248,8 +249,8 @@ def test_damaged_model_descriptions_name_the_file_and_layer(rng, tmp_path):
 
 
 def test_model_properties_and_repr():
-    model = fastgru.Model.from_keras(sequential(L.GRU(UNITS, return_sequences=True), L.GRU(UNITS, return_sequences=True),
-                                                L.Dropout(0.1), L.Dense(2), front="masking"))
+    stack = [L.GRU(UNITS, return_sequences=True), L.GRU(UNITS, return_sequences=True), L.Dropout(0.1), L.Dense(2)]
+    model = fastgru.Model.from_keras(sequential(*stack, front="masking"))
     assert model.convention == "keras" and len(model.grus) == 1  # the two GRU layers run as one
     assert model.gru is model.grus[0] and model.gru.spec.num_layers == 2
     assert [line.split()[0] for line in repr(model).splitlines()[1:-1]] == [layer.name for layer in model.layers]

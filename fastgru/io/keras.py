@@ -254,7 +254,7 @@ def _gather_object(obj):
     config = {"class_name": type(obj).__name__, "config": obj.get_config()}
     records = _records_of(config, obj.name)
     for record in records:
-        if record["class_name"] not in _MASK_OPS and record["class_name"] != "InputLayer" and "unsupported" not in record:
+        if record["class_name"] not in _MASK_OPS + ("InputLayer",) and "unsupported" not in record:
             record["vars"] = _object_vars(obj.get_layer(record["name"]))
     return _Found(obj.name, obj.name, records, version, config["class_name"] == "Sequential", True)
 
@@ -831,8 +831,8 @@ def _chain(found):
             raise UnsupportedModelError(f"{source}: layer {record['name']!r} takes tensors as "
                                         f"{record['tensor_kwargs']}; fastgru imports single chains of layers")
         if not found.sequential and inbound != previous:
-            raise UnsupportedModelError(f"{source}: layer {record['name']!r} takes its input from {inbound!r}, not from "
-                                        f"the layer before it ({previous!r}); only a single chain imports")
+            raise UnsupportedModelError(f"{source}: layer {record['name']!r} takes its input from {inbound!r}, not "
+                                        f"from the layer before it ({previous!r}); only a single chain imports")
         chain.append(record)
         previous = record["name"]
     if not found.sequential:
@@ -936,10 +936,11 @@ def _head(record, version, source, masked):
         scale, center = config.get("scale", True), config.get("center", True)
         names = (["gamma"] if scale else []) + (["beta"] if center else []) + ["moving_mean", "moving_variance"]
         arrays = {key: value for key, (value, _) in _named(record, {"": names}, where)[""].items()}
-        return _describe("BatchNormalization", name, {"axis": int(axis), "epsilon": float(config.get("epsilon", 1e-3))}), \
-            arrays, masked
+        options = {"axis": int(axis), "epsilon": float(config.get("epsilon", 1e-3))}
+        return _describe("BatchNormalization", name, options), arrays, masked
     if kind in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
-        options = {"data_format": config.get("data_format") or "channels_last", "keepdims": bool(config.get("keepdims"))}
+        options = {"data_format": config.get("data_format") or "channels_last",
+                   "keepdims": bool(config.get("keepdims"))}
         return _describe(kind, name, options), {}, False
     if kind == "Flatten":
         return _describe("Flatten", name, {"data_format": config.get("data_format") or "channels_last"}), {}, False

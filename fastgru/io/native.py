@@ -110,7 +110,8 @@ def _wrapper_model(gru: dict, call: dict, tensors: dict, label: str) -> tuple[di
         convention = "onnx"
     elif kind == "keras":
         keys = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask", "merge_mode")
-        layers = [{"class": "KerasGRU", "name": "gru", "config": {"gru": gru, **{k: call[k] for k in keys if k in call}}}]
+        options = {key: call[key] for key in keys if key in call}
+        layers = [{"class": "KerasGRU", "name": "gru", "config": {"gru": gru, **options}}]
         if call.get("mask_value") is not None:
             layers.insert(0, {"class": "Masking", "name": "masking", "config": {"mask_value": call["mask_value"]}})
         convention = "keras"
