@@ -361,6 +361,8 @@ def test_mask_and_call_arguments_are_checked(rng):
         model(x, mask=MASK.astype(float))
     with pytest.raises(TypeError, match=r"keras model is called as model\(x, mask=None, initial_state=None\)"):
         model(x, lengths=[1, 2, 3, 4])
+    with pytest.raises(TypeError, match=r"called as model\(x, mask, initial_state\); got 4 positional"):
+        model(x, MASK, None, None)
     with pytest.raises(ValueError, match="initial_state goes to the model's GRU layer.*has 2"):
         fastgru.Model.from_keras(sequential(L.GRU(3, return_sequences=True), L.LayerNormalization(), L.GRU(3)))(
             x, initial_state=[np.zeros((4, 3))])
