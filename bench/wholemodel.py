@@ -17,7 +17,6 @@ Timing is interleaved (timing.py), at normal priority; the report names the CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cli  # noqa: E402
 import common  # noqa: E402
 
 STEPS, FEATURES = 100, 40
@@ -163,24 +163,7 @@ def markdown(workers: list[dict]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", default="1")
-    p.add_argument("--out", default=str(common.BENCH_DIR / "results"))
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--json", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.worker:
-        return worker(args)
-    workers = [common.run_worker("wholemodel.py", ["--quick"] if args.quick else [], t)
-               for t in common.parse_threads(args.threads)]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(workers)
-    (out / "wholemodel.md").write_text(text)
-    (out / "wholemodel.json").write_text(json.dumps(workers, indent=1))
-    print()
-    print(text)
+    cli.main("wholemodel.py", __doc__, worker, markdown, default_threads="1")
 
 
 if __name__ == "__main__":

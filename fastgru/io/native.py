@@ -26,6 +26,7 @@ import os
 from typing import Callable
 
 from fastgru.io.safetensors import decode_safetensors, encode_safetensors
+from fastgru.spec import GRUSpec
 
 FORMAT = "fastgru"
 FORMAT_VERSION = "1"
@@ -49,8 +50,11 @@ def dumps(obj) -> bytes:
         raise TypeError(f"fastgru files hold a fastgru.GRU or fastgru.Model, got {type(obj).__name__}")
     config, arrays = portable()
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    # A float GRU with nothing but its weights keeps the layout every fastgru version reads; anything more
+    # (int8, another option or array a GRU may carry) goes in "model", which older versions refuse.
     plain_gru = (config.get("class") == "GRU" and set(config) == {"class", "spec", "weight_format"}
-                 and config["weight_format"] == config["spec"]["dtype"])
+                 and config["weight_format"] == config["spec"]["dtype"]
+                 and set(arrays) <= set(GRUSpec.from_dict(config["spec"]).weight_shapes()))
     if plain_gru:
         metadata["spec"] = json.dumps(config["spec"])
     else:
