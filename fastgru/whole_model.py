@@ -254,6 +254,7 @@ class ModelStream:
     seen so far at its last step: the per-step output of a ``return_sequences`` model, and the output of a
     model that reduces over time (a GRU without ``return_sequences``, pooling) as if the sequence ended here.
     Masks (Masking, Embedding(mask_zero=True)) act as in a call: a masked frame keeps the GRU's state.
+    A stream starts from the GRUs' initial states (zeros), and ``reset`` returns there.
 
     Every buffer is allocated when the stream is made; a step allocates nothing (except the ``sparsemax``
     activation, which sorts). The returned arrays are read-only and overwritten by the next step: copy

@@ -171,10 +171,21 @@ def test_stacked_gru_layers_run_as_one_multilayer_gru():
     assert imported.layers[1].gru.spec.num_layers == 2 and imported.layers[1].keras_layers == ["encoder", "encoder_2"]
 
 
-def test_functional_chain_matches_keras(rng):
-    model = _functional_keyword_spotter()
-    x = inputs(rng, "masking")
+def _functional_text_classifier():
+    ids = keras.Input((STEPS,), dtype="int32")
+    embedded = L.Embedding(20, FEATURES, mask_zero=True)(ids)  # its mask becomes NotEqual ops in the graph
+    hidden = L.Bidirectional(L.GRU(UNITS, return_sequences=True))(embedded)
+    return randomize(keras.Model(ids, L.Dense(3, "softmax")(L.GlobalAveragePooling1D()(hidden))), 6)
+
+
+@pytest.mark.parametrize("build, front", [(_functional_keyword_spotter, "masking"),
+                                          (_functional_text_classifier, "embedding")], ids=["masking", "embedding"])
+def test_functional_chain_matches_keras(rng, tmp_path, build, front):
+    model = build()
+    x = inputs(rng, front)
     assert_same(fastgru.Model.from_keras(model)(x), predict(model, x))
+    model.save(tmp_path / "functional.keras")
+    assert_same(fastgru.load(tmp_path / "functional.keras")(x), predict(model, x))
 
 
 def test_repr_lists_the_layers():
