@@ -3,7 +3,8 @@
 Layout (readable with numpy and ``json`` alone, or with any safetensors reader):
 
 - tensors: the weights under their `fastgru.spec` names, in the spec's dtype, bytes exactly as in memory
-  (so save -> load is bit-exact);
+  (so save -> load is bit-exact); plus, when the model has a learned initial state, the tensor
+  ``initial_state`` (L*D, H) (optional: files without it load with no initial state);
 - ``__metadata__``: ``{"format": "fastgru", "format_version": "1", "spec": <GRUSpec.to_dict() as JSON>}``,
   plus ``"call": <JSON>`` when the model is a Keras/ONNX wrapper, so that it comes back calling like its
   source (masks, ``go_backwards``, ONNX output shapes).
@@ -21,6 +22,7 @@ from fastgru.spec import GRUSpec
 
 FORMAT = "fastgru"
 FORMAT_VERSION = "1"
+INITIAL_STATE = "initial_state"  # the optional tensor of a learned h0 (GRU.initial_state)
 
 
 def dumps(model) -> bytes:
@@ -38,7 +40,10 @@ def dumps(model) -> bytes:
     if hasattr(model, "call_config"):
         metadata["call"] = json.dumps(model.call_config())
     weights = gru.weights
-    return encode_safetensors({name: weights[name] for name in gru.spec.weight_shapes()}, metadata)
+    tensors = {name: weights[name] for name in gru.spec.weight_shapes()}
+    if getattr(gru, "initial_state", None) is not None:
+        tensors[INITIAL_STATE] = gru.initial_state
+    return encode_safetensors(tensors, metadata)
 
 
 def save(model, path) -> None:
@@ -85,7 +90,10 @@ def loads(data: bytes, label: str = "<fastgru bytes>"):
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{label}: expected the bytes written by fastgru.io.native.dumps, got {type(data).__name__}")
     spec, weights, call = parse(data, label)
+    initial_state = weights.pop(INITIAL_STATE, None)
     gru = build_gru(spec, weights, label)
+    if initial_state is not None:
+        gru = gru.with_initial_state(initial_state, source=f"{label}: tensor {INITIAL_STATE!r}")
     if call is None:
         return gru
     kind = call.pop("kind", None)

@@ -100,17 +100,18 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
         file.write(data)
 
 
-def from_safetensors(path, prefix=None, *, batch_first=False, dtype=None):
+def from_safetensors(path, prefix=None, *, batch_first=False, dtype=None, initial_state=None):
     """A `fastgru.GRU` from a safetensors file of PyTorch-named GRU weights (or fastgru's own file)."""
     from fastgru.io import build_gru, native
-    from fastgru.io.torch import spec_from_state_dict
+    from fastgru.io.torch import initial_state_tensor, spec_from_state_dict, with_initial_state
 
     tensors, metadata = read_safetensors(path)
     if metadata.get("format") == native.FORMAT:
-        if prefix is not None or batch_first or dtype is not None:
+        if prefix is not None or batch_first or dtype is not None or initial_state is not None:
             raise TypeError(f"{os.fspath(path)}: a fastgru file holds its own spec; "
-                            f"prefix/batch_first/dtype do not apply")
+                            f"prefix/batch_first/dtype/initial_state do not apply")
         return native.load(path)
     source = os.fspath(path)
     spec, weights = spec_from_state_dict(tensors, prefix, batch_first=batch_first, dtype=dtype, source=source)
-    return build_gru(spec, weights, source)
+    return with_initial_state(build_gru(spec, weights, source), initial_state_tensor(tensors, initial_state, source),
+                              source)
