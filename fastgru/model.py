@@ -210,7 +210,8 @@ class GRU:
         for float64 weights and float32 otherwise. ``update="z_takes_candidate"`` accepts weights of
         cells written as ``h' = (1 - z) * h + z * n`` (many textbooks); the default
         ``"z_keeps_state"`` is ``h' = z * h + (1 - z) * n`` (PyTorch, Keras, ONNX). ``initial_state``:
-        a learned h0, see :meth:`with_initial_state`.
+        a learned h0, see :meth:`with_initial_state`. Weights laid out as one Linear or Dense per gate
+        over the concatenation of h and x (hand-written cells) load with :meth:`from_cells`.
         """
         weights = {name: np.asarray(value) for name, value in weights.items()}
         bad = [name for name in weights if not _WEIGHT_NAME.match(name)]
@@ -238,6 +239,20 @@ class GRU:
         elif update != "z_keeps_state":
             raise ValueError(f"update must be 'z_keeps_state' or 'z_takes_candidate', got {update!r}")
         return cls.from_spec(spec, weights, num_threads=num_threads, initial_state=initial_state)
+
+    @classmethod
+    def from_cells(cls, cells, **options) -> "GRU":
+        """A model from a hand-written cell: one ``nn.Linear`` (weight (H, H+I)) or Keras ``Dense``
+        (kernel (H+I, H)) per gate r, z, n over the concatenation of h and x, or a state dict plus the
+        gates' names. The caller states the layout::
+
+            GRU.from_cells({"r": cell.r, "z": cell.z, "n": cell.n}, concat="hx", reset_after=False,
+                           update="z_takes_candidate")          # n = tanh(W_n [r*h, x] + b_n), h' = (1-z) h + z n
+
+        Options and formulas: `fastgru.io.cells.from_cells`.
+        """
+        from .io.cells import from_cells
+        return from_cells(cells, **options)
 
     @classmethod
     def from_torch(cls, module_or_state_dict, prefix: str | None = None, **options) -> "GRU":
