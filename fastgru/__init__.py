@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 
 def load(path, **options):
-    """Loads a GRU from a file: torch .pt/.pth, .safetensors, .keras, .h5/.weights.h5, .onnx, or
+    """Loads a GRU from a file: torch .pt/.pth, .safetensors, .keras, .h5/.weights.h5, .onnx, .npz, or
     fastgru's own file (see fastgru.io)."""
     from .io import load as _load
     return _load(path, **options)

@@ -8,12 +8,12 @@ import zipfile
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 _EXTENSIONS = {
     ".pt": "torch", ".pth": "torch", ".bin": "torch", ".ckpt": "torch", ".safetensors": "safetensors",
-    ".fastgru": "safetensors", ".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx",
+    ".fastgru": "safetensors", ".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx", ".npz": "npz",
 }
 
 
 def sniff(path) -> str:
-    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx".
+    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx", "npz".
 
     Raises ValueError naming the file when it is none of them.
     """
@@ -34,7 +34,10 @@ def sniff(path) -> str:
             return "keras"
         if any(name.endswith("data.pkl") for name in names):
             return "torch"
-        raise ValueError(f"{path}: a zip archive that is neither a .keras model nor a torch.save file: {names[:10]}")
+        if (names and all(name.endswith(".npy") for name in names)) or extension == ".npz":
+            return "npz"  # np.savez writes one .npy member per array
+        raise ValueError(f"{path}: a zip archive that is neither a .keras model, a torch.save file nor a .npz "
+                         f"archive: {names[:10]}")
     if head.startswith(_HDF5):
         return "h5"
     if len(head) >= 9 and head[8:9] == b"{":  # 8-byte header length, then the JSON header
@@ -59,7 +62,11 @@ def load(path, **options):
     ``.pt``/``.pth`` (state dict)    `from_torch`           ``prefix``, ``batch_first``
     ``.keras``, ``.h5``              `from_keras`           ``layer``, ``keras_version``, ...
     ``.onnx``                        `from_onnx`            ``node_name``
+    ``.npz`` (``np.savez``)          `from_npz`             ``prefix``, ``names``, ``gates``, ``batch_first``
     ===============================  =====================  ==========================================
+
+    torch state dicts, safetensors and ``.npz`` archives also take ``initial_state="<name>"``, the tensor
+    of a learned h0.
     """
     try:
         return _load(path, **options)
@@ -83,6 +90,10 @@ def _load(path, **options):
         from fastgru.io.torch import load_torch_file
 
         return load_torch_file(path, **options)
+    if kind == "npz":
+        from fastgru.io.npz import from_npz
+
+        return from_npz(path, **options)
     if kind in ("keras", "h5"):
         from fastgru.io.keras import from_keras
 
