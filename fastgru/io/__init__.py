@@ -7,6 +7,8 @@ PyTorch                ``fastgru.io.torch.from_torch(obj)``        `fastgru.GRU`
 safetensors            ``fastgru.io.safetensors.from_safetensors``  `fastgru.GRU`
 Keras 3 / tf.keras 2   ``fastgru.io.keras.from_keras(obj)``        `fastgru.io.keras.KerasGRU`
 ONNX                   ``fastgru.io.onnx.from_onnx(obj)``          `fastgru.io.onnx.OnnxGRU`
+hand-written cells     ``fastgru.io.cells.from_cells(cells)``      `fastgru.GRU`
+NumPy ``.npz``         ``fastgru.io.npz.from_npz(path)``           `fastgru.GRU`
 fastgru's own file     ``fastgru.io.native.load(path)``            what was saved
 any file               ``fastgru.io.load(path)``                   by content / extension
 =====================  ==========================================  =====================================
