@@ -436,6 +436,22 @@ def test_bad_cells_raise_naming_the_gate_and_the_shapes(cells, options, error, m
         fastgru.GRU.from_cells(cells, **{**OPTIONS, **options})
 
 
+def test_a_dense_activation_must_match_the_stated_one(keras):
+    dense = {}
+    for name, activation in (("r", "sigmoid"), ("z", "hard_sigmoid"), ("n", "tanh")):
+        dense[name] = keras.layers.Dense(H, activation=activation)
+        dense[name].build((None, H + I))
+    with pytest.raises(ValueError, match=r"gate 'z': the Dense applies activation 'hard_sigmoid', but "
+                                         r"gate_activation='sigmoid' was stated"):
+        fastgru.GRU.from_cells(dense, **OPTIONS)
+    dense["z"] = keras.layers.Dense(H, activation="sigmoid")
+    dense["z"].build((None, H + I))
+    assert fastgru.GRU.from_cells(dense, **OPTIONS).spec.gate_activation == "sigmoid"
+    with pytest.raises(ValueError, match=r"gate 'r': the Dense applies activation 'sigmoid', but "
+                                         r"gate_activation='hard_sigmoid_keras2' was stated"):
+        fastgru.GRU.from_cells(dense, **OPTIONS, gate_activation="hard_sigmoid_keras2")
+
+
 def test_state_dict_errors_name_the_missing_tensor():
     state = {"reset_gate.weight": np.zeros((H, H + I)), "update_gate.weight": np.zeros((H, H + I))}
     gates = {"r": "reset_gate", "z": "update_gate", "n": "candidate"}

@@ -35,7 +35,8 @@ order r, z, n; ``W_g`` below is a gate's weight in (out, in) orientation, a Kera
     ``"sigmoid"``, ``"hard_sigmoid"`` (``clip(a / 6 + 0.5, 0, 1)``: Keras 3's ``hard_sigmoid`` and
     torch's ``F.hardsigmoid``) or ``"hard_sigmoid_keras2"`` (``clip(0.2 a + 0.5, 0, 1)``: Keras 2's);
     the candidate's is ``"tanh"``, the only one the core runs. Anything else raises
-    `fastgru.io.UnsupportedModelError`.
+    `fastgru.io.UnsupportedModelError`. A Keras ``Dense`` that applies an activation itself (``Dense(H,
+    activation="sigmoid")``) must apply the one stated for its gate.
 
 Biases: a gate's one bias goes to its block of ``bias_ih``, with zeros in ``bias_hh`` (for r, z and the
 reset-before candidate both biases are added outside the reset, so only their sum matters). A bias given
@@ -72,6 +73,7 @@ class _Linear:
     weight: np.ndarray
     bias: object
     layout: str | None
+    activation: str | None = None  # the name of a Keras Dense's own activation ("linear" when it has none)
 
 
 def from_cells(cells, *, reset_after: bool, update: str, concat: str | None = None, gates=None,
@@ -126,6 +128,9 @@ def from_cells(cells, *, reset_after: bool, update: str, concat: str | None = No
         where = f"{source}: layer {index}" if len(layers) > 1 else source
         gate_values = _gate_values(owner, names, where)
         parsed = {gate: _parse_gate(gate_values[gate], f"{where} gate {gate!r}", layout) for gate in GATES}
+        for gate in GATES:
+            option = ("activation", activation) if gate == "n" else ("gate_activation", gate_activation)
+            _check_dense_activation(parsed[gate], *option, f"{where} gate {gate!r}")
         layer_hidden, layer_inputs = _sizes(parsed["r"], f"{where} gate 'r'")
         if index == 0:
             hidden, input_size = layer_hidden, layer_inputs
@@ -171,6 +176,24 @@ def _check_activations(gate_activation, activation, source: str) -> None:
     if activation != "tanh":
         raise UnsupportedModelError(f"{source}: activation {activation!r} is not supported: the core runs the "
                                     f"candidate n through tanh only")
+
+
+# The Keras activation that a Dense may apply itself for each activation fastgru runs ("linear": the
+# cell applies it outside the layer). Keras 3 has no function for Keras 2's hard sigmoid.
+_KERAS_ACTIVATIONS = {"sigmoid": "sigmoid", "hard_sigmoid": "hard_sigmoid", "tanh": "tanh"}
+
+
+def _check_dense_activation(gate, option: str, stated: str, where: str) -> None:
+    """A Keras Dense that applies an activation itself must apply the one stated for its gate."""
+    for linear in gate.values() if isinstance(gate, dict) else (gate,):
+        if linear.activation in (None, "linear"):
+            continue
+        if isinstance(gate, dict):
+            raise ValueError(f"{where}: a gate written as two layers adds their outputs before the activation, "
+                             f"but its Dense applies {linear.activation!r} itself")
+        if linear.activation != _KERAS_ACTIVATIONS.get(stated):
+            raise ValueError(f"{where}: the Dense applies activation {linear.activation!r}, but {option}={stated!r} "
+                             f"was stated")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +301,8 @@ def _parse_linear(value, where: str, layout) -> _Linear:
             raise ValueError(f"{where}: expected (weight, bias), got a sequence of {len(value)} items")
         return _Linear(_array(value[0], where), value[1], layout)
     if hasattr(value, "kernel") and not hasattr(value, "shape"):  # a Keras Dense (bias is None without use_bias)
-        return _Linear(_array(value.kernel, where), getattr(value, "bias", None), "keras")
+        activation = getattr(getattr(value, "activation", None), "__name__", None)
+        return _Linear(_array(value.kernel, where), getattr(value, "bias", None), "keras", activation)
     if hasattr(value, "weight") and not hasattr(value, "shape"):  # a torch nn.Linear
         return _Linear(_array(value.weight, where), getattr(value, "bias", None), "torch")
     return _Linear(_array(value, where), None, layout)
