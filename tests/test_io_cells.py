@@ -382,6 +382,7 @@ OPTIONS = dict(concat="hx", reset_after=False, update="z_keeps_state")
 def test_float64_arrays_give_a_float64_model_and_dtype_overrides():
     assert fastgru.GRU.from_cells(_gates(), **OPTIONS).dtype == np.float64
     assert fastgru.GRU.from_cells(_gates(), dtype=np.float32, **OPTIONS).dtype == np.float32
+    assert fastgru.GRU.from_cells(_gates(), dtype=np.dtype("float32"), **OPTIONS).dtype == np.float32
     gates = {name: (w.astype(np.float16), b.astype(np.float16)) for name, (w, b) in _gates().items()}
     assert fastgru.GRU.from_cells(gates, **OPTIONS).dtype == np.float32
 

@@ -142,7 +142,7 @@ def from_cells(cells, *, reset_after: bool, update: str, concat: str | None = No
                                         concat, reset_after) for gate in GATES})
 
     arrays = [a for layer in found for parts in layer.values() for a in parts if a is not None]
-    dtype = np.dtype(dtype or spec_dtype(*arrays)).name
+    dtype = np.dtype(dtype if dtype is not None else spec_dtype(*arrays)).name
     has_bias = any(parts[2] is not None or parts[3] is not None for layer in found for parts in layer.values())
     spec = GRUSpec(input_size, hidden, num_layers=len(found), batch_first=bool(batch_first), bias=has_bias,
                    reset_after=bool(reset_after), gate_activation=gate_activation, dtype=dtype)
