@@ -58,24 +58,32 @@ _READ_SIGNATURES = {
 _WIDTH_FLAG = {128: "fma", 256: "avx/fma", 512: "avx512f"}
 
 
-def _best_and_median(run, target_s: float, samples: int) -> dict:
-    """Times ``run(reps) -> (work, seconds)`` ``samples`` times with reps chosen so a sample lasts
-    about ``target_s``; returns {"best": work/s, "median": work/s} (work in units of 1e9).
-
-    Calibration takes the fastest of three calls per step: a call that lost its CPU for a time
-    slice (a busy machine) would otherwise pass for a long one and leave every sample too short."""
+def _calibrate(run, target_s: float) -> int:
+    """Repetitions for which ``run(reps) -> (work, seconds)`` lasts about ``target_s``. Takes the
+    fastest of three calls per step: a call that lost its CPU for a time slice (a busy machine) would
+    otherwise pass for a long one and leave every sample too short."""
     reps = 1
     while True:
         seconds = min(run(reps)[1] for _ in range(3))
         if seconds >= target_s / 8 or reps >= 1 << 40:
             break
         reps *= 8 if seconds < target_s / 64 else 2
-    reps = max(1, int(reps * target_s / max(seconds, 1e-9)))
-    rates = []
-    for _ in range(samples):
-        work, seconds = run(reps)
-        rates.append(work / seconds / 1e9)
-    return {"best": float(max(rates)), "median": float(np.median(rates))}
+    return max(1, int(reps * target_s / max(seconds, 1e-9)))
+
+
+def _interleaved(runs: dict, target_s: float, samples: int) -> dict:
+    """{key: {"best": work/s, "median": work/s}} (work in units of 1e9) of every ``run(reps) ->
+    (work, seconds)`` in ``runs``, sampled in rounds that take one sample of each in an order rotated
+    from round to round, as timing.py does for the engines: a burst of load from other processes
+    then lands on all of them alike instead of on whichever was being measured."""
+    reps = {key: _calibrate(run, target_s) for key, run in runs.items()}
+    keys = list(runs)
+    rates: dict = {key: [] for key in keys}
+    for r in range(samples):
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            work, seconds = runs[key](reps[key])
+            rates[key].append(work / seconds / 1e9)
+    return {key: {"best": float(max(v)), "median": float(np.median(v))} for key, v in rates.items()}
 
 
 def _aligned_floats(count: int) -> np.ndarray:
@@ -101,28 +109,45 @@ def _per_core_limit(best: dict[str, float], threads: int, cores: int) -> tuple[f
     return scale * best["1"], f"{scale} x the 1-thread figure (measured at {threads} threads: {measured:.1f})"
 
 
+def _fma_run(lib, width: int, threads: int, cpu_array):
+    def run(reps):
+        flops, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        status = lib.bench_fma(width, reps, threads, cpu_array, ctypes.byref(flops), ctypes.byref(seconds),
+                               ctypes.byref(sink))
+        if status != 0:
+            raise RuntimeError(f"bench_fma({width}, threads={threads}) returned {status}")
+        return flops.value, seconds.value
+    return run
+
+
+def _read_run(lib, width: int, buffer: np.ndarray, threads: int, cpu_array):
+    def run(reps):
+        nbytes, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        status = lib.bench_read(width, buffer.ctypes.data, buffer.size, reps, threads, cpu_array,
+                                ctypes.byref(nbytes), ctypes.byref(seconds), ctypes.byref(sink))
+        if status != 0:
+            raise RuntimeError(f"bench_read({width}, {buffer.nbytes} B, threads={threads}) returned {status}")
+        return nbytes.value, seconds.value
+    return run
+
+
 def fma_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s: float) -> dict:
     lib = compiled.load("fma_peak", _FMA_SIGNATURES)
     if isinstance(lib, str):
         return {"not_measured": lib, "peak_gflops": None}
     cpu_array = (ctypes.c_int * len(cpus))(*cpus)
     out: dict = {"widths": {}, "peak_gflops": None}
+    runs = {}
     for width in FMA_WIDTHS:
         if not lib.bench_fma_supported(width):
             out["widths"][str(width)] = {"not_measured": f"this CPU lacks {_WIDTH_FLAG[width]}"}
             continue
-        by_threads = {}
         for t in _thread_counts(threads):
-            def run(reps, t=t, width=width):
-                flops, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
-                status = lib.bench_fma(width, reps, t, cpu_array, ctypes.byref(flops), ctypes.byref(seconds),
-                                       ctypes.byref(sink))
-                if status != 0:
-                    raise RuntimeError(f"bench_fma({width}, threads={t}) returned {status}")
-                return flops.value, seconds.value
-            rate = _best_and_median(run, target_s, samples)
-            by_threads[str(t)] = {"best_gflops": rate["best"], "median_gflops": rate["median"]}
-        out["widths"][str(width)] = {"by_threads": by_threads}
+            runs[width, t] = _fma_run(lib, width, t, cpu_array)
+    for (width, t), rate in _interleaved(runs, target_s, samples).items():
+        entry = out["widths"].setdefault(str(width), {"by_threads": {}})
+        entry["by_threads"][str(t)] = {"best_gflops": rate["best"], "median_gflops": rate["median"]}
+    out["widths"] = {str(w): out["widths"][str(w)] for w in FMA_WIDTHS}
     measured = [w for w in FMA_WIDTHS if "by_threads" in out["widths"][str(w)]]
     if not measured:
         out["not_measured"] = "this CPU has no FMA"
@@ -141,26 +166,28 @@ def fma_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s:
     return out
 
 
-def _read_rates(lib, buffer: np.ndarray, widths, threads_list, cpus, samples: int, target_s: float) -> dict:
-    """{"<width>": {"<t>": {best_gbs, median_gbs}}} of the compiled read loop over ``buffer``."""
+def _read_rates(lib, buffers: dict, cpus: list[int], samples: int, target_s: float) -> dict:
+    """{name: {"<width>": {"by_threads": {"<t>": {best_gbs, median_gbs}}} or {"not_measured": why}}} of the
+    compiled read loops over ``buffers`` ({name: {t: buffer read by t threads}}), all interleaved."""
     cpu_array = (ctypes.c_int * len(cpus))(*cpus)
-    out: dict = {}
-    for width in widths:
+    out: dict = {name: {} for name in buffers}
+    runs = {}
+    for width in READ_WIDTHS:
         if not lib.bench_read_supported(width):
-            out[str(width)] = {"not_measured": f"this CPU lacks {_WIDTH_FLAG[width]}"}
+            for name in buffers:
+                out[name][str(width)] = {"not_measured": f"this CPU lacks {_WIDTH_FLAG[width]}"}
             continue
-        by_threads = {}
-        for t in threads_list:
-            def run(reps, t=t, width=width):
-                nbytes, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
-                status = lib.bench_read(width, buffer.ctypes.data, buffer.size, reps, t, cpu_array,
-                                        ctypes.byref(nbytes), ctypes.byref(seconds), ctypes.byref(sink))
-                if status != 0:
-                    raise RuntimeError(f"bench_read({width}, {buffer.nbytes} B, threads={t}) returned {status}")
-                return nbytes.value, seconds.value
-            rate = _best_and_median(run, target_s, samples)
-            by_threads[str(t)] = {"best_gbs": rate["best"], "median_gbs": rate["median"]}
-        out[str(width)] = {"by_threads": by_threads}
+        for name, by_threads in buffers.items():
+            for t, buffer in by_threads.items():
+                if buffer.size // t < 128:  # read_kernel.c's block: a smaller slice is refused
+                    out[name][str(width)] = {"not_measured": f"{buffer.nbytes} B is under one block per thread"}
+                else:
+                    runs[name, width, t] = _read_run(lib, width, buffer, t, cpu_array)
+    for (name, width, t), rate in _interleaved(runs, target_s, samples).items():
+        if "not_measured" in out[name].get(str(width), {}):
+            continue
+        entry = out[name].setdefault(str(width), {"by_threads": {}})
+        entry["by_threads"][str(t)] = {"best_gbs": rate["best"], "median_gbs": rate["median"]}
     return out
 
 
@@ -168,30 +195,31 @@ def level_bandwidths(threads: int, cpus: list[int], cores: int, caches: dict, ne
                      samples: int, target_s: float) -> dict:
     lib = compiled.load("read_kernel", _READ_SIGNATURES)
     out: dict = {}
+    buffers: dict = {}
+    threads_list = _thread_counts(threads)
     for level, total in roofline.level_probe_bytes(caches, threads).items():
         if isinstance(lib, str):
             out[level] = {"not_measured": lib}
-            continue
-        if isinstance(total, str):
+        elif isinstance(total, str):
             out[level] = {"not_measured": total}
-            continue
-        if level == "DRAM" and not need_dram:
+        elif level == "DRAM" and not need_dram:
             out[level] = {"not_measured": "no working set of this run is larger than the L3"}
+        else:
+            # every thread count reads the same bytes per thread
+            out[level] = {"bytes_per_thread": total // threads}
+            buffers[level] = {t: _aligned_floats(total // threads * t // 4) for t in threads_list}
+    if not buffers:
+        return out
+    rates = _read_rates(lib, buffers, cpus, samples, target_s)
+    for level in buffers:
+        entry = out[level]
+        entry["widths"] = rates[level]
+        measured = [v for v in rates[level].values() if "by_threads" in v]
+        if not measured:
+            entry.pop("widths")
+            entry["not_measured"] = "; ".join(v["not_measured"] for v in rates[level].values())
             continue
-        per_thread = total // threads
-        threads_list = _thread_counts(threads)
-        rates: dict = {}
-        for t in threads_list:  # every thread count reads the same bytes per thread
-            buffer = _aligned_floats(per_thread * t // 4)
-            for width, value in _read_rates(lib, buffer, READ_WIDTHS, [t], cpus, samples, target_s).items():
-                if "by_threads" in value:
-                    rates.setdefault(width, {"by_threads": {}})["by_threads"].update(value["by_threads"])
-                else:
-                    rates[width] = value
-            del buffer
-        entry = {"bytes_per_thread": per_thread, "widths": rates}
-        best = {str(t): max(v["by_threads"][str(t)]["best_gbs"] for v in rates.values() if "by_threads" in v)
-                for t in threads_list}
+        best = {str(t): max(v["by_threads"][str(t)]["best_gbs"] for v in measured) for t in threads_list}
         if level in ("L1", "L2"):
             entry["limit_gbs"], how = _per_core_limit(best, threads, cores)
         elif threads == 1 or best[str(threads)] >= best["1"]:
@@ -199,10 +227,9 @@ def level_bandwidths(threads: int, cpus: list[int], cores: int, caches: dict, ne
         else:  # t threads can always do what one does: the limit never falls with more threads
             entry["limit_gbs"] = best["1"]
             how = f"the 1-thread figure (measured at {threads} threads: {best[str(threads)]:.1f}; a shared level)"
-        widths_run = [w for w, v in rates.items() if "by_threads" in v]
+        widths_run = [w for w, v in rates[level].items() if "by_threads" in v]
         entry["limit_what"] = (f"best of the {'/'.join(widths_run)}-bit read loops, "
-                               f"{per_thread / 2**20:.2f} MiB per thread, {threads} pinned thread(s) ({how})")
-        out[level] = entry
+                               f"{entry['bytes_per_thread'] / 2**20:.2f} MiB per thread, {threads} pinned thread(s) ({how})")
     return out
 
 
@@ -220,11 +247,8 @@ def whh_read(hidden: int, threads: int, cpus: list[int], caches: dict, samples: 
     if isinstance(lib, str):
         out["methods"]["c-read"] = {"not_measured": lib}
     else:
-        try:
-            rates = _read_rates(lib, flat, READ_WIDTHS, _thread_counts(threads), cpus, samples, target_s)
-        except RuntimeError as exc:  # a buffer smaller than one block per thread
-            rates = {"": {"not_measured": str(exc)}}
-        for width, value in rates.items():
+        rates = _read_rates(lib, {"whh": {t: flat for t in _thread_counts(threads)}}, cpus, samples, target_s)
+        for width, value in rates["whh"].items():
             if "by_threads" not in value:
                 out["methods"][f"c-read {width}-bit"] = value
                 continue
@@ -285,8 +309,10 @@ def sgemm_rate(threads: int, size: int, samples: int) -> dict:
 
 def measure(threads: int, shapes, quick: bool) -> dict:
     """Every limit for a worker of ``threads`` threads running ``shapes`` (shapes.Shape rows)."""
-    samples = 3 if quick else 7
-    target_s = 0.001 if quick else 0.005
+    # Many short samples: on a shared machine a sample that falls between other processes' time
+    # slices is likelier when it is short, and the best sample is the figure kept.
+    samples = 5 if quick else 21
+    target_s = 0.001 if quick else 0.002
     caches = common.cache_sizes()
     ordered, cores = common.cpu_cores()
     cpus = [ordered[t % len(ordered)] for t in range(max(threads, 1))]
@@ -301,9 +327,9 @@ def measure(threads: int, shapes, quick: bool) -> dict:
                     + (f"; {threads} threads share {cores} cores" if threads > cores else ", one thread per core") + ")"),
         "fma": fma_peaks(threads, cpus, cores, samples, target_s),
         "levels": level_bandwidths(threads, cpus, cores, caches, need_dram, samples, target_s),
-        "read": {str(h): whh_read(h, threads, cpus, caches, samples, target_s, 0.002 if quick else 0.01)
+        "read": {str(h): whh_read(h, threads, cpus, caches, samples, target_s, 0.002 if quick else 0.005)
                  for h in sorted({s.hidden for s in shapes})},
-        "sgemm": sgemm_rate(threads, 256 if quick else 2048, samples),
+        "sgemm": sgemm_rate(threads, 256 if quick else 2048, 3 if quick else 7),
     }
 
 

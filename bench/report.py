@@ -97,6 +97,8 @@ def _limit_text(case: dict, roof: dict, precision: str) -> str:
     that matters most for the row (read bandwidth at B = 1, FMA peak for batches)."""
     read = (f"weights {roof['weights_gbs']:.3g} GB/s = {_pct(roof['pct_read'])} of {roof['level_what']}"
             if roof["pct_read"] is not None else f"{roof['level']} read not measured")
+    if precision == "int8" and case["B"] > 1:
+        return f"- ({roof['roof_text']}: batched rows are compute-bound)"
     if precision == "int8" or roof["pct_roof"] is None:
         return f"{read} ({roof['roof_text']})"
     second = read if case["B"] == 1 else f"{_pct(roof['pct_fma'])} of FMA peak"
@@ -426,7 +428,7 @@ def plot(meta: dict, workers: list[dict], path: Path) -> str:
         width = 0.8 / max(1, len(engines))
         xs = np.arange(len(cases))
         ax = axes[0][col]
-        palette = plt.get_cmap("tab10").colors
+        palette = plt.get_cmap("tab10" if len(worker["engines"]) <= 10 else "tab20").colors
         color = {name: palette[i % len(palette)] for i, name in enumerate(worker["engines"])}
         for i, name in enumerate(engines):
             values = [c["flops"] / c["rows"][name]["median_s"] / 1e9 if _timed(c["rows"].get(name, {}))

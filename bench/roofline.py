@@ -125,7 +125,7 @@ def roof(case: dict, median_s: float, precision: str, *, threads: int, caches: d
         "roof_s": None, "pct_roof": None, "bounds": None, "roof_text": None,
     }
     if precision == "int8":
-        out["roof_text"] = "int8: rated against read bandwidth only (no int8 compute peak measured)"
+        out["roof_text"] = "int8: no compute roof, its int8 peak is not measured"
         return out
     if not fma_gflops or not bandwidth:
         missing = [what for what, value in (("FMA peak", fma_gflops), (bandwidth_what, bandwidth)) if not value]
