@@ -71,12 +71,17 @@ def _calibrate(run, target_s: float) -> int:
     return max(1, int(reps * target_s / max(seconds, 1e-9)))
 
 
-def _interleaved(runs: dict, target_s: float, samples: int) -> dict:
+def _interleaved(runs: dict, target_s: float, samples: int, calibration: dict | None = None) -> dict:
     """{key: {"best": work/s, "median": work/s}} (work in units of 1e9) of every ``run(reps) ->
     (work, seconds)`` in ``runs``, sampled in rounds that take one sample of each in an order rotated
     from round to round, as timing.py does for the engines: a burst of load from other processes
-    then lands on all of them alike instead of on whichever was being measured."""
-    reps = {key: _calibrate(run, target_s) for key, run in runs.items()}
+    then lands on all of them alike instead of on whichever was being measured.
+
+    ``calibration[key]``, where given, is a one-thread run of one thread's share of the work, used to
+    choose the repetitions: on a busy machine a multi-threaded call waits for its slowest thread's CPU,
+    and calibrating on that wait would leave samples with almost no work in them."""
+    calibration = calibration or {}
+    reps = {key: _calibrate(calibration.get(key, run), target_s) for key, run in runs.items()}
     keys = list(runs)
     rates: dict = {key: [] for key in keys}
     for r in range(samples):
@@ -137,14 +142,15 @@ def fma_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s:
         return {"not_measured": lib, "peak_gflops": None}
     cpu_array = (ctypes.c_int * len(cpus))(*cpus)
     out: dict = {"widths": {}, "peak_gflops": None}
-    runs = {}
+    runs, calibration = {}, {}
     for width in FMA_WIDTHS:
         if not lib.bench_fma_supported(width):
             out["widths"][str(width)] = {"not_measured": f"this CPU lacks {_WIDTH_FLAG[width]}"}
             continue
         for t in _thread_counts(threads):
             runs[width, t] = _fma_run(lib, width, t, cpu_array)
-    for (width, t), rate in _interleaved(runs, target_s, samples).items():
+            calibration[width, t] = _fma_run(lib, width, 1, cpu_array)  # reps count per thread
+    for (width, t), rate in _interleaved(runs, target_s, samples, calibration).items():
         entry = out["widths"].setdefault(str(width), {"by_threads": {}})
         entry["by_threads"][str(t)] = {"best_gflops": rate["best"], "median_gflops": rate["median"]}
     out["widths"] = {str(w): out["widths"][str(w)] for w in FMA_WIDTHS}
@@ -171,7 +177,7 @@ def _read_rates(lib, buffers: dict, cpus: list[int], samples: int, target_s: flo
     compiled read loops over ``buffers`` ({name: {t: buffer read by t threads}}), all interleaved."""
     cpu_array = (ctypes.c_int * len(cpus))(*cpus)
     out: dict = {name: {} for name in buffers}
-    runs = {}
+    runs, calibration = {}, {}
     for width in READ_WIDTHS:
         if not lib.bench_read_supported(width):
             for name in buffers:
@@ -183,7 +189,9 @@ def _read_rates(lib, buffers: dict, cpus: list[int], samples: int, target_s: flo
                     out[name][str(width)] = {"not_measured": f"{buffer.nbytes} B is under one block per thread"}
                 else:
                     runs[name, width, t] = _read_run(lib, width, buffer, t, cpu_array)
-    for (name, width, t), rate in _interleaved(runs, target_s, samples).items():
+                    # one thread reading one thread's slice: the reps of each thread at t threads
+                    calibration[name, width, t] = _read_run(lib, width, buffer[:buffer.size // t], 1, cpu_array)
+    for (name, width, t), rate in _interleaved(runs, target_s, samples, calibration).items():
         if "not_measured" in out[name].get(str(width), {}):
             continue
         entry = out[name].setdefault(str(width), {"by_threads": {}})
