@@ -393,6 +393,22 @@ def test_report_rates_rows_against_the_fma_peak_and_keeps_sgemm_as_reference():
     assert "unset in every worker" in text
 
 
+def test_report_on_a_cpu_without_avx512_and_without_threadpoolctl():
+    meta, workers = synthetic_run(FALLBACK)
+    fma = workers[0]["limits"]["fma"]
+    fma["widths"]["512"] = {"not_measured": "this CPU lacks avx512f"}
+    fma.pop("ratio_512_256")
+    fma.update(widest=256, peak_gflops=140.0, peak_what="256-bit FMA loop")
+    workers[0]["blas"] = {"pin_vars": {}, "libraries": None, "missing": "threadpoolctl is not installed"}
+    text = report.markdown(meta, workers)
+    assert "| FMA 512-bit | - | not measured: this CPU lacks avx512f |" in text
+    assert "not measured: no 512-bit FMA on this CPU" in text
+    assert "**compute limit 140.0 GFLOP/s**" in text
+    assert "BLAS libraries: not known: threadpoolctl is not installed" in text
+    row = next(line for line in text.splitlines() if line.startswith("| T100-B64-H512 | fastgru |"))
+    assert "| 100% |" in row  # 140 GFLOP/s against the 256-bit peak
+
+
 def test_report_limits_say_not_measured_and_why():
     meta, workers = synthetic_run(FALLBACK)
     workers[0]["limits"]["fma"] = {"not_measured": "no C compiler (cc: not found)", "peak_gflops": None}
