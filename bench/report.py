@@ -92,6 +92,17 @@ def roofline(case: dict, row: dict, limits: dict, precision: str = "float32") ->
         sgemm_gflops=limits["sgemm"]["best_gflops"], fallback_gbs=read.get("best_gbs"))
 
 
+def annotate_shares(workers: list[dict]) -> None:
+    """Writes each timed row's ratios to the limits (``roofline``'s dict: % FMA peak, % read of its
+    level, % roof, % sgemm, ...) into the row as ``"vs_limits"``, so bench.json carries the same
+    figures as the tables. run.py calls it once, after ``scale_sgemm_reference``."""
+    for worker in workers:
+        for case in worker["cases"]:
+            for name, row in case["rows"].items():
+                if _timed(row):
+                    row["vs_limits"] = roofline(case, row, worker["limits"], worker["engines"][name]["precision"])
+
+
 def _limit_text(case: dict, roof: dict, precision: str) -> str:
     """The summary's "vs machine limit" cell: the share of the roof, then the figure of the limit
     that matters most for the row (read bandwidth at B = 1, FMA peak for batches)."""

@@ -216,6 +216,7 @@ def main(argv=None) -> None:
     meta["elapsed_s"] = round(time.perf_counter() - start, 1)
 
     report.scale_sgemm_reference(workers)
+    report.annotate_shares(workers)
     config = workers[0].get("config") if workers else None
     (out_dir / "bench.json").write_text(json.dumps({"config": config, "meta": meta, "workers": workers}, indent=1))
     text = report.markdown(meta, workers)

@@ -393,6 +393,15 @@ def test_report_rates_rows_against_the_fma_peak_and_keeps_sgemm_as_reference():
     assert "unset in every worker" in text
 
 
+def test_shares_go_into_the_json_rows_as_in_the_tables():
+    meta, workers = synthetic_run(SHOW_CONFIG)
+    report.annotate_shares(workers)
+    row = workers[0]["cases"][0]["rows"]["fastgru"]["vs_limits"]
+    assert row["pct_fma"] == pytest.approx(50.0) and row["pct_roof"] == pytest.approx(50.0)
+    assert row["level"] == "L3" and row["bounds"] == {"input projection": "FMA peak", "recurrence": "FMA peak"}
+    json.dumps(workers)  # JSON-safe as written to bench.json
+
+
 def test_report_on_a_cpu_without_avx512_and_without_threadpoolctl():
     meta, workers = synthetic_run(FALLBACK)
     fma = workers[0]["limits"]["fma"]
