@@ -96,7 +96,8 @@ void FN_ISA(fg_panel_gemm)(int64_t rows, int64_t cols, int64_t K, const REAL *a,
             const int64_t kc = K - k0 < FG_PANEL_CHUNK ? K - k0 : FG_PANEL_CHUNK;
             const REAL *a0 = a + k0;
             int64_t r = 0;
-            for (; r + 3 <= rows; r += 3) FN_ISA(panel_tile)(3, kc, a0 + r * lda, lda, panel, c + r * ldc + j0, ldc, width);
+            for (; r + 3 <= rows; r += 3)
+                FN_ISA(panel_tile)(3, kc, a0 + r * lda, lda, panel, c + r * ldc + j0, ldc, width);
             if (rows - r == 2) FN_ISA(panel_tile)(2, kc, a0 + r * lda, lda, panel, c + r * ldc + j0, ldc, width);
             else if (rows - r == 1) FN_ISA(panel_tile)(1, kc, a0 + r * lda, lda, panel, c + r * ldc + j0, ldc, width);
         }

@@ -135,8 +135,9 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
  * of the register, adding a move per product in the loop (a third of its instructions). */
 #define FG_DPBUSD_REG(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
-static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int64_t Kp, const int8_t *a,
-                                                              int64_t lda, const char *block, int32_t *acc) {
+static inline __attribute__((always_inline)) void dot_i8_avx512vl_vnni(int R, int C, int64_t Kp,
+                                                                       const int8_t *a, int64_t lda,
+                                                                       const char *block, int32_t *acc) {
     const int32_t *column_sum = (const int32_t *)block;
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     const int V = C / 8, S = R == 1 ? 4 : R == 2 ? 2 : 1;
@@ -172,17 +173,18 @@ static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int6
 /* float32 with 8-row panel products: AVX-512VL's registers ymm16-31 hold the 24 accumulators. The
  * vectors stay 256 bits wide: Zen 4 runs a 512-bit FMA as two 256-bit halves, so wider vectors would
  * add no throughput, while the bigger tile halves the weight loads and the per-product overhead.
- * step_lbr_f32_avx512, step_rb1_f32_avx512, step_rb2_f32_avx512, project_f32_avx512 */
+ * step_lbr_f32_avx512vl, step_rb1_f32_avx512vl, step_rb2_f32_avx512vl, project_f32_avx512vl */
 #define REAL float
 #define SFX f32
-#define ISA avx512
+#define ISA avx512vl
 #define FG_ROWS 8
 #define DOT dot_f32_avx2
 #include "kernels_impl.h"
 
-/* step_lbr_i8_avx512vnni, step_rb1_i8_avx512vnni, step_rb2_i8_avx512vnni, project_i8_avx512vnni */
-#define ISA avx512vnni
-#define DOT dot_i8_vnni
+/* step_lbr_i8_avx512vl_vnni, step_rb1_i8_avx512vl_vnni, step_rb2_i8_avx512vl_vnni,
+ * project_i8_avx512vl_vnni */
+#define ISA avx512vl_vnni
+#define DOT dot_i8_avx512vl_vnni
 #include "kernels_int8_impl.h"
 
 #if defined(__clang__)
@@ -199,12 +201,12 @@ const fg_kernels fg_kernels_avx2 = {
 };
 
 const fg_kernels fg_kernels_avx512vnni = {
-    .step_lbr_f32 = step_lbr_f32_avx512, .step_rb1_f32 = step_rb1_f32_avx512,
-    .step_rb2_f32 = step_rb2_f32_avx512, .project_f32 = project_f32_avx512,
+    .step_lbr_f32 = step_lbr_f32_avx512vl, .step_rb1_f32 = step_rb1_f32_avx512vl,
+    .step_rb2_f32 = step_rb2_f32_avx512vl, .project_f32 = project_f32_avx512vl,
     .step_lbr_f64 = step_lbr_f64_avx2, .step_rb1_f64 = step_rb1_f64_avx2,
     .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
-    .step_lbr_i8 = step_lbr_i8_avx512vnni, .step_rb1_i8 = step_rb1_i8_avx512vnni,
-    .step_rb2_i8 = step_rb2_i8_avx512vnni, .project_i8 = project_i8_avx512vnni,
+    .step_lbr_i8 = step_lbr_i8_avx512vl_vnni, .step_rb1_i8 = step_rb1_i8_avx512vl_vnni,
+    .step_rb2_i8 = step_rb2_i8_avx512vl_vnni, .project_i8 = project_i8_avx512vl_vnni,
 };
 
 #endif

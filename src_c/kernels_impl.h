@@ -73,8 +73,8 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
                     continue;
                 }
                 /* W_hn's product has one gate: a tail block's values are already its first `width` */
-                const REAL *gates_h = kind == FG_STEP_RB2 ? acc + r * FG_PANEL_COLUMNS
-                                                         : FN(unpad)(acc + r * FG_PANEL_COLUMNS, C / FG_BLOCK, width, packed);
+                const REAL *product = acc + r * FG_PANEL_COLUMNS;
+                const REAL *gates_h = kind == FG_STEP_RB2 ? product : FN(unpad)(product, C / FG_BLOCK, width, packed);
                 FN(gate_math)(kind, 0, s, width, i, b, j0, gates_h);
             }
         }

@@ -106,7 +106,8 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
                         continue;
                     }
                     /* W_hn's product has one gate: a tail block's values are already its first `width` */
-                    const float *gates_h = kind == FG_STEP_RB2 ? gates[gb][r] : unpad_f32(gates[gb][r], C / FG_BLOCK, width, packed);
+                    const float *gates_h =
+                        kind == FG_STEP_RB2 ? gates[gb][r] : unpad_f32(gates[gb][r], C / FG_BLOCK, width, packed);
                     gate_math_f32(kind, 1, s, width, i, b, j0, gates_h);
                 }
         }
@@ -140,8 +141,8 @@ void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t bloc
             const int R = (int)(p->rows - i0 < FG_I8_ROWS ? p->rows - i0 : FG_I8_ROWS);
             FN_ISA(dot_rows)(R, 24, Ip, input + i0 * p->input_stride, p->input_stride, block, acc);
             for (int r = 0; r < R; r++) {
-                FN_ISA(dequantize)(24, acc + r * FG_PANEL_COLUMNS, p->input_scale[i0 + r], fg_i8_block_scale(block, 24),
-                                   gates);
+                FN_ISA(dequantize)(24, acc + r * FG_PANEL_COLUMNS, p->input_scale[i0 + r],
+                                   fg_i8_block_scale(block, 24), gates);
                 const float *values = unpad_f32(gates, 3, width, packed);
                 float *out = (float *)p->gates_x + (i0 + r) * p->gates_x_stride + 3 * j0;
                 for (int c = 0; c < 3 * width; c++) out[c] = values[c] + bias[3 * j0 + c];

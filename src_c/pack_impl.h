@@ -51,7 +51,8 @@ void FN(pack_layer)(const fg_spec *spec, const fg_layer_weights *w, int directio
             REAL *row = panels + (block * hidden + k) * panel_gates * FG_BLOCK;
             for (int gate = 0; gate < panel_gates; gate++)
                 row[gate * FG_BLOCK + w] = FN(source_row)(w_hh, hidden, hidden, gate, unit)[k];
-            if (!lbr) panels_n[(block * hidden + k) * FG_BLOCK + w] = FN(source_row)(w_hh, hidden, hidden, 2, unit)[k];
+            if (!lbr)
+                panels_n[(block * hidden + k) * FG_BLOCK + w] = FN(source_row)(w_hh, hidden, hidden, 2, unit)[k];
         }
     }
 }

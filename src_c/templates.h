@@ -19,17 +19,23 @@
  * folds the constants, which gives the code a macro pasted with literals would, and it is type-checked.
  *
  * Names are pasted (FN, FN_ISA below), which grep cannot see through. So every function a template
- * makes for use outside its .c file (an "entry point") is declared below by its full name, and each
- * site lists in a comment the names it makes: `grep -rn step_lbr_f32_avx2 src_c` finds this
- * declaration, the site that defines it and the kernel table that uses it. The entry points are
- * extern with hidden visibility: the extension exports none of them, and the compiler, knowing that
- * no other library can replace them, treats them as it would static functions.
+ * makes for a caller outside the template (an "entry point": a kernel of a table, a driver) is
+ * declared below by its full name, and each site lists in a comment the names it makes:
+ * `grep -rn step_lbr_f32_avx2 src_c` finds this declaration, the site that defines it and the kernel
+ * table that uses it. tests/test_c_core.py builds the core with -Werror=missing-prototypes, so an
+ * entry point missing here is an error. Entry points are extern with hidden visibility: the extension
+ * exports none of them, and the compiler, knowing that no other library can replace them, calls them
+ * directly and may inline them, as it would static functions. Helpers a template uses only inside
+ * itself stay static (always_inline where they specialise).
  *
  * The parameters (none other exists; a template names the ones it takes at its top):
  *   REAL          element type: float or double
  *   SFX           suffix naming REAL in function names: f32, f64; i8 for int8 weights (REAL float)
- *   ISA           suffix naming the kernel table a kernel belongs to: generic, avx2, avx512,
- *                 avx512vnni. The file's target pragma, not ISA, decides the instructions.
+ *   ISA           suffix naming the instructions a kernel is written for: generic (portable C),
+ *                 avx2 (AVX2+FMA), avx512vl (AVX-512 on 256-bit vectors: AVX-512VL's 32 registers),
+ *                 avx512vl_vnni (that, with vpdpbusd). Free for 512-bit vectors: avx512,
+ *                 avx512vnni. The suffix only names; the file's target pragma selects the
+ *                 instructions, and a table (internal.h) may take kernels of several suffixes.
  *   FG_ROWS       batch rows per panel product in the float kernels: 4 (default) or 8, which needs
  *                 AVX-512VL's 32 vector registers
  *   DOT           the panel product, an always_inline function called with constant rows and columns;
@@ -41,9 +47,9 @@
  *                                           inline, no entry point); once per REAL in kernels_*.c
  *   kernels_impl.h       REAL, SFX, ISA, [FG_ROWS], [DOT]   float step kernels and input projection:
  *                                           kernels_generic.c (f32, f64), kernels_avx2.c (f32 and f64
- *                                           avx2; f32 avx512, FG_ROWS 8)
+ *                                           avx2; f32 avx512vl, FG_ROWS 8)
  *   kernels_int8_impl.h  ISA, [DOT]         int8 step kernels and projection (SFX i8 is its own):
- *                                           kernels_generic.c, kernels_avx2.c (avx2, avx512vnni)
+ *                                           kernels_generic.c, kernels_avx2.c (avx2, avx512vl_vnni)
  *   forward_impl.h       REAL, SFX, [FG_QUANTIZED]   forward.c: f32, f64, i8
  *   backward_impl.h      REAL, SFX          backward.c: f32, f64
  *   backward_kernels_impl.h  REAL, SFX, ISA backward_kernels_avx2.c: f32, f64 (avx2)
@@ -125,14 +131,14 @@ FG_INTERNAL void project_i8_avx2(const fg_project_args *p, int64_t block_begin, 
 
 /* fg_kernels_avx512vnni (kernels_avx2.c): float32 in 8-row tiles of 256-bit vectors, int8 on
  * vpdpbusd; float64 from fg_kernels_avx2 */
-FG_INTERNAL void step_lbr_f32_avx512(const fg_step_args *s, int64_t block_begin, int64_t block_end);
-FG_INTERNAL void step_rb1_f32_avx512(const fg_step_args *s, int64_t block_begin, int64_t block_end);
-FG_INTERNAL void step_rb2_f32_avx512(const fg_step_args *s, int64_t block_begin, int64_t block_end);
-FG_INTERNAL void project_f32_avx512(const fg_project_args *p, int64_t block_begin, int64_t block_end);
-FG_INTERNAL void step_lbr_i8_avx512vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
-FG_INTERNAL void step_rb1_i8_avx512vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
-FG_INTERNAL void step_rb2_i8_avx512vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
-FG_INTERNAL void project_i8_avx512vnni(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_lbr_f32_avx512vl(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb1_f32_avx512vl(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb2_f32_avx512vl(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void project_f32_avx512vl(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_lbr_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb1_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb2_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void project_i8_avx512vl_vnni(const fg_project_args *p, int64_t block_begin, int64_t block_end);
 #endif
 
 /* ---------------------------------------------------------------- drivers */
@@ -166,8 +172,10 @@ FG_INTERNAL void fg_panel_gemm_f64_avx2(int64_t rows, int64_t cols, int64_t K, c
 #endif
 
 /* model.c (pack_impl.h): one (layer, direction) of the caller's weights into the packed layout */
-FG_INTERNAL void pack_layer_f32(const fg_spec *spec, const fg_layer_weights *w, int direction, fg_packed_layer *layer);
-FG_INTERNAL void pack_layer_f64(const fg_spec *spec, const fg_layer_weights *w, int direction, fg_packed_layer *layer);
+FG_INTERNAL void pack_layer_f32(const fg_spec *spec, const fg_layer_weights *w, int direction,
+                                fg_packed_layer *layer);
+FG_INTERNAL void pack_layer_f64(const fg_spec *spec, const fg_layer_weights *w, int direction,
+                                fg_packed_layer *layer);
 
 /* gemm_reference.c (gemm_reference_impl.h): the plain-loop GEMMs of fg_reference_blas */
 FG_INTERNAL void reference_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
