@@ -1,6 +1,6 @@
 """Whole Keras models: fastgru.Model against Keras 3 (torch backend), the call and frame-by-frame streaming.
 
-    python bench/wholemodel.py [--quick] [--threads 1,2] [--out bench/results]
+    python bench/wholemodel.py [--quick] [--threads 1,2] [--out bench/results] [--keep-blas-pins]
 
 The two models of the issue, each after a Masking layer (the usual front of padded batches):
 - classifier: ``Sequential([Input((T, I)), Masking, GRU(128, activation="tanh"), Dense(10, "softmax")])``;
@@ -25,7 +25,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cli  # noqa: E402
 import common  # noqa: E402
 
 STEPS, FEATURES = 100, 40
@@ -163,7 +162,7 @@ def markdown(workers: list[dict]) -> str:
 
 
 def main() -> None:
-    cli.main("wholemodel.py", __doc__, worker, markdown, default_threads="1")
+    common.worker_main("wholemodel.py", __doc__, worker, markdown, default_threads="1")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ _native.register("Model", Model._from_portable)
 
 
 def load(path, **options):
-    """Loads a model from a file: a `GRU` from torch .pt/.pth or .safetensors, a `Model` from .keras,
+    """Loads a model from a file: a `GRU` from torch .pt/.pth, .safetensors or .npz, a `Model` from .keras,
     .h5/.weights.h5 or .onnx, or whatever fastgru's own file holds (see fastgru.io)."""
     from .io import load as _load
     return _load(path, **options)

@@ -7,8 +7,9 @@ call that produced a :class:`fastgru.Tape`::
     grads = gru.backward(tape, grad_output, grad_h_n)
 
 ``grads`` holds ``"x"`` (shaped like x), ``"h0"`` ((L*D, B, H), also when the forward had no h0: it is
-then the gradient with respect to the zero initial state) and one array per weight, named and shaped as
-in ``gru.weights`` (PyTorch's names, gate order r, z, n). Positions past a sequence's length, and masked
+then the gradient with respect to the initial state each row started from, zeros or the model's learned
+``initial_state``; ``GRU.backward`` then adds ``"initial_state"``, its sum over the batch) and one array
+per weight, named and shaped as in ``gru.weights`` (PyTorch's names, gate order r, z, n). Positions past a sequence's length, and masked
 steps, receive no gradient from ``grad_output``: their output is the constant 0.
 
 Memory: the tape holds, per layer, direction, time step and batch row, the activated r, z, n and the
@@ -38,6 +39,7 @@ class Tape:
     lengths: np.ndarray | None
     mask: np.ndarray | None
     data: np.ndarray
+    initial_state_used: bool = False  # h0 was the model's learned initial state, not the caller's
 
     @property
     def nbytes(self) -> int:

@@ -15,10 +15,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fastgru"
 # fastgru.io below the objects: formats, what importers share, and the importers describe models;
 # fastgru.GRU / fastgru.Model build themselves from those descriptions.
 DESCRIBING = ("fastgru.io.safetensors", "fastgru.io.h5", "fastgru.io.keras_archive", "fastgru.io.common",
-              "fastgru.io.native", "fastgru.io.torch", "fastgru.io.keras", "fastgru.io.onnx")
+              "fastgru.io.native", "fastgru.io.torch", "fastgru.io.keras", "fastgru.io.onnx", "fastgru.io.cells",
+              "fastgru.io.npz")
 FORMATS = ("fastgru.io.safetensors", "fastgru.io.h5", "fastgru.io.keras_archive", "fastgru.io.native")
 OBJECTS = ("fastgru.runtime", "fastgru.backward", "fastgru.model", "fastgru.layers", "fastgru.whole_model")
-IMPORTERS = ("fastgru.io.torch", "fastgru.io.keras", "fastgru.io.onnx", "fastgru.io.load")
+IMPORTERS = ("fastgru.io.torch", "fastgru.io.keras", "fastgru.io.onnx", "fastgru.io.cells", "fastgru.io.npz",
+             "fastgru.io.load")
 
 
 def _modules() -> dict[str, Path]:
@@ -87,7 +89,8 @@ def _cycle(graph):
 
 def test_the_package_has_no_import_cycle():
     graph = _graph()
-    assert {"fastgru.model", "fastgru.backward", "fastgru.io.keras", "fastgru.io.native"} <= set(graph)
+    assert {"fastgru.model", "fastgru.backward", "fastgru.io.keras", "fastgru.io.native", "fastgru.io.cells",
+            "fastgru.io.npz"} <= set(graph)
     cycle = _cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 

@@ -9,6 +9,8 @@ Keras 3 / tf.keras 2    ``fastgru.io.keras.read_keras``     `fastgru.Model` (``M
                                                             alone: ``GRU.from_keras``
 ONNX                    ``fastgru.io.onnx.read_onnx``       `fastgru.Model` (``Model.from_onnx``); the GRU
                                                             alone: ``GRU.from_onnx``
+hand-written cells      ``fastgru.io.cells.read_cells``     `fastgru.GRU` (``GRU.from_cells``)
+NumPy ``.npz``          ``fastgru.io.npz.read_npz_gru``     `fastgru.GRU` (``fastgru.load``)
 fastgru's own file      ``fastgru.io.native.loads``         what was saved
 any file                ``fastgru.io.load(path)``           by content / extension
 ======================  ==================================  ===============================================

@@ -4,6 +4,8 @@ weights and layer descriptions, and `fastgru.GRU` / `fastgru.Model` build themse
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastgru.spec import GRUSpec
@@ -11,6 +13,15 @@ from fastgru.spec import GRUSpec
 
 class UnsupportedModelError(ValueError):
     """The source uses a feature fastgru does not implement; the message names the attribute and value."""
+
+
+class GRUDescription(NamedTuple):
+    """What an importer finds for a bare GRU; `fastgru.GRU` builds itself from it."""
+
+    spec: GRUSpec
+    weights: dict  # PyTorch's names and layout (fastgru.spec)
+    source: str  # what errors name: the file, or the kind of object
+    initial_state: np.ndarray | None = None  # a learned h0 as found (GRU.with_initial_state checks its shape)
 
 
 def flip_update_gate(spec: GRUSpec, weights: dict) -> dict:

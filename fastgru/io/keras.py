@@ -39,7 +39,7 @@ import zipfile
 
 import numpy as np
 
-from fastgru.io.common import UnsupportedModelError, replaced, spec_dtype, zrh_to_rzn
+from fastgru.io.common import GRUDescription, UnsupportedModelError, replaced, spec_dtype, zrh_to_rzn
 from fastgru.io.h5 import attribute_list, open_h5, text
 from fastgru.io.keras_archive import read_keras_archive
 from fastgru.spec import GRUSpec
@@ -85,7 +85,7 @@ def read_keras(obj, *, layer=None, keras_version=None, **overrides):
 
 
 def read_keras_gru(obj, *, layer=None, keras_version=None, **overrides):
-    """``(spec, weights, source)`` of the GRU alone: the one GRU/Bidirectional layer (or chain of GRU layers
+    """The `GRUDescription` of the GRU alone: the one GRU/Bidirectional layer (or chain of GRU layers
     that feed each other) of ``obj``, or the layer named ``layer``. Other layers, and the options that
     only change how Keras calls the layer (``return_sequences``, masks, merge modes), are not part of a
     GRU; ``go_backwards=True`` is refused (a GRU reads its input forwards)."""
@@ -106,7 +106,7 @@ def read_keras_gru(obj, *, layer=None, keras_version=None, **overrides):
         raise UnsupportedModelError(f"{found.source}: layer {block[0]['name']!r} has go_backwards=True, which a "
                                     f"fastgru.GRU cannot express (it reads the sequence forwards); "
                                     f"fastgru.Model.from_keras imports it with Keras' semantics")
-    return spec, weights, found.source
+    return GRUDescription(spec, weights, found.source)
 
 
 def __getattr__(name):

@@ -11,12 +11,12 @@ from fastgru.io.safetensors import looks_like_safetensors
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 _EXTENSIONS = {
     ".pt": "torch", ".pth": "torch", ".bin": "torch", ".ckpt": "torch", ".safetensors": "safetensors",
-    ".fastgru": "safetensors", ".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx",
+    ".fastgru": "safetensors", ".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx", ".npz": "npz",
 }
 
 
 def sniff(path) -> str:
-    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx".
+    """One of "safetensors" (fastgru's own file is one), "keras", "h5", "torch", "onnx", "npz".
 
     Raises ValueError naming the file when it is none of them.
     """
@@ -37,7 +37,10 @@ def sniff(path) -> str:
             return "keras"
         if any(name.endswith("data.pkl") for name in names):
             return "torch"
-        raise ValueError(f"{path}: a zip archive that is neither a .keras model nor a torch.save file: {names[:10]}")
+        if (names and all(name.endswith(".npy") for name in names)) or extension == ".npz":
+            return "npz"  # np.savez writes one .npy member per array
+        raise ValueError(f"{path}: a zip archive that is neither a .keras model, a torch.save file nor a .npz "
+                         f"archive: {names[:10]}")
     if head.startswith(_HDF5):
         return "h5"
     if looks_like_safetensors(head):
@@ -60,9 +63,14 @@ def load(path, **options):
     fastgru's own (``save``)         `native.loads`          (none)                               what was saved
     ``.safetensors`` (torch names)   `torch.read_torch_file` ``prefix``, ``batch_first``          `GRU`
     ``.pt``/``.pth`` (state dict)    `torch.read_torch_file` ``prefix``, ``batch_first``          `GRU`
+    ``.npz`` (``np.savez``)          `npz.read_npz_gru`      ``prefix``, ``names``, ``gates``,    `GRU`
+                                                             ``batch_first``
     ``.keras``, ``.h5``              `keras.read_keras`      ``layer``, ``keras_version``, ...    `Model`
     ``.onnx``                        `onnx.read_onnx`        ``node_name``                        `Model`
     ===============================  ======================  ===================================  =============
+
+    torch state dicts, safetensors and ``.npz`` archives also take ``initial_state="<name>"``, the tensor
+    of a learned h0.
     """
     try:
         return _load(path, **options)
@@ -96,8 +104,11 @@ def _load(path, **options):
     if kind == "torch":
         from fastgru.io.torch import read_torch_file
 
-        spec, weights, source = read_torch_file(path, **options)
-        return GRU.from_spec(spec, weights, source=source)
+        return GRU._from_description(read_torch_file(path, **options))
+    if kind == "npz":
+        from fastgru.io.npz import read_npz_gru
+
+        return GRU._from_description(read_npz_gru(path, **options))
     if kind in ("keras", "h5"):
         return Model.from_keras(os.fspath(path), **options)
     return Model.from_onnx(os.fspath(path), **options)

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from fastgru.io.common import UnsupportedModelError, replaced, spec_dtype, zrh_to_rzn
+from fastgru.io.common import GRUDescription, UnsupportedModelError, replaced, spec_dtype, zrh_to_rzn
 from fastgru.spec import GATE_ACTIVATIONS, GRUSpec
 
 # ONNX activation functions that take alpha and/or beta, in the order they consume activation_alpha/_beta.
@@ -39,13 +39,13 @@ def read_onnx(obj, node_name=None, *, values=None):
 
 
 def read_onnx_gru(obj, node_name=None, *, values=None):
-    """``(spec, weights, source)`` of the GRU node(s) alone, PyTorch's semantics; a reverse node is refused
+    """The `GRUDescription` of the GRU node(s) alone, PyTorch's semantics; a reverse node is refused
     (a GRU runs forwards or both ways)."""
     spec, weights, reverse, name, source = _read(obj, node_name, values)
     if reverse:
         raise UnsupportedModelError(f"{source}: GRU node {name!r} has direction='reverse', which a fastgru.GRU "
                                     f"cannot express; fastgru.Model.from_onnx imports it with ONNX's semantics")
-    return spec, weights, source
+    return GRUDescription(spec, weights, source)
 
 
 def __getattr__(name):
