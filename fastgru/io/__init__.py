@@ -18,10 +18,12 @@ any file                ``fastgru.io.load(path)``           by content / extensi
 Layers, bottom to top (no module imports one above it; ``tests/test_layering.py`` checks the whole
 package has no import cycle): the file formats (``safetensors``, ``h5``, ``keras_archive``, and
 ``native``, fastgru's own format), ``common`` (what importers share), one importer per framework
-(``torch``, ``keras``, ``onnx``), and ``load``, which recognises a file and dispatches.
+(``torch``, ``keras``, ``onnx``), those built on them (``cells`` for hand-written cells, ``npz`` for
+archives, which uses ``torch``'s state-dict reader and ``cells``), and ``load``, which recognises a file and
+dispatches.
 
-Framework packages are imported inside functions only: safetensors, ``.keras``, ``.h5`` and fastgru files
-load with numpy, h5py and the standard library alone.
+Framework packages are imported inside functions only: safetensors, ``.keras``, ``.h5``, ``.npz`` and
+fastgru files load with numpy, h5py and the standard library alone.
 """
 
 from __future__ import annotations
