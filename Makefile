@@ -3,13 +3,14 @@
 # they need, and run.
 #   make demo   load exported PyTorch / ONNX weights, check them against the frameworks, time them
 #   make test   the test suite (CI runs this through .ci/run)
+#   make dist-check   build the sdist and the wheel from HEAD, install each into a fresh venv, smoke-test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is pinned: unpinned, pip would pull a multi-GB CUDA build.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench sanitize clean
+.PHONY: demo test bench sanitize dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +38,9 @@ sanitize: $(BIN)/python
 	$(PIP_INSTALL) -e ".[test]"
 	PYTHON=$(abspath $(BIN)/python) bash tools/sanitize.sh
 
+# The release artifacts from a clean export of HEAD, each installed and run (tools/check_dist.sh).
+dist-check: $(BIN)/python
+	PYTHON=$(abspath $(BIN)/python) bash tools/check_dist.sh
+
 clean:
-	rm -rf build $(VENV) fastgru/_core.c fastgru/*.so *.egg-info
+	rm -rf build dist $(VENV) fastgru/_core.c fastgru/*.so *.egg-info

@@ -31,6 +31,9 @@ core = Extension(
     include_dirs=["src_c", numpy.get_include()],
     depends=sorted(glob("src_c/*.h")),  # the *_impl.h templates: editing one must rebuild its .c
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    # exp, tanh, nearbyintf: without libm as a declared dependency they resolve only because the
+    # interpreter happens to load it, and auditwheel cannot see the glibc versions they need
+    libraries=["m"] if sys.platform != "win32" else [],
     extra_compile_args=compile_args if sys.platform != "win32" else [],
     extra_link_args=link_args if sys.platform != "win32" else [],
 )

@@ -12,10 +12,11 @@ overheads included: that is what a user of them pays.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -40,6 +41,10 @@ class Engine:
 
     def supports(self, shape: Shape) -> bool:
         return True
+
+    def not_applicable(self) -> str | None:
+        """Why this engine has no place on this CPU (it then appears nowhere in the report), or None."""
+        return None
 
     def build(self, module, shape: Shape, x: np.ndarray, h0: np.ndarray, threads: int) -> Built:
         raise NotImplementedError
@@ -222,6 +227,82 @@ class FastgruInt8Stream(FastgruStream):
         return _fastgru_model(module, threads, notes).quantize("int8")
 
 
+# ------------------------------------------------------------------------ fastgru's kernel tables
+# The one place that knows how a benchmark makes fastgru use one kernel table rather than the best
+# its CPU runs. Today: the process-wide ``fastgru._core.set_backend(isa=...)`` (and
+# ``_core.supported_isas()`` for what the CPU runs). When fastgru grows a per-call or per-model
+# choice (or a FASTGRU_KERNELS=generic|avx2|avx512... variable read at import), only these two
+# functions change.
+
+
+def kernel_tables() -> list[str]:
+    """The kernel tables fastgru runs on this CPU, portable first (e.g. generic, avx2, avx512vnni)."""
+    from fastgru import _core
+
+    return list(_core.supported_isas())
+
+
+@contextlib.contextmanager
+def forced_kernel_table(table: str) -> Iterator[None]:
+    """fastgru runs on ``table`` inside the block and on its default choice again after it.
+
+    Engines are interleaved in one process, so a forcing engine forces around its own build and
+    calls only; the switch is process-wide and not thread-safe, which is fine here: the harness
+    calls one engine at a time."""
+    from fastgru import _core
+
+    _core.set_backend(isa=table)
+    try:
+        yield
+    finally:
+        _core.set_backend()
+
+
+class _OnKernelTable:
+    """Mixin: the fastgru engine it precedes, run with fastgru forced onto ``table`` around the
+    model's construction (packing may depend on the table) and around every call. Applies only
+    where the CPU runs a wider table than ``table``: elsewhere it would be the plain engine again."""
+
+    table = "avx2"
+
+    def not_applicable(self) -> str | None:
+        try:
+            tables = kernel_tables()
+        except (ImportError, AttributeError) as exc:
+            return f"fastgru's kernel tables are unknown ({type(exc).__name__}: {exc})"
+        if self.table not in tables:
+            return f"this CPU does not run fastgru's {self.table} table (it runs {tables})"
+        if tables[-1] == self.table:
+            return f"{self.table} is already the widest table this CPU runs ({tables}): the plain engine is this one"
+        return None
+
+    def build(self, module, shape, x, h0, threads):
+        with forced_kernel_table(self.table):
+            built = super().build(module, shape, x, h0, threads)
+
+        def run(n: int) -> None:
+            with forced_kernel_table(self.table):
+                built.run(n)
+
+        def output() -> np.ndarray:
+            with forced_kernel_table(self.table):
+                return built.output()
+
+        return Built(run, output, built.notes)
+
+
+class FastgruAvx2(_OnKernelTable, Fastgru):
+    name = "fastgru-avx2"
+
+
+class FastgruAvx2Stream(_OnKernelTable, FastgruStream):
+    name = "fastgru-avx2-stream"
+
+
+class FastgruInt8Avx2(_OnKernelTable, FastgruInt8):
+    name = "fastgru-int8-avx2"
+
+
 # ---------------------------------------------------------------------------------------- ONNX
 
 
@@ -345,6 +426,8 @@ class Keras(Engine):
 
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (
-    FastgruStream(), Fastgru(), Torch(), OnnxRuntime(), Keras(), TorchInt8(), FastgruInt8(), FastgruInt8Stream())}
-DEFAULT_ENGINES = ["fastgru-stream", "fastgru", "torch", "onnxruntime", "keras"]
-INT8_ENGINES = ["fastgru-int8-stream", "fastgru-int8", "torch-int8"]
+    FastgruStream(), Fastgru(), FastgruAvx2Stream(), FastgruAvx2(), Torch(), OnnxRuntime(), Keras(), TorchInt8(),
+    FastgruInt8(), FastgruInt8Stream(), FastgruInt8Avx2())}
+# fastgru-avx2* run only where the CPU has a wider kernel table than AVX2 (Engine.not_applicable).
+DEFAULT_ENGINES = ["fastgru-stream", "fastgru", "fastgru-avx2-stream", "fastgru-avx2", "torch", "onnxruntime", "keras"]
+INT8_ENGINES = ["fastgru-int8-stream", "fastgru-int8", "fastgru-int8-avx2", "torch-int8"]

@@ -1,152 +1,289 @@
 """The machine's limits, measured in the same process (and so the same run) as the engines.
 
-- sgemm peak: ``scipy.linalg.blas.sgemm`` (the OpenBLAS that fastgru's core is handed) on square
-  float32 matrices, output preallocated, at the worker's BLAS thread count. GFLOP/s = 2*N^3 / time.
-  This is the roof for the batched shapes (B >= 16).
-- Read bandwidth of a buffer the size of ``W_hh`` (3H*H*4 bytes), read over and over so it stays
-  as warm in cache as a batch-1 recurrent step finds it. This is the roof for batch-1 shapes.
-  Measured three ways, each reported:
-    * ``c-read``: a tiny C loop (AVX2 with 8 accumulators where the CPU has it, else scalar)
-      compiled at run time with the system C compiler and called through ctypes, the repeats inside
-      C, split over ``threads`` pthreads pinned to distinct CPUs (each reads its own slice, no barrier). Skipped if no
-      compiler: the loop is a measuring device, not part of fastgru.
-    * ``sgemv``: OpenBLAS ``sgemv`` of (3H, H) x (H,), i.e. exactly a batch-1 step's product;
-      Python call overhead (a few us) is included, which matters at small H.
-    * ``numpy-sum``: ``numpy.add.reduce`` of the float32 buffer; one thread; overhead included.
-  The limit used in the report is the best sample of the best method: load from other processes
-  only ever lowers a measured rate, so the best sample is the closest to the true roof (and the
-  strictest yardstick for fastgru). The same holds for the sgemm peak (best of its samples).
+- **FMA peak per vector width** (``fma_peak.c``): a register-only loop of independent FMA chains for
+  128-, 256- and 512-bit float32 vectors, each run only where the CPU has the width, on 1 thread and
+  on t threads pinned one per core. GFLOP/s = 2 x lanes x FMAs / time. The widest width's figure at
+  the worker's thread count is the compute limit; 512/256 tells whether 512-bit FMAs run at full
+  width (about 2, e.g. Zen 5, Intel server cores) or as two 256-bit halves (about 1, e.g. Zen 4).
+- **Read bandwidth per cache level** (``read_kernel.c``): a read loop (256-bit, and 512-bit where the
+  CPU has AVX-512) over a buffer resident in L1, L2 or L3 (sizes from the CPU's cache sizes:
+  roofline.level_probe_bytes), on 1 and t pinned threads, each thread reading its own slice; DRAM
+  too when a working set of the run is larger than the L3. The limit of a batch-1 row is the level
+  its weights live in (roofline.cache_level).
+- **Read of a W_hh-sized buffer** (3H*H*4 bytes) per hidden size of the run, with the same loops,
+  OpenBLAS ``sgemv`` of (3H, H) x (H,) (exactly a batch-1 step's product, Python overhead included)
+  and ``numpy.add.reduce``; with the level it lives in at 1 and t threads. Without a C compiler,
+  the best of these stands in for the level's figure.
+- **sgemm** (``scipy.linalg.blas.sgemm``, the OpenBLAS fastgru's core is handed) on square float32
+  matrices at the worker's BLAS thread count: a reference figure for one library's GEMM, not a limit.
+
+Each figure is the best sample (load from other processes only ever lowers a rate, so the best
+sample is the closest to the machine's and the strictest yardstick) with the median beside it. For
+per-core resources (FMA units, L1, L2), a t-thread limit is at least min(t, cores) x the 1-thread
+one measured in the same worker: on a shared machine a second core is often busy for part of the
+run, and a limit that the engines can exceed is no limit. The L3 and DRAM are shared, so their
+t-thread figures are taken as measured, but never below the 1-thread figure (t threads can always
+do what one does).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-READ_KERNEL_C = r"""
-#define _GNU_SOURCE
-#include <immintrin.h>
-#include <sched.h>
-#include <pthread.h>
-#include <stddef.h>
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-__attribute__((target("avx2")))
-static float read_avx2(const float *buf, size_t n, long reps) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    for (long r = 0; r < reps; r++) {
-        for (size_t i = 0; i + 64 <= n; i += 64) {
-            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(buf + i));
-            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(buf + i + 8));
-            a2 = _mm256_add_ps(a2, _mm256_loadu_ps(buf + i + 16));
-            a3 = _mm256_add_ps(a3, _mm256_loadu_ps(buf + i + 24));
-            a4 = _mm256_add_ps(a4, _mm256_loadu_ps(buf + i + 32));
-            a5 = _mm256_add_ps(a5, _mm256_loadu_ps(buf + i + 40));
-            a6 = _mm256_add_ps(a6, _mm256_loadu_ps(buf + i + 48));
-            a7 = _mm256_add_ps(a7, _mm256_loadu_ps(buf + i + 56));
-        }
-    }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    float lanes[8];
-    _mm256_storeu_ps(lanes, s);
-    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+import common  # noqa: E402
+import compiled  # noqa: E402
+import roofline  # noqa: E402
+
+FMA_WIDTHS = (128, 256, 512)
+READ_WIDTHS = (256, 512)
+_P = ctypes.POINTER
+_FMA_SIGNATURES = {
+    "bench_fma_supported": ([ctypes.c_int], ctypes.c_int),
+    "bench_fma": ([ctypes.c_int, ctypes.c_long, ctypes.c_int, _P(ctypes.c_int), _P(ctypes.c_double),
+                   _P(ctypes.c_double), _P(ctypes.c_double)], ctypes.c_int),
 }
-
-static float read_scalar(const float *buf, size_t n, long reps) {
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (long r = 0; r < reps; r++)
-        for (size_t i = 0; i + 4 <= n; i += 4) {
-            a0 += buf[i]; a1 += buf[i + 1]; a2 += buf[i + 2]; a3 += buf[i + 3];
-        }
-    return a0 + a1 + a2 + a3;
+_READ_SIGNATURES = {
+    "bench_read_supported": ([ctypes.c_int], ctypes.c_int),
+    "bench_read": ([ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long, ctypes.c_int, _P(ctypes.c_int),
+                    _P(ctypes.c_double), _P(ctypes.c_double), _P(ctypes.c_double)], ctypes.c_int),
 }
-
-typedef struct { const float *buf; size_t n; long reps; float sink; } job;
-
-static void *run_job(void *arg) {
-    job *j = (job *)arg;
-    j->sink = __builtin_cpu_supports("avx2") ? read_avx2(j->buf, j->n, j->reps)
-                                             : read_scalar(j->buf, j->n, j->reps);
-    return NULL;
-}
-
-/* Reads buf[0:n] reps times, split in `threads` contiguous slices read concurrently, each by its
- * own new thread pinned to a distinct allowed CPU (left to the scheduler, a new thread often starts
- * on its creator's CPU and the two share it for milliseconds). */
-int bench_read(const float *buf, size_t n, long reps, int threads, float *sink) {
-    job jobs[64];
-    pthread_t tids[64];
-    cpu_set_t allowed;
-    int cpus[64], ncpus = 0;
-    if (threads < 1 || threads > 64) return -1;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
-        for (int c = 0; c < CPU_SETSIZE && ncpus < 64; c++)
-            if (CPU_ISSET(c, &allowed)) cpus[ncpus++] = c;
-    size_t slice = (n / threads) & ~(size_t)63;
-    for (int t = 0; t < threads; t++) {
-        jobs[t].buf = buf + t * slice;
-        jobs[t].n = slice;
-        jobs[t].reps = reps;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        if (ncpus >= threads) {
-            cpu_set_t one;
-            CPU_ZERO(&one);
-            CPU_SET(cpus[t], &one);
-            pthread_attr_setaffinity_np(&attr, sizeof one, &one);
-        }
-        int failed = pthread_create(&tids[t], &attr, run_job, &jobs[t]);
-        pthread_attr_destroy(&attr);
-        if (failed) {
-            while (t-- > 0) pthread_join(tids[t], NULL);
-            return -2;
-        }
-    }
-    float total = 0;
-    for (int t = 0; t < threads; t++) { pthread_join(tids[t], NULL); total += jobs[t].sink; }
-    *sink = total;
-    return 0;
-}
-
-int bench_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
-"""
+_WIDTH_FLAG = {128: "fma", 256: "avx/fma", 512: "avx512f"}
 
 
-def _compile_read_kernel():
-    """Compiles READ_KERNEL_C into a cached shared library; returns the ctypes handle or a reason."""
-    compiler = os.environ.get("CC", "cc")
-    digest = hashlib.sha1(READ_KERNEL_C.encode()).hexdigest()[:12]
-    cache = Path(tempfile.gettempdir()) / f"fastgru-bench-read-{digest}-{os.getuid()}"
-    library = cache / "read.so"
-    if not library.exists():
-        cache.mkdir(exist_ok=True)
-        source = cache / "read.c"
-        source.write_text(READ_KERNEL_C)
-        tmp_library = cache / f"read.{os.getpid()}.so"
-        try:
-            proc = subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-pthread", str(source),
-                                   "-o", str(tmp_library)], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"no C compiler ({compiler}: {exc})"
-        if proc.returncode != 0:
-            return f"compiling the read loop failed: {proc.stderr.strip()[:200]}"
-        os.replace(tmp_library, library)
-    lib = ctypes.CDLL(str(library))
-    lib.bench_read.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long, ctypes.c_int,
-                               ctypes.POINTER(ctypes.c_float)]
-    lib.bench_read.restype = ctypes.c_int
-    return lib
+def _calibrate(run, target_s: float) -> int:
+    """Repetitions for which ``run(reps) -> (work, seconds)`` lasts about ``target_s``. Takes the
+    fastest of three calls per step: a call that lost its CPU for a time slice (a busy machine) would
+    otherwise pass for a long one and leave every sample too short."""
+    reps = 1
+    while True:
+        seconds = min(run(reps)[1] for _ in range(3))
+        if seconds >= target_s / 8 or reps >= 1 << 40:
+            break
+        reps *= 8 if seconds < target_s / 64 else 2
+    return max(1, int(reps * target_s / max(seconds, 1e-9)))
 
 
-def _median_rate(run_once, work_per_call: float, min_sample_s: float, samples: int) -> tuple[float, float]:
+def _interleaved(runs: dict, target_s: float, samples: int, calibration: dict | None = None) -> dict:
+    """{key: {"best": work/s, "median": work/s}} (work in units of 1e9) of every ``run(reps) ->
+    (work, seconds)`` in ``runs``, sampled in rounds that take one sample of each in an order rotated
+    from round to round, as timing.py does for the engines: a burst of load from other processes
+    then lands on all of them alike instead of on whichever was being measured.
+
+    ``calibration[key]``, where given, is a one-thread run of one thread's share of the work, used to
+    choose the repetitions: on a busy machine a multi-threaded call waits for its slowest thread's CPU,
+    and calibrating on that wait would leave samples with almost no work in them."""
+    calibration = calibration or {}
+    reps = {key: _calibrate(calibration.get(key, run), target_s) for key, run in runs.items()}
+    keys = list(runs)
+    rates: dict = {key: [] for key in keys}
+    for r in range(samples):
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            work, seconds = runs[key](reps[key])
+            rates[key].append(work / seconds / 1e9)
+    return {key: {"best": float(max(v)), "median": float(np.median(v))} for key, v in rates.items()}
+
+
+def _aligned_floats(count: int) -> np.ndarray:
+    """A float32 array whose data starts on a 64-byte line (an unaligned 512-bit load touches two
+    lines, which would halve an L1 read rate), filled with ones."""
+    raw = np.empty(count + 16, dtype=np.float32)
+    offset = (-raw.ctypes.data % 64) // 4
+    out = raw[offset:offset + count]
+    out[:] = 1.0
+    return out
+
+
+def _thread_counts(threads: int) -> list[int]:
+    return sorted({1, threads})
+
+
+def _per_core_limit(best: dict[str, float], threads: int, cores: int) -> tuple[float, str]:
+    """The t-thread limit of a per-core resource: max(measured at t, min(t, cores) x measured at 1)."""
+    measured = best[str(threads)]
+    scale = min(threads, cores)
+    if threads == 1 or scale * best["1"] <= measured:
+        return measured, "measured"
+    return scale * best["1"], f"{scale} x the 1-thread figure (measured at {threads} threads: {measured:.1f})"
+
+
+def _fma_run(lib, width: int, threads: int, cpu_array):
+    def run(reps):
+        flops, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        status = lib.bench_fma(width, reps, threads, cpu_array, ctypes.byref(flops), ctypes.byref(seconds),
+                               ctypes.byref(sink))
+        if status != 0:
+            raise RuntimeError(f"bench_fma({width}, threads={threads}) returned {status}")
+        return flops.value, seconds.value
+    return run
+
+
+def _read_run(lib, width: int, buffer: np.ndarray, threads: int, cpu_array):
+    def run(reps):
+        nbytes, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        status = lib.bench_read(width, buffer.ctypes.data, buffer.size, reps, threads, cpu_array,
+                                ctypes.byref(nbytes), ctypes.byref(seconds), ctypes.byref(sink))
+        if status != 0:
+            raise RuntimeError(f"bench_read({width}, {buffer.nbytes} B, threads={threads}) returned {status}")
+        return nbytes.value, seconds.value
+    return run
+
+
+def fma_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s: float) -> dict:
+    lib = compiled.load("fma_peak", _FMA_SIGNATURES)
+    if isinstance(lib, str):
+        return {"not_measured": lib, "peak_gflops": None}
+    cpu_array = (ctypes.c_int * len(cpus))(*cpus)
+    out: dict = {"widths": {}, "peak_gflops": None}
+    runs, calibration = {}, {}
+    for width in FMA_WIDTHS:
+        if not lib.bench_fma_supported(width):
+            out["widths"][str(width)] = {"not_measured": f"this CPU lacks {_WIDTH_FLAG[width]}"}
+            continue
+        for t in _thread_counts(threads):
+            runs[width, t] = _fma_run(lib, width, t, cpu_array)
+            calibration[width, t] = _fma_run(lib, width, 1, cpu_array)  # reps count per thread
+    for (width, t), rate in _interleaved(runs, target_s, samples, calibration).items():
+        entry = out["widths"].setdefault(str(width), {"by_threads": {}})
+        entry["by_threads"][str(t)] = {"best_gflops": rate["best"], "median_gflops": rate["median"]}
+    out["widths"] = {str(w): out["widths"][str(w)] for w in FMA_WIDTHS}
+    measured = [w for w in FMA_WIDTHS if "by_threads" in out["widths"][str(w)]]
+    if not measured:
+        out["not_measured"] = "this CPU has no FMA"
+        return out
+    widest = max(measured)
+    best = {t: v["best_gflops"] for t, v in out["widths"][str(widest)]["by_threads"].items()}
+    out["widest"] = widest
+    out["peak_gflops"], how = _per_core_limit(best, threads, cores)
+    out["peak_what"] = f"{widest}-bit FMA loop, {threads} pinned thread(s), best sample ({how})"
+    if 512 in measured and 256 in measured:
+        # at 1 thread as measured; at t threads between the per-core limits of the two widths
+        by = {w: {t: v["best_gflops"] for t, v in out["widths"][str(w)]["by_threads"].items()} for w in (256, 512)}
+        out["ratio_512_256"] = {t: (by[512][t] / by[256][t] if t == "1" else
+                                    _per_core_limit(by[512], int(t), cores)[0] / _per_core_limit(by[256], int(t), cores)[0])
+                                for t in by[512]}
+    return out
+
+
+def _read_rates(lib, buffers: dict, cpus: list[int], samples: int, target_s: float) -> dict:
+    """{name: {"<width>": {"by_threads": {"<t>": {best_gbs, median_gbs}}} or {"not_measured": why}}} of the
+    compiled read loops over ``buffers`` ({name: {t: buffer read by t threads}}), all interleaved."""
+    cpu_array = (ctypes.c_int * len(cpus))(*cpus)
+    out: dict = {name: {} for name in buffers}
+    runs, calibration = {}, {}
+    for width in READ_WIDTHS:
+        if not lib.bench_read_supported(width):
+            for name in buffers:
+                out[name][str(width)] = {"not_measured": f"this CPU lacks {_WIDTH_FLAG[width]}"}
+            continue
+        for name, by_threads in buffers.items():
+            for t, buffer in by_threads.items():
+                if buffer.size // t < 128:  # read_kernel.c's block: a smaller slice is refused
+                    out[name][str(width)] = {"not_measured": f"{buffer.nbytes} B is under one block per thread"}
+                else:
+                    runs[name, width, t] = _read_run(lib, width, buffer, t, cpu_array)
+                    # one thread reading one thread's slice: the reps of each thread at t threads
+                    calibration[name, width, t] = _read_run(lib, width, buffer[:buffer.size // t], 1, cpu_array)
+    for (name, width, t), rate in _interleaved(runs, target_s, samples, calibration).items():
+        if "not_measured" in out[name].get(str(width), {}):
+            continue
+        entry = out[name].setdefault(str(width), {"by_threads": {}})
+        entry["by_threads"][str(t)] = {"best_gbs": rate["best"], "median_gbs": rate["median"]}
+    return out
+
+
+def level_bandwidths(threads: int, cpus: list[int], cores: int, caches: dict, need_dram: bool,
+                     samples: int, target_s: float) -> dict:
+    lib = compiled.load("read_kernel", _READ_SIGNATURES)
+    out: dict = {}
+    buffers: dict = {}
+    threads_list = _thread_counts(threads)
+    for level, total in roofline.level_probe_bytes(caches, threads).items():
+        if isinstance(lib, str):
+            out[level] = {"not_measured": lib}
+        elif isinstance(total, str):
+            out[level] = {"not_measured": total}
+        elif level == "DRAM" and not need_dram:
+            out[level] = {"not_measured": "no working set of this run is larger than the L3"}
+        else:
+            # every thread count reads the same bytes per thread
+            out[level] = {"bytes_per_thread": total // threads}
+            buffers[level] = {t: _aligned_floats(total // threads * t // 4) for t in threads_list}
+    if not buffers:
+        return out
+    rates = _read_rates(lib, buffers, cpus, samples, target_s)
+    for level in buffers:
+        entry = out[level]
+        entry["widths"] = rates[level]
+        measured = [v for v in rates[level].values() if "by_threads" in v]
+        if not measured:
+            entry.pop("widths")
+            entry["not_measured"] = "; ".join(v["not_measured"] for v in rates[level].values())
+            continue
+        best = {str(t): max(v["by_threads"][str(t)]["best_gbs"] for v in measured) for t in threads_list}
+        if level in ("L1", "L2"):
+            entry["limit_gbs"], how = _per_core_limit(best, threads, cores)
+        elif threads == 1 or best[str(threads)] >= best["1"]:
+            entry["limit_gbs"], how = best[str(threads)], "measured (a shared level: not scaled)"
+        else:  # t threads can always do what one does: the limit never falls with more threads
+            entry["limit_gbs"] = best["1"]
+            how = f"the 1-thread figure (measured at {threads} threads: {best[str(threads)]:.1f}; a shared level)"
+        widths_run = [w for w, v in rates[level].items() if "by_threads" in v]
+        entry["limit_what"] = (f"best of the {'/'.join(widths_run)}-bit read loops, "
+                               f"{entry['bytes_per_thread'] / 2**20:.2f} MiB per thread, {threads} pinned thread(s) ({how})")
+    return out
+
+
+def whh_read(hidden: int, threads: int, cpus: list[int], caches: dict, samples: int, target_s: float,
+             min_sample_s: float) -> dict:
+    """Read GB/s of a W_hh-sized buffer (3H*H float32) by every available method, and its level."""
+    from scipy.linalg import blas
+
+    nbytes = 3 * hidden * hidden * 4
+    levels = {str(t): roofline.cache_level(nbytes, t, caches) for t in _thread_counts(threads)}
+    out: dict = {"hidden": hidden, "bytes": nbytes, "levels": levels,
+                 "fits_l2": {t: level in ("L1", "L2") for t, level in levels.items()}, "methods": {}}
+    lib = compiled.load("read_kernel", _READ_SIGNATURES)
+    flat = _aligned_floats(3 * hidden * hidden)
+    if isinstance(lib, str):
+        out["methods"]["c-read"] = {"not_measured": lib}
+    else:
+        rates = _read_rates(lib, {"whh": {t: flat for t in _thread_counts(threads)}}, cpus, samples, target_s)
+        for width, value in rates["whh"].items():
+            if "by_threads" not in value:
+                out["methods"][f"c-read {width}-bit"] = value
+                continue
+            for t, rate in value["by_threads"].items():
+                out["methods"][f"c-read {width}-bit x{t}"] = {
+                    "what": f"compiled {width}-bit read loop, {t} pinned thread(s)", "threads": int(t),
+                    "median_gbs": rate["median_gbs"], "best_gbs": rate["best_gbs"]}
+
+    weight = flat.reshape(3 * hidden, hidden)
+    weight_f = weight.T  # Fortran-ordered view (H, 3H) of the same memory: no copy in sgemv
+    h = np.ones(hidden, dtype=np.float32)
+    gb = nbytes / 1e9
+    median, best = _python_rate(lambda: blas.sgemv(1.0, weight_f, h, trans=1), gb, min_sample_s, samples)
+    out["methods"]["sgemv"] = {"what": f"OpenBLAS sgemv (3H,H)x(H), {threads} BLAS thread(s), "
+                                       "Python overhead included", "threads": threads,
+                               "median_gbs": median, "best_gbs": best}
+    median, best = _python_rate(lambda: np.add.reduce(flat), gb, min_sample_s, samples)
+    out["methods"]["numpy-sum"] = {"what": "numpy.add.reduce float32, 1 thread, Python overhead included",
+                                   "threads": 1, "median_gbs": median, "best_gbs": best}
+    # The best figure at the worker's thread count (or fewer): the stand-in for a level not measured.
+    usable = {k: v for k, v in out["methods"].items() if "best_gbs" in v and v["threads"] <= threads}
+    best_method = max(usable, key=lambda k: usable[k]["best_gbs"])
+    out["best_gbs"], out["best_method"] = usable[best_method]["best_gbs"], best_method
+    return out
+
+
+def _python_rate(run_once, work_per_call: float, min_sample_s: float, samples: int) -> tuple[float, float]:
     """(median, best) of work/second over ``samples`` timed batches of ``run_once`` calls."""
     run_once()
     start = time.perf_counter()
@@ -162,7 +299,7 @@ def _median_rate(run_once, work_per_call: float, min_sample_s: float, samples: i
     return float(np.median(rates)), float(max(rates))
 
 
-def sgemm_peak(threads: int, size: int, samples: int) -> dict:
+def sgemm_rate(threads: int, size: int, samples: int) -> dict:
     from scipy.linalg import blas
 
     rng = np.random.default_rng(0)
@@ -173,81 +310,87 @@ def sgemm_peak(threads: int, size: int, samples: int) -> dict:
     def once():
         blas.sgemm(1.0, a, b, beta=0.0, c=c, overwrite_c=1)
 
-    median, best = _median_rate(once, 2.0 * size ** 3 / 1e9, 0.0, samples)
+    median, best = _python_rate(once, 2.0 * size ** 3 / 1e9, 0.0, samples)
     return {"what": f"scipy.linalg.blas.sgemm {size}x{size}x{size} float32, {threads} BLAS thread(s)",
             "threads": threads, "size": size, "median_gflops": median, "best_gflops": best}
 
 
-def read_bandwidth(hidden: int, threads: int, samples: int, min_sample_s: float) -> dict:
-    """Read GB/s of a W_hh-sized buffer (3H*H float32), by each available method."""
-    from scipy.linalg import blas
-
-    rng = np.random.default_rng(0)
-    weight = rng.standard_normal((3 * hidden, hidden), dtype=np.float32)
-    nbytes = weight.nbytes
-    gb = nbytes / 1e9
-    out: dict = {"hidden": hidden, "bytes": nbytes, "methods": {}}
-
-    lib = _compile_read_kernel()
-    if isinstance(lib, str):
-        out["methods"]["c-read"] = {"skipped": lib}
-    else:
-        flat = weight.reshape(-1)
-        sink = ctypes.c_float()
-        # repeats inside C so one call lasts ~5 ms: thread start-up and ctypes overhead vanish
-        reps = max(1, int(5e-3 * 60e9 / nbytes))
-        for t in sorted({1, threads}):
-            def once(t=t):
-                if lib.bench_read(flat.ctypes.data, flat.size, reps, t, ctypes.byref(sink)) != 0:
-                    raise RuntimeError("bench_read failed")
-            median, best = _median_rate(once, gb * reps, 0.0, samples)
-            isa = "AVX2" if lib.bench_has_avx2() else "scalar"
-            out["methods"][f"c-read x{t}"] = {
-                "what": f"compiled {isa} read loop, {t} thread(s)", "threads": t,
-                "median_gbs": median, "best_gbs": best}
-
-    weight_f = weight.T  # Fortran-ordered view (H, 3H) of the same memory: no copy in sgemv
-    h = rng.standard_normal(hidden, dtype=np.float32)
-    median, best = _median_rate(lambda: blas.sgemv(1.0, weight_f, h, trans=1), gb, min_sample_s, samples)
-    out["methods"]["sgemv"] = {"what": f"OpenBLAS sgemv (3H,H)x(H), {threads} BLAS thread(s), "
-                                       "Python overhead included", "threads": threads,
-                               "median_gbs": median, "best_gbs": best}
-
-    flat = weight.reshape(-1)
-    median, best = _median_rate(lambda: np.add.reduce(flat), gb, min_sample_s, samples)
-    out["methods"]["numpy-sum"] = {"what": "numpy.add.reduce float32, 1 thread, Python overhead included",
-                                   "threads": 1, "median_gbs": median, "best_gbs": best}
-    measured = {k: v for k, v in out["methods"].items() if "median_gbs" in v}
-    best_method = max(measured, key=lambda k: measured[k]["best_gbs"])
-    out["limit_gbs"] = measured[best_method]["best_gbs"]
-    out["limit_method"] = best_method
-    return out
-
-
-def measure(threads: int, hiddens, quick: bool) -> dict:
-    samples = 3 if quick else 7
+def measure(threads: int, shapes, quick: bool) -> dict:
+    """Every limit for a worker of ``threads`` threads running ``shapes`` (shapes.Shape rows)."""
+    # Many short samples: on a shared machine a sample that falls between other processes' time
+    # slices is likelier when it is short, and the best sample is the figure kept.
+    samples = 5 if quick else 21
+    target_s = 0.001 if quick else 0.002
+    caches = common.cache_sizes()
+    ordered, cores = common.cpu_cores()
+    cpus = [ordered[t % len(ordered)] for t in range(max(threads, 1))]
+    largest = max((roofline.working_set_bytes(s.seq_len, s.hidden, s.input_size, 4) for s in shapes), default=0)
+    need_dram = roofline.cache_level(largest, 1, caches) == "DRAM"
     return {
-        "sgemm": sgemm_peak(threads, 256 if quick else 2048, samples),
-        "read": {str(h): read_bandwidth(h, threads, samples, 0.002 if quick else 0.01)
-                 for h in sorted(set(hiddens))},
+        "threads": threads,
+        "caches": caches,
+        "cpus": cpus,
+        "cores": cores,
+        "pinning": (f"threads pinned to CPUs {cpus} ({cores} core(s) allowed"
+                    + (f"; {threads} threads share {cores} cores" if threads > cores else ", one thread per core") + ")"),
+        "fma": fma_peaks(threads, cpus, cores, samples, target_s),
+        "levels": level_bandwidths(threads, cpus, cores, caches, need_dram, samples, target_s),
+        "read": {str(h): whh_read(h, threads, cpus, caches, samples, target_s, 0.002 if quick else 0.005)
+                 for h in sorted({s.hidden for s in shapes})},
+        "sgemm": sgemm_rate(threads, 256 if quick else 2048, 3 if quick else 7),
     }
 
 
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 2**20:.2f} MiB"
+
+
 def describe(limits: dict) -> list[str]:
+    """One line per limit, for the worker's console and the report."""
+    t = limits["threads"]
     lines = []
-    s = limits["sgemm"]
-    lines.append(f"sgemm peak: {s['best_gflops']:.1f} GFLOP/s best, {s['median_gflops']:.1f} median ({s['what']})")
-    for h, r in limits["read"].items():
+    fma = limits["fma"]
+    if "widths" not in fma:
+        lines.append(f"FMA peak: not measured: {fma['not_measured']}")
+    else:
         parts = []
-        for name, m in r["methods"].items():
-            parts.append(f"{name} {m['median_gbs']:.1f}/{m['best_gbs']:.1f}" if "median_gbs" in m
-                         else f"{name} skipped")
-        lines.append(f"read W_hh H={h} ({r['bytes'] / 1e6:.2f} MB): " + ", ".join(parts)
-                     + f" GB/s (median/best) -> limit {r['limit_gbs']:.1f} GB/s ({r['limit_method']})")
+        for width, entry in fma["widths"].items():
+            if "by_threads" not in entry:
+                parts.append(f"{width}-bit not measured ({entry['not_measured']})")
+                continue
+            parts.append(f"{width}-bit " + " / ".join(f"{v['best_gflops']:.1f}" for v in entry["by_threads"].values()))
+        counts = "/".join(fma["widths"][str(fma["widest"])]["by_threads"]) if "widest" in fma else str(t)
+        ratio = fma.get("ratio_512_256")
+        ratio_text = ("; 512/256 = " + " / ".join(f"{r:.2f}" for r in ratio.values())) if ratio else \
+            "; 512/256: not measured (no 512-bit FMA here)"
+        lines.append(f"FMA peak, GFLOP/s at {counts} thread(s): " + ", ".join(parts) + ratio_text
+                     + (f" -> limit {fma['peak_gflops']:.1f} GFLOP/s ({fma['peak_what']})" if fma["peak_gflops"] else ""))
+    for level, entry in limits["levels"].items():
+        if "widths" not in entry:
+            lines.append(f"read {level}: not measured: {entry['not_measured']}")
+            continue
+        parts = []
+        for width, value in entry["widths"].items():
+            if "by_threads" in value:
+                parts.append(f"{width}-bit " + " / ".join(f"{v['best_gbs']:.0f}" for v in value["by_threads"].values()))
+            else:
+                parts.append(f"{width}-bit not measured ({value['not_measured']})")
+        lines.append(f"read {level} ({_mb(entry['bytes_per_thread'])} per thread), GB/s at "
+                     f"{'/'.join(str(c) for c in _thread_counts(t))} thread(s): " + ", ".join(parts)
+                     + f" -> limit {entry['limit_gbs']:.0f} GB/s")
+    for h, r in limits["read"].items():
+        levels = ", ".join(f"{lvl} at {n} thread(s)" for n, lvl in r["levels"].items())
+        methods = ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['not_measured']}"
+                            for name, m in r["methods"].items())
+        lines.append(f"W_hh H={h} ({_mb(r['bytes'])}): lives in {levels}; read {methods} GB/s (best samples)")
+    s = limits["sgemm"]
+    lines.append(f"sgemm (reference, not a limit): {s['best_gflops']:.1f} GFLOP/s best, "
+                 f"{s['median_gflops']:.1f} median ({s['what']})")
     return lines
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from shapes import DEFAULT
+
     threads = int(os.environ.get("OPENBLAS_NUM_THREADS", "1"))
-    print("\n".join(describe(measure(threads, [256, 512, 1024], quick="--quick" in sys.argv))))
+    print("\n".join(describe(measure(threads, DEFAULT, quick="--quick" in sys.argv))))

@@ -3,19 +3,30 @@
 "speedup" is (best peer's median time) / (fastgru engine's median time): above 1 fastgru is faster.
 The best peer of a float32 fastgru engine is the fastest float32 peer; an int8 fastgru engine is
 compared with every peer (int8 ones included). Medians are per call.
+
+Every row is also put against the machine's limits measured in the same worker (limits.py,
+roofline.py): "% FMA peak" is GFLOP/s over the register-only FMA loop of the widest vector unit at
+the worker's thread count; "% read" is the weight bytes a call reads over the read bandwidth of
+the cache level those weights live in; "% roof" is the roofline time (each of the two products at
+the FMA peak or at that read bandwidth, whichever binds) over the measured time. The sgemm column
+is OpenBLAS's GEMM rate, a reference, not a limit.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from common import format_seconds
+import roofline as roofline_model
+from common import blas_warning, format_seconds
 
 THREAD_SETTINGS = {
     "fastgru": "`num_threads=t` (model attribute and per call); scipy OpenBLAS via OPENBLAS_NUM_THREADS=t",
     "fastgru-stream": "`gru.stream(batch_size=B, h0=h0, num_threads=t)`, then `step(x_t)` per call",
+    "fastgru-avx2": "as fastgru, with fastgru's AVX2 kernel table forced around its build and calls",
+    "fastgru-avx2-stream": "as fastgru-stream, with the AVX2 kernel table forced",
     "fastgru-int8": "as fastgru; `gru.quantize(\"int8\")`",
     "fastgru-int8-stream": "as fastgru-stream, on `gru.quantize(\"int8\")`",
+    "fastgru-int8-avx2": "as fastgru-int8, with the AVX2 kernel table forced",
     "torch": "`torch.set_num_threads(t)`, `set_num_interop_threads(1)`, OMP/MKL_NUM_THREADS=t; "
              "`torch.inference_mode()`",
     "torch-int8": "as torch; `quantize_dynamic(nn.GRU, qint8)`",
@@ -33,6 +44,10 @@ def _timed(row: dict) -> bool:
     return "median_s" in row
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
 def best_peer(case: dict, worker: dict, precision: str) -> tuple[str, float] | None:
     """Fastest peer for a fastgru engine of the given precision: (name, median seconds)."""
     info = worker["engines"]
@@ -45,15 +60,15 @@ def best_peer(case: dict, worker: dict, precision: str) -> tuple[str, float] | N
     return name, seconds
 
 
-def scale_sgemm_peaks(workers: list[dict]) -> None:
-    """A t-thread sgemm peak is at least t times the 1-thread one measured in the same run.
+def scale_sgemm_reference(workers: list[dict]) -> None:
+    """A t-thread sgemm figure is at least t times the 1-thread one measured in the same run.
 
-    scipy's OpenBLAS on t threads falls short of that on this shared VM (its workers wake up late, as
-    fastgru's did before pool.c moved them off the caller's CPU: 140-150 GFLOP/s on 2 threads against
-    2 x 105), and a limit the engines can exceed is no limit. So where a 1-thread worker ran, a t-thread
-    worker's peak is max(its own, t x the 1-thread peak), and its description says which one it is;
-    the measured figure is kept as ``measured_best_gflops``. run.py applies it once, before bench.json
-    is written, so the JSON, the table and the plot all use the same peak."""
+    scipy's OpenBLAS on t threads falls short of that on this shared VM (its workers wake up late), so
+    where a 1-thread worker ran, a t-thread worker's sgemm figure is max(its own, t x the 1-thread
+    one), and its description says which one it is; the measured figure is kept as
+    ``measured_best_gflops``. run.py applies it once, before bench.json is written, so the JSON, the
+    table and the plot all use the same figure. (The FMA and read limits need no such step: each
+    worker measures them at 1 and t threads itself, limits.py.)"""
     single = next((w["limits"]["sgemm"] for w in workers if w["threads"] == 1), None)
     for worker in workers:
         s = worker["limits"]["sgemm"]
@@ -64,33 +79,41 @@ def scale_sgemm_peaks(workers: list[dict]) -> None:
         scaled = t * single["best_gflops"]
         if scaled > s["best_gflops"]:
             s["best_gflops"] = scaled
-            s["what"] += (f"; measured best {s['measured_best_gflops']:.1f}, below {t} x the 1-thread peak, "
+            s["what"] += (f"; measured best {s['measured_best_gflops']:.1f}, below {t} x the 1-thread figure, "
                           f"so {t} x {single['best_gflops']:.1f} is used")
 
 
 def roofline(case: dict, row: dict, limits: dict, precision: str = "float32") -> dict:
-    """How close a timed row comes to the machine's limits (the engine's weight bytes: 4 for float32,
-    1 for int8)."""
-    median = row["median_s"]
-    gflops = case["flops"] / median / 1e9
-    read = limits["read"].get(str(case["H"]))
-    whh_gbs = case["T"] * case["weight_hh_bytes"] * (0.25 if precision == "int8" else 1) / median / 1e9
-    return {
-        "gflops": gflops,
-        "pct_sgemm": 100 * gflops / limits["sgemm"]["best_gflops"],
-        "whh_gbs": whh_gbs,
-        "pct_read": 100 * whh_gbs / read["limit_gbs"] if read else None,
-    }
+    """Every ratio of a timed row against the limits of its worker (roofline.roof)."""
+    read = limits.get("read", {}).get(str(case["H"]), {})
+    return roofline_model.roof(
+        case, row["median_s"], precision, threads=limits["threads"], caches=limits["caches"],
+        fma_gflops=limits["fma"].get("peak_gflops"), level_gbs=roofline_model.level_limits(limits),
+        sgemm_gflops=limits["sgemm"]["best_gflops"], fallback_gbs=read.get("best_gbs"))
 
 
-def _roof_text(case: dict, roof: dict) -> str:
-    by_read = f"W_hh {roof['whh_gbs']:.3g} GB/s = {roof['pct_read']:.0f}% of read" if roof["pct_read"] else ""
-    by_gemm = f"{roof['pct_sgemm']:.0f}% of sgemm peak"
-    if case["B"] == 1:
-        return by_read
-    if case["B"] >= 16:
-        return by_gemm
-    return f"{by_read}; {by_gemm}"
+def annotate_shares(workers: list[dict]) -> None:
+    """Writes each timed row's ratios to the limits (``roofline``'s dict: % FMA peak, % read of its
+    level, % roof, % sgemm, ...) into the row as ``"vs_limits"``, so bench.json carries the same
+    figures as the tables. run.py calls it once, after ``scale_sgemm_reference``."""
+    for worker in workers:
+        for case in worker["cases"]:
+            for name, row in case["rows"].items():
+                if _timed(row):
+                    row["vs_limits"] = roofline(case, row, worker["limits"], worker["engines"][name]["precision"])
+
+
+def _limit_text(case: dict, roof: dict, precision: str) -> str:
+    """The summary's "vs machine limit" cell: the share of the roof, then the figure of the limit
+    that matters most for the row (read bandwidth at B = 1, FMA peak for batches)."""
+    read = (f"weights {roof['weights_gbs']:.3g} GB/s = {_pct(roof['pct_read'])} of {roof['level_what']}"
+            if roof["pct_read"] is not None else f"{roof['level']} read not measured")
+    if precision == "int8" and case["B"] > 1:
+        return f"- ({roof['roof_text']}: batched rows are compute-bound)"
+    if precision == "int8" or roof["pct_roof"] is None:
+        return f"{read} ({roof['roof_text']})"
+    second = read if case["B"] == 1 else f"{_pct(roof['pct_fma'])} of FMA peak"
+    return f"**{roof['pct_roof']:.0f}% of roof** ({roof['roof_text']}); {second}"
 
 
 def _busy_warning(meta: dict, workers: list[dict]) -> list[str]:
@@ -107,17 +130,72 @@ def _busy_warning(meta: dict, workers: list[dict]) -> list[str]:
             "processes competed for the cores, so these timings (multi-threaded ones most) are unreliable.**", ""]
 
 
+# ---------------------------------------------------------------------------------------- configuration
+
+
+def _scalar_text(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_scalar_text(v) for v in value) if value else "(none)"
+    return "-" if value is None else str(value)
+
+
+def _is_flat(value) -> bool:
+    return not isinstance(value, dict) and not (
+        isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value))
+
+
+def _nested(value, depth: int) -> list[str]:
+    """A dict (of dicts, lists, scalars) as a nested markdown list."""
+    pad = "  " * depth
+    lines = []
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if _is_flat(item):
+            lines.append(f"{pad}- {key}: {_scalar_text(item)}")
+        elif isinstance(item, dict) and all(_is_flat(v) for v in item.values()) and len(item) <= 8 \
+                and not isinstance(value, dict):
+            lines.append(f"{pad}- " + "; ".join(f"{k}: {_scalar_text(v)}" for k, v in item.items()))
+        else:
+            lines.append(f"{pad}- {key}:")
+            lines += _nested(item, depth + 1)
+    return lines
+
+
+def config_section(workers: list[dict]) -> list[str]:
+    """The report's first section: fastgru's configuration as the first worker saw it
+    (fastgru.show_config's dict, or the fallback of common.fastgru_config)."""
+    entry = workers[0].get("config") if workers else None
+    lines = ["## Configuration", ""]
+    if not entry:
+        return lines + ["Not recorded by the workers of this run.", ""]
+    lines += [f"From {entry['source']}, in the {workers[0]['threads']}-thread worker "
+              "(each worker's own is in bench.json):", ""]
+    lines += _nested(entry["config"], 0) if isinstance(entry["config"], dict) else [f"- {entry['config']}"]
+    return lines + [""]
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
 def markdown(meta: dict, workers: list[dict]) -> str:
     cpu = meta["machine"]["cpu"]
     lines = ["# fastgru benchmark", ""]
     if meta.get("quick"):
         lines += ["**Quick mode (smoke test): tiny shapes, few repeats; these timings mean nothing.**", ""]
+    lines += config_section(workers)
+    pins = meta.get("blas_pins", {})
+    parent = ", ".join(f"{k}={v}" for k, v in pins.get("parent", {}).items() if v is not None) or "none set"
+    pins_text = (f"unset in every worker (this run's own environment: {parent})" if pins.get("unset_in_workers")
+                 else f"kept in the workers ({pins.get('why_kept') or 'not recorded'}; {parent}): BLAS figures "
+                      "use the pinned kernels, not the machine's")
     lines += [
+        "## Run", "",
         f"- command: `{meta['command']}` ({meta['elapsed_s']} s), {meta['date']}, git {meta['git']}",
         f"- CPU: {cpu['model']} (family {cpu.get('family', '?')} model {cpu.get('model_number', '?')}), "
         f"{cpu['usable_cpus']} usable / {cpu['logical_cpus']} logical CPUs, "
         f"flags {' '.join(cpu['flags'])}, caches " + ", ".join(f"{k} {v}" for k, v in cpu["caches"].items()),
         f"- Python {meta['machine']['python']} on {meta['machine']['platform']}",
+        f"- OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {pins_text}",
         "- load average (1/5/15 min) per worker, start -> end: " + "; ".join(
             f"{w['threads']} thr {w['loadavg_start']} -> {w['loadavg_end']}" for w in workers),
         "- FLOPs per call = 2*T*B*3H*(I+H), I = H, one layer, float32. Median and p90 are per call, "
@@ -136,26 +214,106 @@ def markdown(meta: dict, workers: list[dict]) -> str:
     lines += ["", "Also: " + ", ".join(f"{k} {v[k]}" for k in ("numpy", "scipy", "numpy_blas", "scipy_blas")
                                        if k in v)
               + ". Each thread count ran in its own process with "
-              + ", ".join(f"{k}=t" for k in first["env"]) + " set before any import.", ""]
+              + ", ".join(f"{k}=t" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"))
+              + " set before any import."]
+    for name, reason in first.get("not_applicable", {}).items():
+        lines.append(f"Not run on this CPU: {name} ({reason}).")
+    lines.append("")
 
     for worker in workers:
-        lines += _worker_section(worker)
+        lines += _worker_section(worker, cpu["flags"])
     return "\n".join(lines) + "\n"
 
 
-def _worker_section(worker: dict) -> list[str]:
+def _blas_lines(worker: dict, cpu_flags: list[str]) -> list[str]:
+    blas = worker.get("blas")
+    if not blas:
+        return ["- BLAS: not recorded by this worker"]
+    pins = ", ".join(f"{k}={v}" for k, v in blas.get("pin_vars", {}).items() if v is not None)
+    lines = [f"- BLAS pin variables in this worker: {pins or 'none (OpenBLAS picks its kernels for this CPU)'}"]
+    if blas.get("libraries") is None:
+        lines.append(f"- BLAS libraries: not known: {blas.get('missing', 'threadpoolctl unavailable')}")
+    else:
+        for lib in blas["libraries"]:
+            if lib.get("user_api") != "blas":
+                continue
+            lines.append(f"- BLAS (threadpoolctl): {lib['file']}: {lib.get('internal_api')} {lib.get('version')}, "
+                         f"kernel **{lib.get('architecture') or '?'}**, {lib.get('num_threads')} thread(s)")
+    warning = blas_warning(blas, cpu_flags)
+    if warning:
+        lines.append(f"- **Warning: {warning}**")
+    return lines
+
+
+def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
+    """The worker's measured limits: FMA peak per width, read bandwidth per level, W_hh-sized reads,
+    sgemm (reference) and which BLAS ran."""
     t = worker["threads"]
     limits = worker["limits"]
+    counts = sorted({1, t})
+    head = " | ".join(f"{c} thread{'s' if c > 1 else ''}" for c in counts)
+    lines = [f"Machine limits, measured in this worker before the cases (limits.py); {limits.get('pinning', '')}:", "",
+             f"| limit | {head} | used as |", "|---|" + "---|" * len(counts) + "---|"]
+    fma = limits["fma"]
+    if "widths" not in fma:
+        lines.append(f"| FMA peak | " + " | ".join("-" for _ in counts) + f" | not measured: {fma['not_measured']} |")
+    else:
+        for width, entry in fma["widths"].items():
+            if "by_threads" not in entry:
+                lines.append(f"| FMA {width}-bit | " + " | ".join("-" for _ in counts)
+                             + f" | not measured: {entry['not_measured']} |")
+                continue
+            used = (f"**compute limit {fma['peak_gflops']:.1f} GFLOP/s** ({fma['peak_what']})"
+                    if int(width) == fma.get("widest") else "")
+            lines.append(f"| FMA {width}-bit, GFLOP/s | " + " | ".join(
+                f"{entry['by_threads'][str(c)]['best_gflops']:.1f}" for c in counts) + f" | {used} |")
+        ratio = fma.get("ratio_512_256")
+        if ratio:
+            lines.append("| FMA 512-bit / 256-bit | " + " | ".join(f"{ratio[str(c)]:.2f}" for c in counts)
+                         + " | about 2: 512-bit FMAs at full width; about 1: split into two 256-bit halves |")
+        else:
+            lines.append("| FMA 512-bit / 256-bit | " + " | ".join("-" for _ in counts)
+                         + " | not measured: no 512-bit FMA on this CPU |")
+    for level, entry in limits["levels"].items():
+        if "widths" not in entry:
+            lines.append(f"| read {level} | " + " | ".join("-" for _ in counts) + f" | not measured: {entry['not_measured']} |")
+            continue
+        for width, value in entry["widths"].items():
+            if "by_threads" not in value:
+                lines.append(f"| read {level}, {width}-bit | " + " | ".join("-" for _ in counts)
+                             + f" | not measured: {value['not_measured']} |")
+                continue
+            lines.append(f"| read {level} ({entry['bytes_per_thread'] / 2**20:.2f} MiB per thread), {width}-bit, GB/s | "
+                         + " | ".join(f"{value['by_threads'][str(c)]['best_gbs']:.0f}" for c in counts) + " | |")
+        lines.append(f"| | " + " | ".join("" for _ in counts)
+                     + f" | **{level} limit {entry['limit_gbs']:.0f} GB/s** ({entry['limit_what']}) |")
     s = limits["sgemm"]
-    lines = [f"## {t} thread{'s' if t > 1 else ''}", "", "Machine limits, measured in this run (limits.py):", "",
-             f"- sgemm peak **{s['best_gflops']:.1f} GFLOP/s** (median {s['median_gflops']:.1f}): {s['what']}"]
+    lines.append(f"| sgemm {s['size']}^3, GFLOP/s (reference) | " + " | ".join(
+        f"{s['best_gflops']:.1f}" if c == t else "" for c in counts) + f" | reference, not a limit: {s['what']} |")
+    lines += ["", "Figures are best samples (load from other processes only lowers a rate). Per-core limits "
+              "(FMA, L1, L2) at t threads are at least min(t, cores) x the 1-thread figure.", ""]
+    caches = limits.get("caches", {})
+    l2 = caches.get("L2")
     for h, r in limits["read"].items():
-        methods = ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['skipped']}"
+        levels = ", ".join(f"{lvl} at {n} thread{'s' if int(n) > 1 else ''}" for n, lvl in r["levels"].items())
+        fits = (f"{'fits' if r['fits_l2'][str(t)] else 'does not fit'} one core's L2 ({l2 / 2**20:.2f} MiB) "
+                f"at {t} thread(s)" if l2 else "L2 size unknown")
+        methods = ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['not_measured']}"
                             for name, m in r["methods"].items())
-        lines.append(f"- read of a W_hh-sized buffer, H={h} ({r['bytes'] / 1e6:.2f} MB): "
-                     f"**{r['limit_gbs']:.0f} GB/s** ({methods}; best sample, GB/s)")
+        lines.append(f"- W_hh H={h} ({r['bytes'] / 2**20:.2f} MiB float32): {fits}; lives in {levels}. "
+                     f"Read of a buffer its size, GB/s: {methods}")
+    lines += _blas_lines(worker, cpu_flags)
+    return lines + [""]
 
-    lines += ["", f"### Summary, {t} thread(s)", "",
+
+def _worker_section(worker: dict, cpu_flags: list[str] | None = None) -> list[str]:
+    t = worker["threads"]
+    limits = worker["limits"]
+    if cpu_flags is None:
+        cpu_flags = (worker.get("config") or {}).get("config", {}).get("cpu", {}).get("flags") or []
+    lines = [f"## {t} thread{'s' if t > 1 else ''}", ""] + limits_section(worker, cpu_flags)
+
+    lines += [f"### Summary, {t} thread(s)", "",
               "| shape | T | B | H | fastgru engine | median | max diff | best float32 peer | its median | speedup | vs machine limit |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for case in worker["cases"]:
@@ -168,32 +326,39 @@ def _worker_section(worker: dict) -> list[str]:
                 lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | {name} | "
                              f"failed: {row.get('error', '?')} | | | | | |")
                 continue
-            peer = best_peer(case, worker, worker["engines"][name]["precision"])
+            precision = worker["engines"][name]["precision"]
+            peer = best_peer(case, worker, precision)
             peer_text = ("-", "-", "-") if peer is None else (
                 peer[0], format_seconds(peer[1]), f"**{peer[1] / row['median_s']:.2f}x**")
             lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | {name} | "
                          f"{format_seconds(row['median_s'])} | {row['max_abs_diff']:.1e} | {peer_text[0]} | {peer_text[1]} | "
-                         f"{peer_text[2]} | "
-                         f"{_roof_text(case, roofline(case, row, limits, worker['engines'][name]['precision']))} |")
+                         f"{peer_text[2]} | {_limit_text(case, roofline(case, row, limits, precision), precision)} |")
 
     lines += ["", f"### All rows, {t} thread(s)", "",
-              "| shape | engine | median | p90 | GFLOP/s | % sgemm peak | W_hh GB/s | max diff | samples x calls |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| shape | engine | median | p90 | GFLOP/s | % FMA peak | % sgemm (ref) | weights GB/s | level | % read | % roof | max diff | samples x calls |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for case in worker["cases"]:
         for name, row in case["rows"].items():
             if not _timed(row):
-                lines.append(f"| {case['shape']} | {name} | failed: {row.get('error', '?')} | | | | | | |")
+                lines.append(f"| {case['shape']} | {name} | failed: {row.get('error', '?')} |" + " |" * 10)
                 continue
             roof = roofline(case, row, limits, worker["engines"][name]["precision"])
             lines.append(
                 f"| {case['shape']} | {name} | {format_seconds(row['median_s'])} | "
-                f"{format_seconds(row['p90_s'])} | {roof['gflops']:.1f} | {roof['pct_sgemm']:.0f}% | "
-                f"{roof['whh_gbs']:.3g} | {row['max_abs_diff']:.1e} | {row['samples']} x {row['calls_per_sample']} |")
+                f"{format_seconds(row['p90_s'])} | {roof['gflops']:.1f} | {_pct(roof['pct_fma'])} | "
+                f"{_pct(roof['pct_sgemm'])} | {roof['weights_gbs']:.3g} | {roof['level']} | {_pct(roof['pct_read'])} | "
+                f"{_pct(roof['pct_roof'])} | {row['max_abs_diff']:.1e} | {row['samples']} x {row['calls_per_sample']} |")
             notes += [f"{case['shape']} / {name}: {n}" for n in row.get("notes", [])]
-    lines += ["", "W_hh GB/s = T * 3H*H*b bytes / median (b = 4 for float32 engines, 1 for int8 ones): the "
-              "rate at which the recurrent weights were consumed over the whole call (input projection "
-              "included, so a lower bound on the recurrent step's own rate)."]
+    lines += ["", "% FMA peak = GFLOP/s / the widest FMA loop's GFLOP/s at this thread count (float32 engines; "
+              "the compute limit of batched rows and of a sequence's input projection). "
+              "weights GB/s = (T * W_hh + W_ih) bytes / median, b = 4 bytes per weight for float32 engines and 1 for "
+              "int8 ones; `level` = where the weights a step reads live at this thread count (W_hh, plus W_ih "
+              "when T = 1), % read = weights GB/s / that level's read limit (the limit of batch-1 rows; for a "
+              "sequence it includes the input projection, so it is a lower bound on the recurrence's own rate). "
+              "% roof = roofline time / median (roofline.py: each product at the FMA peak or that read "
+              "bandwidth, whichever binds; gate math not counted; int8 rows have none). % sgemm = GFLOP/s / "
+              "OpenBLAS sgemm's rate, for reference."]
     lines += _int8_section(worker)
     if notes:
         lines += ["", "Notes (API gaps met while building the adapters):", ""] + [f"- {n}" for n in sorted(set(notes))]
@@ -201,8 +366,6 @@ def _worker_section(worker: dict) -> list[str]:
     return lines
 
 
-# issue 7's targets for fastgru's int8 engines on batch-1 shapes, and DeepBench's published TitanXp figure
-# for its GRU server shape (H=1024, B=1, T=1500, recurrent part).
 INT8_TARGETS = {"onnxruntime": 2.0, "torch-int8": 1.3}
 DEEPBENCH_TITANXP_S = 59.3e-3
 
@@ -276,16 +439,20 @@ def plot(meta: dict, workers: list[dict], path: Path) -> str:
         width = 0.8 / max(1, len(engines))
         xs = np.arange(len(cases))
         ax = axes[0][col]
-        palette = plt.get_cmap("tab10").colors
+        palette = plt.get_cmap("tab10" if len(worker["engines"]) <= 10 else "tab20").colors
         color = {name: palette[i % len(palette)] for i, name in enumerate(worker["engines"])}
         for i, name in enumerate(engines):
             values = [c["flops"] / c["rows"][name]["median_s"] / 1e9 if _timed(c["rows"].get(name, {}))
                       else np.nan for c in cases]
             ax.bar(xs + (i - (len(engines) - 1) / 2) * width, values, width, label=name, color=color[name])
-        peak = worker["limits"]["sgemm"]["best_gflops"]
-        ax.axhline(peak, color="k", linestyle="--", linewidth=1, label=f"sgemm peak {peak:.0f}")
+        fma = worker["limits"]["fma"]
+        sgemm = worker["limits"]["sgemm"]["best_gflops"]
+        if fma.get("peak_gflops"):
+            ax.axhline(fma["peak_gflops"], color="k", linestyle="--", linewidth=1,
+                       label=f"FMA peak {fma['widest']}-bit {fma['peak_gflops']:.0f}")
+        ax.axhline(sgemm, color="0.5", linestyle=":", linewidth=1, label=f"sgemm (reference) {sgemm:.0f}")
         ax.set_yscale("log")
-        ax.set_ylim(top=peak * 8)  # room for the legend above the bars
+        ax.set_ylim(top=max(sgemm, fma.get("peak_gflops") or 0) * 8)  # room for the legend above the bars
         ax.set_ylabel("GFLOP/s (median)")
         ax.set_title(f"{worker['threads']} thread(s)")
         ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)

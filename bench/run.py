@@ -3,9 +3,10 @@
     python bench/run.py [--quick] [--threads 1,2] [--out bench/results] [--int8]
                         [--engines fastgru,torch,...] [--shapes seq-512,...] [--budget SECONDS]
 
-Each thread count runs in a fresh subprocess with OMP/OPENBLAS/MKL_NUM_THREADS set before any
-import (see common.py); inside it the machine's limits are measured first (limits.py), then every
-shape is timed with all engines interleaved round by round (timing.py), after each engine's
+Each thread count runs in a fresh subprocess with OMP/OPENBLAS/MKL_NUM_THREADS set and
+OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed before any import (see common.py; --quick and
+--keep-blas-pins keep them); inside it the machine's limits are measured first (limits.py), then
+every shape is timed with all engines interleaved round by round (timing.py), after each engine's
 output was compared once with float64 PyTorch. Results: <out>/bench.md, bench.png, bench.json.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import datetime
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -36,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shapes", default=None, help="comma-separated shape names (default: the standard set)")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds of timing per shape and thread count (default 6, quick 0.3)")
+    p.add_argument("--keep-blas-pins", action="store_true",
+                   help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the workers (--quick always does: CI keeps them)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -89,12 +93,18 @@ def worker(args) -> None:
                        settle_s=0.25 if threads > 1 else 0.0)
     say = lambda text: print(f"[{threads} thread(s)] {text}", flush=True)  # noqa: E731
 
-    result: dict = {"threads": threads, "versions": common.versions(), "engines": {}, "cases": [],
-                    "env": {k: common.thread_env(threads)[k] for k in common.THREAD_ENV_VARS},
+    result: dict = {"threads": threads, "config": common.fastgru_config(), "versions": common.versions(),
+                    "engines": {}, "not_applicable": {}, "cases": [],
+                    "env": {k: os.environ.get(k) for k in common.THREAD_ENV_VARS + common.BLAS_PIN_VARS},
                     "torch_threads": torch.get_num_threads(), "loadavg_start": common.loadavg()}
     active = []
     for name in select_engines(args):
         engine = engines.ENGINES[name]
+        reason = engine.not_applicable()
+        if reason:
+            result["not_applicable"][name] = reason
+            say(f"engine {name} not run: {reason}")
+            continue
         try:
             version = engine.probe()
             result["engines"][name] = {"available": True, "version": version, "peer": engine.peer,
@@ -108,9 +118,13 @@ def worker(args) -> None:
 
     selected = select_shapes(args)
     say("measuring machine limits ...")
-    result["limits"] = limits.measure(threads, [s.hidden for s in selected], quick)
+    result["limits"] = limits.measure(threads, selected, quick)
     for line in limits.describe(result["limits"]):
         say(line)
+    result["blas"] = common.blas_info()  # after every engine and scipy are loaded: all BLAS libraries
+    warning = common.blas_warning(result["blas"], common.cpu_info()["flags"])
+    if warning:
+        say(f"warning: {warning}")
 
     for shape in selected:
         torch.manual_seed(0)
@@ -192,12 +206,19 @@ def main(argv=None) -> None:
     for flag in ("engines", "shapes", "budget"):
         if getattr(args, flag) is not None:
             passthrough += [f"--{flag}", str(getattr(args, flag))]
+    # CI's smoke run (--quick) keeps the BLAS pins: tests and CI never drop them (common.py).
+    unpin = not (args.quick or args.keep_blas_pins)
+    meta["blas_pins"] = {"unset_in_workers": unpin,
+                         "parent": {k: os.environ.get(k) for k in common.BLAS_PIN_VARS},
+                         "why_kept": None if unpin else ("--quick" if args.quick else "--keep-blas-pins")}
     start = time.perf_counter()
-    workers = [common.run_worker("run.py", passthrough, t) for t in thread_counts]
+    workers = [common.run_worker("run.py", passthrough, t, unpin_blas=unpin) for t in thread_counts]
     meta["elapsed_s"] = round(time.perf_counter() - start, 1)
 
-    report.scale_sgemm_peaks(workers)
-    (out_dir / "bench.json").write_text(json.dumps({"meta": meta, "workers": workers}, indent=1))
+    report.scale_sgemm_reference(workers)
+    report.annotate_shares(workers)
+    config = workers[0].get("config") if workers else None
+    (out_dir / "bench.json").write_text(json.dumps({"config": config, "meta": meta, "workers": workers}, indent=1))
     text = report.markdown(meta, workers)
     (out_dir / "bench.md").write_text(text)
     plot_note = report.plot(meta, workers, out_dir / "bench.png")

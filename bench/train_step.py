@@ -1,6 +1,6 @@
 """Training step: forward + backward (BPTT) of fastgru vs PyTorch autograd.
 
-    python bench/train_step.py [--quick] [--threads 1,2] [--out bench/results]
+    python bench/train_step.py [--quick] [--threads 1,2] [--out bench/results] [--keep-blas-pins]
 
 One step = forward keeping what backward needs, then gradients of a loss given dL/d(output) for
 every weight, the input x and h0:
@@ -10,11 +10,14 @@ Shapes: B=1 and B=16, T=100, H=I=512. Gradients are compared once with float64 P
 diff, and relative to the largest gradient entry). Timing is interleaved as in run.py. FLOPs are
 counted as 3x the forward's (forward, then dx/dh and dW products): an approximation, for scale.
 fastgru is skipped with a message if its backward is not implemented.
+
+The weight gradients are large GEMMs through scipy's OpenBLAS, so the workers drop
+OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as run.py's do (common.thread_env; --quick and
+--keep-blas-pins keep them), and the report names the BLAS kernel that ran (threadpoolctl).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -84,7 +87,7 @@ def worker(args) -> None:
     import timing
 
     say = lambda text: print(f"[train, {threads} thread(s)] {text}", flush=True)  # noqa: E731
-    result = {"threads": threads, "versions": common.versions(("numpy", "torch", "fastgru")), "cases": [],
+    result = {"threads": threads, "versions": common.versions(("numpy", "scipy", "torch", "fastgru")), "cases": [],
               "loadavg_start": common.loadavg()}
     for shape in QUICK_SHAPES if args.quick else SHAPES:
         torch.manual_seed(0)
@@ -130,6 +133,7 @@ def worker(args) -> None:
             f"{n} {common.format_seconds(s['median_s'])}" for n, s in stats.items()))
         result["cases"].append(case)
     result["loadavg_end"] = common.loadavg()
+    result["blas"] = common.blas_info()  # after fastgru's backward has loaded scipy's BLAS
     Path(args.json).write_text(json.dumps(result, indent=1))
 
 
@@ -143,6 +147,7 @@ def markdown(workers: list[dict]) -> str:
              "(start -> end) " + "; ".join(f"{w['threads']} thr {w['loadavg_start'][0] if w['loadavg_start'] else '?'}"
                                          f" -> {w['loadavg_end'][0] if w['loadavg_end'] else '?'}" for w in workers)
              + " (above the thread count: other processes were competing, timings unreliable).", "",
+             *_blas_lines(workers),
              "| threads | shape | engine | median [p90] | GFLOP/s | max diff (rel) | speedup vs torch |",
              "|---|---|---|---|---|---|---|"]
     for worker in workers:
@@ -162,25 +167,25 @@ def markdown(workers: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _blas_lines(workers: list[dict]) -> list[str]:
+    """Which BLAS ran in each worker, its kernel, and whether the pin variables were set."""
+    cpu_flags = common.cpu_info()["flags"]
+    lines = []
+    for worker in workers:
+        blas = worker.get("blas") or {}
+        pins = ", ".join(f"{k}={v}" for k, v in blas.get("pin_vars", {}).items() if v is not None)
+        libs = blas.get("libraries")
+        libs_text = (blas.get("missing", "not recorded") if libs is None else "; ".join(
+            f"{lib['file']} {lib.get('version')} kernel {lib.get('architecture') or '?'}, {lib.get('num_threads')} thread(s)"
+            for lib in libs if lib.get("user_api") == "blas"))
+        warning = common.blas_warning(blas, cpu_flags) if blas else None
+        lines.append(f"- {worker['threads']} thread(s): BLAS {libs_text}; pin variables: {pins or 'none'}"
+                     + (f". **Warning: {warning}**" if warning else ""))
+    return lines + [""]
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", default="1,2")
-    p.add_argument("--out", default=str(common.BENCH_DIR / "results"))
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--json", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.worker:
-        return worker(args)
-    workers = [common.run_worker("train_step.py", ["--quick"] if args.quick else [], t)
-               for t in common.parse_threads(args.threads)]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(workers)
-    (out / "train_step.md").write_text(text)
-    (out / "train_step.json").write_text(json.dumps(workers, indent=1))
-    print()
-    print(text)
+    common.worker_main("train_step.py", __doc__, worker, markdown)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,8 @@ def _controller_class(threadpoolctl):
             threads.set_num_threads(num_threads)
 
         def get_version(self):
-            import fastgru
-
-            return fastgru.__version__
+            # fastgru is in sys.modules: this module is part of it (an import here would be a cycle)
+            return sys.modules["fastgru"].__version__
 
     return FastgruController
 

@@ -7,8 +7,9 @@ call that produced a :class:`fastgru.Tape`::
     grads = gru.backward(tape, grad_output, grad_h_n)
 
 ``grads`` holds ``"x"`` (shaped like x), ``"h0"`` ((L*D, B, H), also when the forward had no h0: it is
-then the gradient with respect to the zero initial state) and one array per weight, named and shaped as
-in ``gru.weights`` (PyTorch's names, gate order r, z, n). Positions past a sequence's length, and masked
+then the gradient with respect to the initial state each row started from, zeros or the model's learned
+``initial_state``; ``GRU.backward`` then adds ``"initial_state"``, its sum over the batch) and one array
+per weight, named and shaped as in ``gru.weights`` (PyTorch's names, gate order r, z, n). Positions past a sequence's length, and masked
 steps, receive no gradient from ``grad_output``: their output is the constant 0.
 
 Memory: the tape holds, per layer, direction, time step and batch row, the activated r, z, n and the
@@ -19,9 +20,30 @@ workspace is about ``T * B * (7 * D * H + 2 * max(I, D * H))`` elements, reused 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from .model import GRU, Tape, _as_real_array, _thread_workspace
+from .runtime import _as_real_array, _thread_workspace
+
+
+@dataclasses.dataclass
+class Tape:
+    """What a forward pass keeps for backward: the inputs as the core saw them and the core's tape
+    (per layer: the r, z, n gate activations and the recurrent candidate term, 4*H values per step,
+    batch row and direction, plus the layer's output; ``nbytes`` says how much)."""
+
+    model: object  # the fastgru.GRU that recorded it (fastgru.model imports this module, not the reverse)
+    x: np.ndarray
+    h0: np.ndarray | None
+    lengths: np.ndarray | None
+    mask: np.ndarray | None
+    data: np.ndarray
+    initial_state_used: bool = False  # h0 was the model's learned initial state, not the caller's
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
 
 
 def _checked_gradient(value, name: str, expected: tuple, dtype: np.dtype, layout: str):
@@ -35,7 +57,7 @@ def _checked_gradient(value, name: str, expected: tuple, dtype: np.dtype, layout
     return array
 
 
-def backward(gru: GRU, tape: Tape, grad_output=None, grad_h_n=None) -> dict[str, np.ndarray]:
+def backward(gru, tape: Tape, grad_output=None, grad_h_n=None) -> dict[str, np.ndarray]:
     """Gradients for the forward call that produced ``tape`` (see the module docstring)."""
     if not isinstance(tape, Tape):
         raise TypeError(f"tape must be the Tape returned by forward(..., return_tape=True), got {type(tape).__name__}")

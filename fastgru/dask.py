@@ -8,7 +8,9 @@
 `score` takes a ``dask.bag.Bag`` of (T_i, I) arrays (returns a Bag), a ``dask.array.Array`` (N, T, I) of
 equal-length sequences (returns a dask array), or a list of arrays (computes, returns a list, in order).
 Each partition or block is scored by `fastgru.batching.score_sequences`: sorted by length, groups of
-``max_rows`` run with ``lengths=``, so padding costs no compute.
+``max_rows`` run with ``lengths=``, so padding costs no compute. The model may be a `fastgru.GRU` or a
+`fastgru.Model` (a ``.keras`` whole model, an ONNX node chain): a Model's result per sequence is what it
+returns for that sequence alone (groups of equal length; see `fastgru.batching`).
 
 The model is sent once per worker, never once per task: with a distributed client (the current one,
 or ``client=``), it is scattered to every worker (``client.scatter(model, broadcast=True)``)
@@ -27,7 +29,8 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from fastgru.batching import DEFAULT_MAX_ROWS, as_gru, check_outputs, check_sequence, score_sequences
+from fastgru.batching import (DEFAULT_MAX_ROWS, as_model, check_outputs, check_sequence, score_sequences,
+                              sequence_shape)
 
 __all__ = ["score", "share"]
 
@@ -48,17 +51,17 @@ def _current_client():
 
 
 def share(model, client=None):
-    """``model`` (a `fastgru.GRU`, a path, or its bytes; see `fastgru.batching.as_gru`) as one object
-    that every task of a graph can take as an argument, sent once per worker: a future of the model
-    scattered to every worker of ``client`` (default: the current distributed client), or a
-    ``dask.delayed`` of it where there is no client."""
-    gru = as_gru(model)
+    """``model`` (a `fastgru.GRU` or `fastgru.Model`, a path, or its bytes; see
+    `fastgru.batching.as_model`) as one object that every task of a graph can take as an argument, sent
+    once per worker: a future of the model scattered to every worker of ``client`` (default: the current
+    distributed client), or a ``dask.delayed`` of it where there is no client."""
+    model = as_model(model)
     client = client if client is not None else _current_client()
     if client is not None:
-        return client.scatter(gru, broadcast=True, hash=False)
+        return client.scatter(model, broadcast=True, hash=False)
     import dask
 
-    return dask.delayed(gru, pure=True)
+    return dask.delayed(model, pure=True)
 
 
 def _score_partition(partition, gru, kinds, max_rows):
@@ -69,62 +72,94 @@ def _score_partition(partition, gru, kinds, max_rows):
     return [values[0] if len(kinds) == 1 else tuple(values) for values in zip(*per_kind)] if rows else []
 
 
-def _score_block(block, gru, kind, max_rows):
-    """One block (n, T, I) of a dask array -> (n, L*D, H) final states or (n, T, D*H) outputs."""
+def _score_block(block, model, kind, max_rows, row_shape, dtype):
+    """One block (n, T, I) of a dask array -> (n, L*D, H) final states, (n, T, D*H) outputs, or a Model's
+    (n, ...) output rows."""
     import numpy as np
 
-    result = score_sequences(gru, block, outputs=kind, max_rows=max_rows)[kind]
+    result = score_sequences(model, block, outputs=kind, max_rows=max_rows)[kind]
     if kind == "output":
-        steps, width = block.shape[1], gru.spec.num_directions * gru.spec.hidden_size
-        return np.stack(result) if result else np.zeros((0, steps, width), dtype=gru.dtype)
+        return np.stack(result) if result else np.zeros((0, *row_shape), dtype=dtype)
     return result
 
 
-def score(model, sequences, *, outputs: str | Sequence[str] = "h_n", max_rows: int = DEFAULT_MAX_ROWS,
+def _block_rows(model, sequences, kind):
+    """The shape and dtype of one sequence's result in a dask array of sequences (N, T, ...) of ``model``."""
+    import numpy as np
+
+    from fastgru.batching import _is_model
+
+    if not _is_model(model):
+        spec = model.spec
+        L, D, H = spec.num_layers, spec.num_directions, spec.hidden_size
+        return ((L * D, H) if kind == "h_n" else (sequences.shape[1], D * H)), model.dtype
+    if model.convention == "onnx":
+        raise ValueError("an ONNX model returns (Y, Y_h), two arrays: score a dask Bag or a list of sequences "
+                         "(or pass its GRU, model.gru, for h_n)")
+    features, dtype = sequence_shape(model)
+    probe = np.zeros((1, *sequences.shape[1:]), dtype=dtype or np.int64)  # one sequence of zeros, here
+    returned = model(probe)
+    if isinstance(returned, (list, tuple)):
+        raise ValueError(f"model {model.name!r} returns {len(returned)} arrays: score a dask Bag or a list of "
+                         f"sequences")
+    return returned.shape[1:], returned.dtype
+
+
+def score(model, sequences, *, outputs: str | Sequence[str] | None = None, max_rows: int = DEFAULT_MAX_ROWS,
           partition_size: int = DEFAULT_PARTITION_SIZE, client=None):
-    """Scores every sequence with ``model`` from a zero state, the model sent once per worker.
+    """Scores every sequence with ``model``, each from the model's initial state, the model sent once per
+    worker.
 
     ``sequences``:
 
     - a ``dask.bag.Bag`` of (T_i, I) arrays: returns a Bag with one result per element, in order;
     - a ``dask.array.Array`` of shape (N, T, I), chunked along N (T and I are made single chunks):
-      returns a dask array, (N, L*D, H) for ``outputs="h_n"`` or (N, T, D*H) for ``"output"``;
+      returns a dask array, (N, L*D, H) for ``outputs="h_n"`` or (N, T, D*H) for ``"output"``, and for a
+      Keras-convention Model with one output array, (N, ...) rows of it (its shape found by calling the
+      model on one sequence of zeros here);
     - a list or tuple of (T_i, I) arrays: scores them in tasks of ``partition_size`` sequences (sent
       to the workers with ``client.scatter`` when there is a client) and returns the list of results.
 
-    A result is ``h_n`` (L*D, H) or the outputs (T_i, D*H) of one sequence, or a tuple of both when
-    ``outputs`` names both. ``max_rows``: the largest group of similar lengths run as one batch.
-    ``client``: a ``distributed.Client`` (default: the current one, if any; else Dask's scheduler).
+    A GRU's result is ``h_n`` (L*D, H) (``outputs`` None or ``"h_n"``) or the outputs (T_i, D*H) of one
+    sequence (``"output"``), or a tuple of both when ``outputs`` names both; a Model's is what the model returns for that sequence alone (an array, or a
+    tuple for several). A model that starts with an Embedding takes (T_i,) token ids. ``max_rows``: the
+    largest group of similar lengths run as one batch. ``client``: a ``distributed.Client`` (default: the
+    current one, if any; else Dask's scheduler).
     """
     import dask.array as da
     import dask.bag as db
 
-    kinds = check_outputs(outputs)
-    gru = as_gru(model)
-    score_sequences(gru, [], outputs=kinds, max_rows=max_rows)  # checks the options before anything is sent
+    model = as_model(model)
+    kinds = check_outputs(outputs, model)
+    score_sequences(model, [], outputs=kinds, max_rows=max_rows)  # checks the options before anything is sent
+    features, _ = sequence_shape(model)
     client = client if client is not None else _current_client()
     if isinstance(sequences, db.Bag):
-        return sequences.map_partitions(_score_partition, share(gru, client), kinds, max_rows)
+        return sequences.map_partitions(_score_partition, share(model, client), kinds, max_rows)
     if isinstance(sequences, da.Array):
         if len(kinds) != 1:
             raise ValueError("a dask array gets one output: outputs='h_n' or outputs='output'")
-        spec = gru.spec
-        if sequences.ndim != 3 or sequences.shape[2] != spec.input_size:
-            raise ValueError(f"sequences must be a dask array (N, T, {spec.input_size}), got shape {sequences.shape}")
-        shared = share(gru, client)
-        sequences = sequences.rechunk({1: -1, 2: -1})
-        L, D, H = spec.num_layers, spec.num_directions, spec.hidden_size
-        tail = ((L * D,), (H,)) if kinds[0] == "h_n" else ((sequences.shape[1],), (D * H,))
-        return sequences.map_blocks(_score_block, shared, kinds[0], max_rows, chunks=(sequences.chunks[0], *tail),
-                                    dtype=gru.dtype)
+        expected = (2,) if features == "ids" else (3,)
+        if sequences.ndim not in expected or (features != "ids" and sequences.shape[2] != features):
+            layout = "(N, T) of token ids" if features == "ids" else f"(N, T, {features})"
+            raise ValueError(f"sequences must be a dask array {layout}, got shape {sequences.shape}")
+        row_shape, dtype = _block_rows(model, sequences, kinds[0])
+        shared = share(model, client)
+        sequences = sequences.rechunk({axis: -1 for axis in range(1, sequences.ndim)})
+        rank, result_rank = sequences.ndim, 1 + len(row_shape)  # a Model's rows may have another rank
+        axes = {"drop_axis": list(range(result_rank, rank))} if result_rank < rank else \
+            {"new_axis": list(range(rank, result_rank))} if result_rank > rank else {}
+        return sequences.map_blocks(_score_block, shared, kinds[0], max_rows, row_shape, dtype,
+                                    chunks=(sequences.chunks[0], *((size,) for size in row_shape)), dtype=dtype,
+                                    **axes)
     if not isinstance(sequences, (list, tuple)):
         raise TypeError(f"sequences must be a dask Bag, a dask array or a list of arrays, got {type(sequences).__name__}")
     if isinstance(partition_size, bool) or not isinstance(partition_size, int) or partition_size < 1:
         raise ValueError(f"partition_size must be a positive integer, got {partition_size!r}")
     for index, row in enumerate(sequences):  # here, not in a worker: the error names the sequence
-        check_sequence(index, row, gru.spec.input_size)
+        check_sequence(index, row, features)
     partitions = [list(sequences[start : start + partition_size]) for start in range(0, len(sequences), partition_size)]
-    shared = share(gru, client)
+    shared = share(model, client)
     if client is None:
         bag = db.from_sequence(partitions, npartitions=max(1, len(partitions))).map(
             _score_partition, shared, kinds, max_rows)

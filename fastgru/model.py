@@ -8,7 +8,9 @@ bidirectional else 1, H = hidden size, I = input size):
 argument   shape                                      notes
 =========  =========================================  =========================================
 x          (T, B, I), or (B, T, I) if batch_first
-h0         (L*D, B, H)                                optional, zeros when omitted
+h0         (L*D, B, H)                                optional: when omitted, the model's learned
+                                                      ``initial_state`` (L*D, H) broadcast over the
+                                                      batch, or zeros when it has none
 lengths    (B,) integers in 1..T, any order           outputs past a length are 0; h_n is the
                                                       state at the sequence's last valid step
 mask       (T, B) booleans, time-major always         Keras-style: a False step carries the
@@ -20,7 +22,7 @@ h_n        (L*D, B, H)
 Conversion rule: ``x`` and ``h0`` may be any real-valued array-like (float16/32/64, integers,
 non-contiguous, Fortran-ordered, negatively strided, read-only); they are converted to the model's dtype
 in C order, copying only when needed. Inputs are never modified. ``T = 0`` returns an empty output and
-``h_n = h0`` (zeros without h0); ``B = 0`` returns empty arrays.
+``h_n = h0`` (the initial state without h0); ``B = 0`` returns empty arrays.
 
 Thread safety: a GRU is immutable after construction; any number of threads may call it at once.
 Each thread gets its own scratch workspace and worker pool. A GRUStream holds state and must be used by
@@ -29,78 +31,39 @@ one thread at a time.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import threading
 import zlib
 from typing import Mapping
 
 import numpy as np
 
 from . import _core
+from .backward import Tape, backward as _backward
+from .runtime import _as_real_array, _c_array, _thread_pool, _thread_workspace
 from .spec import GATE_ACTIVATIONS, GRUSpec, check_weights
 from .threads import check_num_threads, default_num_threads, resolve_num_threads  # noqa: F401 (re-exported)
 
-# Workspaces up to this size are kept per thread for the next call; larger ones are freed after use.
-_CACHED_WORKSPACE_LIMIT = 64 << 20
+_INITIAL_STATE = "initial_state"  # the array of a learned h0 in the portable form (fastgru.io.native)
+_PORTABLE_KEYS = {"class", "spec", "weight_format"}  # what GRU._portable writes in its config
 _WEIGHT_NAME = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
-_thread_state = threading.local()
 _INT8_INFERENCE_ONLY = ("int8 models are inference-only: there is no backward pass through int8 weights; "
                         "train (and call backward on) the float32 model, then quantize() it")
 
 
-def _thread_pool(num_threads: int):
-    """This thread's worker pool of that size (None for one thread: the caller computes alone)."""
-    if num_threads == 1:
-        return None
-    pools = getattr(_thread_state, "pools", None)
-    if pools is None:
-        pools = _thread_state.pools = {}
-    if num_threads not in pools:
-        pools[num_threads] = _core.Pool(num_threads)
-    return pools[num_threads]
-
-
-def _thread_workspace(nbytes: int):
-    if nbytes > _CACHED_WORKSPACE_LIMIT:
-        return _core.new_workspace()
-    workspace = getattr(_thread_state, "workspace", None)
-    if workspace is None:
-        workspace = _thread_state.workspace = _core.new_workspace()
-    return workspace
-
-
-def _c_array(array: np.ndarray, dtype) -> np.ndarray:
-    """`array` as C-ordered, aligned, native-byte-order `dtype`, copying only when needed (numpy's
-    ascontiguousarray keeps an unaligned array as it is, and the core reads its elements directly)."""
-    array = np.ascontiguousarray(array, dtype=dtype)
-    return array if array.flags.aligned else array.copy()
-
-
-def _as_real_array(value, name: str, dtype: np.dtype) -> np.ndarray:
-    """`value` as a C-ordered array of `dtype`; a copy only when needed. Rejects non-real input."""
-    array = value if type(value) is np.ndarray else np.asarray(value)
-    if array.dtype.kind not in "fiu":  # float, signed or unsigned integer (not bool, complex, object)
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    return _c_array(array, dtype)
-
-
-@dataclasses.dataclass
-class Tape:
-    """What a forward pass keeps for backward: the inputs as the core saw them and the core's tape
-    (per layer: the r, z, n gate activations and the recurrent candidate term, 4*H values per step,
-    batch row and direction, plus the layer's output; ``nbytes`` says how much)."""
-
-    model: "GRU"
-    x: np.ndarray
-    h0: np.ndarray | None
-    lengths: np.ndarray | None
-    mask: np.ndarray | None
-    data: np.ndarray
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.data.nbytes)
+def _checked_initial_state(spec: GRUSpec, value, source: str) -> np.ndarray:
+    """A learned initial state as a read-only (L*D, H) array of the spec's dtype (see GRU.with_initial_state)."""
+    try:
+        array = _as_real_array(value, "initial_state", np.dtype(spec.dtype))
+    except TypeError as error:
+        raise TypeError(f"{source}: {error}") from None
+    rows, hidden = spec.num_layers * spec.num_directions, spec.hidden_size
+    accepted = [(rows, hidden), (rows, 1, hidden)] + ([(hidden,)] if rows == 1 else [])
+    if array.shape not in accepted:
+        raise ValueError(f"{source}: initial_state must have shape (num_layers*num_directions, H) = {accepted[0]}, "
+                         f"or {' or '.join(map(str, accepted[1:]))}, got {array.shape}")
+    array = array.reshape(rows, hidden).copy()  # never a view of the caller's array
+    array.flags.writeable = False
+    return array
 
 
 class GRU:
@@ -109,7 +72,8 @@ class GRU:
     ``reset_after=True`` (default) is PyTorch's linear-before-reset cell; ``False`` is reset-before
     (Cho et al. 2014, Keras ``reset_after=False``, ONNX's default). Weights start uniform in
     ``[-1/sqrt(H), 1/sqrt(H)]`` like PyTorch's; load real ones with :meth:`from_arrays`,
-    :meth:`from_torch`, :meth:`from_keras`, :meth:`from_onnx` or :func:`fastgru.load`.
+    :meth:`from_torch`, :meth:`from_keras`, :meth:`from_onnx` or :func:`fastgru.load`. Models with
+    another framework's conventions or layers around the GRU are :class:`fastgru.Model`.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
@@ -128,6 +92,7 @@ class GRU:
     def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads, weight_format: str = "native") -> None:
         self.spec = spec
         self._dtype = np.dtype(spec.dtype)
+        self._initial_state = None
         self.num_threads = num_threads
         for array in weights.values():
             array.flags.writeable = False
@@ -143,22 +108,35 @@ class GRU:
 
     @classmethod
     def from_spec(cls, spec: GRUSpec, weights: Mapping[str, np.ndarray], *, num_threads: int | None = None,
-                  source: str = "weights") -> "GRU":
-        """A model from a spec and weights in PyTorch's names and layout (see fastgru.spec)."""
+                  source: str = "weights", initial_state=None) -> "GRU":
+        """A model from a spec and weights in PyTorch's names and layout (see fastgru.spec), with an
+        optional learned ``initial_state`` (see :meth:`with_initial_state`)."""
         gru = cls.__new__(cls)
         gru._build(spec, check_weights(spec, dict(weights), source), num_threads)
+        if initial_state is not None:
+            gru._initial_state = _checked_initial_state(spec, initial_state, source)
         return gru
+
+    @classmethod
+    def _from_description(cls, found, *, num_threads: int | None = None) -> "GRU":
+        """The GRU an importer described (`fastgru.io.common.GRUDescription`: spec, weights, source and an
+        optional learned initial state)."""
+        return cls.from_spec(found.spec, found.weights, num_threads=num_threads, source=found.source,
+                             initial_state=found.initial_state)
 
     @classmethod
     def from_arrays(cls, weights: Mapping[str, np.ndarray], *, batch_first: bool = False, reset_after: bool = True,
                     gate_activation: str = "sigmoid", clip: float | None = None, dtype=None, bias: bool | None = None,
-                    update: str = "z_keeps_state", num_threads: int | None = None) -> "GRU":
+                    update: str = "z_keeps_state", num_threads: int | None = None,
+                    initial_state=None) -> "GRU":
         """A model from arrays named and shaped as ``torch.nn.GRU``'s state_dict (gate order r, z, n).
 
         Sizes, layers and directions are read from the names and shapes. ``dtype`` defaults to float64
         for float64 weights and float32 otherwise. ``update="z_takes_candidate"`` accepts weights of
         cells written as ``h' = (1 - z) * h + z * n`` (many textbooks); the default
-        ``"z_keeps_state"`` is ``h' = z * h + (1 - z) * n`` (PyTorch, Keras, ONNX).
+        ``"z_keeps_state"`` is ``h' = z * h + (1 - z) * n`` (PyTorch, Keras, ONNX). ``initial_state``:
+        a learned h0, see :meth:`with_initial_state`. Weights laid out as one Linear or Dense per gate
+        over the concatenation of h and x (hand-written cells) load with :meth:`from_cells`.
         """
         weights = {name: np.asarray(value) for name, value in weights.items()}
         bad = [name for name in weights if not _WEIGHT_NAME.match(name)]
@@ -181,33 +159,53 @@ class GRU:
             bias=("bias_ih_l0" in weights) if bias is None else bias, reset_after=reset_after,
             gate_activation=gate_activation, clip=clip, dtype=np.dtype(dtype).name)
         if update == "z_takes_candidate":
-            from .io import flip_update_gate
+            from .io.common import flip_update_gate
             weights = flip_update_gate(spec, weights)
         elif update != "z_keeps_state":
             raise ValueError(f"update must be 'z_keeps_state' or 'z_takes_candidate', got {update!r}")
-        return cls.from_spec(spec, weights, num_threads=num_threads)
+        return cls.from_spec(spec, weights, num_threads=num_threads, initial_state=initial_state)
+
+    @classmethod
+    def from_cells(cls, cells, *, num_threads: int | None = None, **options) -> "GRU":
+        """A model from a hand-written cell: one ``nn.Linear`` (weight (H, H+I)) or Keras ``Dense``
+        (kernel (H+I, H)) per gate r, z, n over the concatenation of h and x, or a state dict plus the
+        gates' names. The caller states the layout::
+
+            GRU.from_cells({"r": cell.r, "z": cell.z, "n": cell.n}, concat="hx", reset_after=False,
+                           update="z_takes_candidate")          # n = tanh(W_n [r*h, x] + b_n), h' = (1-z) h + z n
+
+        Options and formulas: `fastgru.io.cells.read_cells`.
+        """
+        from .io.cells import read_cells
+        return cls._from_description(read_cells(cells, **options), num_threads=num_threads)
 
     @classmethod
     def from_torch(cls, module_or_state_dict, prefix: str | None = None, **options) -> "GRU":
-        """A model from a ``torch.nn.GRU``, a model containing one, or a state dict (fastgru.io.torch)."""
-        from .io.torch import from_torch
-        return from_torch(module_or_state_dict, prefix=prefix, **options)
+        """A model from a ``torch.nn.GRU``, a model containing one, a state dict, or a ``.pt`` / safetensors
+        file of one (fastgru.io.torch); ``initial_state="h0"`` picks up a learned initial state stored under
+        that name."""
+        from .io.torch import read_torch
+        return cls._from_description(read_torch(module_or_state_dict, prefix=prefix, **options))
 
     @classmethod
-    def from_keras(cls, layer_or_model, **options):
-        """A Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs as a ``fastgru.io.keras.KerasGRU``:
-        called like the Keras layer (masks, ``go_backwards``, ``return_state`` as Keras does them), with
-        the plain :class:`GRU` underneath in ``.gru``."""
-        from .io.keras import from_keras
-        return from_keras(layer_or_model, **options)
+    def from_keras(cls, layer_or_model, *, layer: str | None = None, **options) -> "GRU":
+        """The GRU alone of a Keras GRU or Bidirectional(GRU) layer, or of a model or file holding one (or a
+        chain of GRU layers that feed each other, as one multi-layer GRU); ``layer=`` picks one by name
+        when there are several. The result is batch-first with PyTorch's semantics: the whole output
+        sequence and ``h_n``, Bidirectional outputs concatenated. What else the Keras layer does when called
+        (masks, ``return_sequences``, merge modes) and the layers around it are :class:`fastgru.Model`'s:
+        ``fastgru.Model.from_keras``. A layer with ``go_backwards=True`` is refused (a GRU reads the sequence
+        forwards). Options as for ``Model.from_keras`` (fastgru.io.keras)."""
+        from .io.keras import read_keras_gru
+        return cls._from_description(read_keras_gru(layer_or_model, layer=layer, **options))
 
     @classmethod
-    def from_onnx(cls, model_or_path, node_name=None, **options):
-        """A GRU node (or a list of chained nodes) of an ONNX ModelProto or file as a
-        ``fastgru.io.onnx.OnnxGRU``: called like the node (ONNX shapes, ``sequence_lens``, ``initial_h``),
-        with the plain :class:`GRU` underneath in ``.gru``."""
-        from .io.onnx import from_onnx
-        return from_onnx(model_or_path, node_name=node_name, **options)
+    def from_onnx(cls, model_or_path, node_name=None, **options) -> "GRU":
+        """The GRU of an ONNX GRU node (or of a list of chained nodes) with PyTorch's semantics: the output
+        (T, B, D*H) (batch-first for ``layout=1``) and ``h_n``, not ONNX's (T, D, B, H). ``fastgru.Model.from_onnx``
+        keeps ONNX's shapes and ``direction="reverse"``, which a GRU cannot express (refused here)."""
+        from .io.onnx import read_onnx_gru
+        return cls._from_description(read_onnx_gru(model_or_path, node_name=node_name, **options))
 
     def quantize(self, weight_format: str = "int8") -> "GRU":
         """A new GRU holding this model's weights as int8, for batch-1 and streaming latency.
@@ -234,6 +232,30 @@ class GRU:
                 raise ValueError(f"{name} holds non-finite values: int8 scales need finite weights")
         gru = GRU.__new__(GRU)
         gru._build(self.spec, self._weights, self._num_threads, weight_format="int8")
+        gru._initial_state = self._initial_state
+        return gru
+
+    @property
+    def initial_state(self) -> np.ndarray | None:
+        """The learned initial state, shape (num_layers*num_directions, H), read-only; used for every
+        batch row when a call or a stream gets no h0. None: the initial state is zeros."""
+        return self._initial_state
+
+    def with_initial_state(self, initial_state, *, source: str = "GRU.with_initial_state") -> "GRU":
+        """This model with a learned initial state (or none, for ``None``); the weights are shared, not
+        packed again, and this model is unchanged.
+
+        ``initial_state`` is (L*D, H), row ``layer * D + direction`` as in ``h0``; (L*D, 1, H), the shape
+        in which PyTorch models usually keep a learned h0 (``nn.Parameter(torch.zeros(L*D, 1, H))``),
+        and (H,) for a one-layer unidirectional model are accepted too. Without an explicit ``h0``,
+        :meth:`forward` and :meth:`stream` then start every batch row from it: the result is the
+        same, bit for bit, as passing ``np.broadcast_to(initial_state[:, None], (L*D, B, H))`` as h0.
+        Errors name ``source``.
+        """
+        gru = object.__new__(type(self))
+        gru.__dict__.update(self.__dict__)  # copy.copy would go through __reduce__, i.e. a full reload
+        gru._initial_state = None if initial_state is None else _checked_initial_state(self.spec, initial_state,
+                                                                                       source)
         return gru
 
     @property
@@ -270,8 +292,47 @@ class GRU:
         clone = self.__class__.__new__(self.__class__)
         memo[id(self)] = clone
         for name, value in self.__dict__.items():
-            clone.__dict__[name] = value if name in ("_model", "_weights") else copy.deepcopy(value, memo)
+            shared = name in ("_model", "_weights", "_initial_state")  # immutable: the core, read-only arrays
+            clone.__dict__[name] = value if shared else copy.deepcopy(value, memo)
         return clone
+
+    def _portable(self) -> tuple[dict, dict]:
+        """What fastgru's file stores for this model (fastgru.io.native): a JSON config and the weights.
+        An int8 model stores the float32 weights it was quantized from and ``weight_format: "int8"``;
+        loading quantizes them again, which is deterministic, so the model comes back bit-exact. A learned
+        :attr:`initial_state` is the array ``"initial_state"`` beside the weights (its name is no weight's)."""
+        arrays = dict(self._weights)
+        if self._initial_state is not None:
+            arrays[_INITIAL_STATE] = self._initial_state
+        return {"class": "GRU", "spec": self.spec.to_dict(), "weight_format": self.weight_format}, arrays
+
+    @classmethod
+    def _from_portable(cls, config: dict, arrays: Mapping[str, np.ndarray], label: str) -> "GRU":
+        """The GRU that `_portable` described; errors name ``label``. A key this fastgru does not know is
+        refused (it may change what the weights mean), as are tensors that are no weight's."""
+        unknown = sorted(set(config) - _PORTABLE_KEYS)
+        if unknown:
+            raise ValueError(f"{label}: the GRU's description has key(s) {unknown} that this fastgru does not "
+                             f"know (a file from a newer fastgru, or damaged)")
+        try:
+            spec = GRUSpec.from_dict(config["spec"])
+        except (KeyError, ValueError, TypeError) as error:
+            raise ValueError(f"{label}: bad fastgru spec ({error!r})") from None
+        weight_format = config.get("weight_format", spec.dtype)
+        if weight_format not in (spec.dtype, "int8") or (weight_format == "int8" and spec.dtype != "float32"):
+            raise ValueError(f"{label}: weight_format {weight_format!r} does not fit a {spec.dtype} spec "
+                             f"(int8 is for float32 models only)")
+        weights = dict(arrays)
+        initial_state = weights.pop(_INITIAL_STATE, None)
+        gru = cls.from_spec(spec, weights, source=label)
+        if initial_state is not None:  # optional: files without one load with none
+            gru._initial_state = _checked_initial_state(spec, initial_state, f"{label}: tensor {_INITIAL_STATE!r}")
+        if weight_format != "int8":
+            return gru
+        try:
+            return gru.quantize("int8")
+        except ValueError as error:  # non-finite weights: a damaged file that passed the checksum, or none
+            raise ValueError(f"{label}: {error}") from None
 
     # ------------------------------------------------------------ properties
 
@@ -312,7 +373,9 @@ class GRU:
         return (f"fastgru.GRU({s.input_size}, {s.hidden_size}, num_layers={s.num_layers}, "
                 f"bidirectional={s.bidirectional}, batch_first={s.batch_first}, bias={s.bias}, "
                 f"reset_after={s.reset_after}, dtype={s.dtype}, gate_activation={s.gate_activation!r}, "
-                f"clip={s.clip})" + (".quantize('int8')" if self.weight_format == "int8" else ""))
+                f"clip={s.clip})" + (".quantize('int8')" if self.weight_format == "int8" else "")
+                + ("" if self._initial_state is None else
+                   f".with_initial_state(<array of shape {self._initial_state.shape}>)"))
 
     # ------------------------------------------------------------ forward
 
@@ -336,6 +399,9 @@ class GRU:
                              f"(x shape {x.shape})")
         L, D, H = spec.num_layers, spec.num_directions, spec.hidden_size
         h0 = self._check_h0(h0, B)
+        initial_state_used = h0 is None and self._initial_state is not None
+        if initial_state_used:
+            h0 = np.ascontiguousarray(np.broadcast_to(self._initial_state[:, None, :], (L * D, B, H)))
         lengths = self._check_lengths(lengths, B, T)
         mask = self._check_mask(mask, B, T, lengths)
         out_shape = (B, T, D * H) if spec.batch_first else (T, B, D * H)
@@ -359,7 +425,7 @@ class GRU:
         # The tape keeps its own copies: the caller may reuse x's buffer before calling backward.
         copy = lambda a: None if a is None else np.array(a, copy=True)  # noqa: E731
         return output, h_n, Tape(self, copy(x), copy(h0), copy(lengths), copy(mask),
-                                 tape if tape is not None else np.empty(0, np.uint8))
+                                 tape if tape is not None else np.empty(0, np.uint8), initial_state_used)
 
     def _check_h0(self, h0, batch: int):
         if h0 is None:
@@ -401,16 +467,24 @@ class GRU:
 
     def backward(self, tape: Tape, grad_output=None, grad_h_n=None) -> dict[str, np.ndarray]:
         """Gradients of a loss from dL/d(output) and dL/d(h_n) (either may be None), for the forward
-        that produced ``tape``: keys ``"x"``, ``"h0"`` and every weight name."""
+        that produced ``tape``: keys ``"x"``, ``"h0"`` and every weight name.
+
+        ``"h0"`` (L*D, B, H) is the gradient with respect to the state each batch row started from. When
+        that was the learned :attr:`initial_state` (the forward got no h0), every row started from the
+        same parameter, so its gradient, the sum of ``"h0"`` over the batch, is returned too, as
+        ``"initial_state"`` (L*D, H)."""
         if self._model.weight_format == "int8":
             raise NotImplementedError(_INT8_INFERENCE_ONLY)
-        from .backward import backward
-        return backward(self, tape, grad_output, grad_h_n)
+        grads = _backward(self, tape, grad_output, grad_h_n)
+        if tape.initial_state_used:
+            grads["initial_state"] = grads["h0"].sum(axis=1)
+        return grads
 
     # ------------------------------------------------------------ streaming
 
     def stream(self, batch_size: int = 1, h0=None, *, num_threads: int | None = None) -> "GRUStream":
-        """A stream that advances the model one time step per :meth:`GRUStream.step` call."""
+        """A stream that advances the model one time step per :meth:`GRUStream.step` call, starting from
+        ``h0`` (L, B, H), or from the learned :attr:`initial_state` (zeros without one)."""
         return GRUStream(self, batch_size, h0, num_threads=num_threads)
 
 
@@ -440,9 +514,11 @@ class GRUStream:
         self.reset(h0)
 
     def reset(self, h0=None) -> None:
-        """Sets the state to h0 (L, B, H), or to zeros."""
+        """Sets the state to h0 (L, B, H), or, without h0, to the model's learned initial state for every
+        row (zeros when it has none)."""
         if h0 is None:
-            self._state[...] = 0
+            initial_state = self._gru.initial_state
+            self._state[...] = 0 if initial_state is None else initial_state[:, None, :]
         else:
             h0 = _as_real_array(h0, "h0", self._gru.dtype)
             if h0.shape != self._state.shape:

@@ -17,6 +17,13 @@ padding costs no compute), and the results come back as new columns, in the batc
 ``"h_n"``, the final states (B, L*D, H); ``"output"``, the per-step outputs, variable-shaped (T_i, D*H).
 Every other column passes through (ids, metadata); the input column too with ``keep_input=True``.
 
+The model may also be a `fastgru.Model` (a ``.keras`` file with its heads, an ONNX node chain): each row
+then gets what the model returns for that sequence alone (groups of equal length, see
+`fastgru.batching`), in the column ``"output"`` (one array per row, e.g. a classifier's (classes,)
+scores), or in ``"output_0"``, ``"output_1"``, ... for a model that returns several arrays (Keras
+``return_state``, ``merge_mode=None``; ONNX's ``Y`` and ``Y_h``). A model that starts with an Embedding
+takes (T_i,) token ids.
+
 Ray Data does not keep the dataset's row order across blocks unless asked:
 ``ray.data.DataContext.get_current().execution_options.preserve_order = True`` keeps it; otherwise carry
 an id column. Each actor takes ``num_cpus=1`` unless ``map_batches`` says otherwise, and Ray sets
@@ -34,7 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fastgru.batching import DEFAULT_MAX_ROWS, as_gru, check_outputs, score_sequences
+from fastgru.batching import DEFAULT_MAX_ROWS, as_model, check_outputs, score_sequences
 
 __all__ = ["GRUPredictor"]
 
@@ -51,23 +58,26 @@ def _resolve(model):
 class GRUPredictor:
     """Scores the sequences of a column; for ``ray.data.Dataset.map_batches(GRUPredictor, ...)``.
 
-    ``model``: a `fastgru.GRU`; a path any `fastgru.load` reads (it must exist where the actors run);
-    the bytes of fastgru's own file (`fastgru.io.native.dumps`, the content of a saved file) or of
-    ``pickle.dumps(model)``; or a Ray object reference to any of these (``ray.put(model)``: stored once
-    in the object store, fetched once per node). ``column``: the input column, (T_i, I) sequences.
-    ``outputs``: ``"h_n"``, ``"output"`` or both, each a new column. ``max_rows``: the largest group run
-    as one batch. ``num_threads``: threads per call (None: the actor's budget, ``OMP_NUM_THREADS``).
+    ``model``: a `fastgru.GRU` or `fastgru.Model`; a path any `fastgru.load` reads (it must exist where
+    the actors run); the bytes of fastgru's own file (`fastgru.io.native.dumps`, the content of a saved
+    file) or of ``pickle.dumps(model)``; or a Ray object reference to any of these (``ray.put(model)``:
+    stored once in the object store, fetched once per node). ``column``: the input column, (T_i, I)
+    sequences. ``outputs``: for a GRU ``"h_n"`` (the default), ``"output"`` or both, each a new column;
+    for a Model ``"output"`` (the default; see the module docstring). ``max_rows``: the largest group run
+    as one batch. ``num_threads``: threads per call (None: the model's, else the actor's budget,
+    ``OMP_NUM_THREADS``).
     """
 
-    def __init__(self, model, *, column: str = "x", outputs: str | Sequence[str] = "h_n",
+    def __init__(self, model, *, column: str = "x", outputs: str | Sequence[str] | None = None,
                  keep_input: bool = False, max_rows: int = DEFAULT_MAX_ROWS, num_threads: int | None = None):
-        self.gru = as_gru(_resolve(model))
+        self.model = as_model(_resolve(model))
         self.column = column
-        self.outputs = check_outputs(outputs)
+        self.outputs = check_outputs(outputs, self.model)
         self.keep_input = bool(keep_input)
         self.max_rows = max_rows
         self.num_threads = num_threads
-        score_sequences(self.gru, [], max_rows=max_rows, num_threads=num_threads)  # checks the options now
+        score_sequences(self.model, [], outputs=self.outputs, max_rows=max_rows,
+                        num_threads=num_threads)  # checks the options now
 
     def __call__(self, batch: dict) -> dict:
         if not isinstance(batch, dict):
@@ -75,18 +85,30 @@ class GRUPredictor:
                             f"got {type(batch).__name__}")
         if self.column not in batch:
             raise KeyError(f"the batch has no column {self.column!r} (columns: {sorted(batch)})")
-        clashes = [name for name in self.outputs if name in batch and name != self.column]
-        if clashes:
-            raise ValueError(f"the batch already has column(s) {clashes}: rename them before scoring")
-        results = score_sequences(self.gru, batch[self.column], outputs=self.outputs, max_rows=self.max_rows,
+        results = score_sequences(self.model, batch[self.column], outputs=self.outputs, max_rows=self.max_rows,
                                   num_threads=self.num_threads)
-        scored = {name: value for name, value in batch.items() if self.keep_input or name != self.column}
+        columns = {}
         for name in self.outputs:
             value = results[name]
-            if name == "output":
-                column = np.empty(len(value), dtype=object)  # variable-shaped: one array per row
-                for row, array in enumerate(value):
-                    column[row] = array
-                value = column
-            scored[name] = value
+            if name == "h_n":
+                columns[name] = value
+            elif value and isinstance(value[0], tuple):  # a Model that returns several arrays
+                for part in range(len(value[0])):
+                    columns[f"{name}_{part}"] = _object_column([row[part] for row in value])
+            else:
+                columns[name] = _object_column(value)
+        clashes = sorted(name for name in columns if name in batch and name != self.column)
+        if clashes:
+            raise ValueError(f"the batch already has column(s) {clashes}: rename them before scoring")
+        scored = {name: value for name, value in batch.items() if self.keep_input or name != self.column}
+        scored.update(columns)
         return scored
+
+
+def _object_column(arrays: list) -> np.ndarray:
+    """A variable-shaped tensor column: one array per row (also when they happen to share a shape, so that
+    every batch of a dataset has the same column type)."""
+    column = np.empty(len(arrays), dtype=object)
+    for row, array in enumerate(arrays):
+        column[row] = array
+    return column

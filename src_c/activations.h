@@ -56,4 +56,9 @@ static inline float fg_tanhf(float x) {
 
 static inline double fg_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
+/* The activations of a value of type REAL in the templates (templates.h): the float versions above for
+ * float, libm's for double. Any other type is a compile error. */
+#define FG_SIGMOID(x) _Generic((x), float: fg_sigmoidf, double: fg_sigmoid)(x)
+#define FG_TANH(x) _Generic((x), float: fg_tanhf, double: tanh)(x)
+
 #endif /* FASTGRU_ACTIVATIONS_H */

@@ -1,8 +1,7 @@
 /* backward.c: argument checks, the workspace layout and the entry point of the backward pass (BPTT).
  * The computation itself is backward_impl.h. */
-#include "internal.h"
+#include "templates.h"
 #include "activations.h"
-#include "backward_kernels.h"
 
 typedef fg_sgemm_fn gemm_fn_f32;
 typedef fg_dgemm_fn gemm_fn_f64;
@@ -28,8 +27,15 @@ typedef struct backward_buffers {
     int64_t panel_stride; /* elements from one panel to the next: 3H * panel width */
 } backward_buffers;
 
-#define FG_TEMPLATE "backward_impl.h"
-#include "instantiate.h"
+/* backward_f32 */
+#define REAL float
+#define SFX f32
+#include "backward_impl.h"
+
+/* backward_f64 */
+#define REAL double
+#define SFX f64
+#include "backward_impl.h"
 
 /* The one place that knows the workspace layout: counts bytes when layout->base is NULL. */
 static fg_status layout_backward(const fg_gru *gru, int64_t seq_len, int64_t batch, fg_layout *layout,

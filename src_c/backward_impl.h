@@ -1,5 +1,5 @@
-/* backward_impl.h: the backward pass (BPTT) as a template over REAL (float/double), included by
- * backward.c with REAL, SFX, SIGMOID and TANH defined.
+/* backward_impl.h: the backward pass (BPTT) as a template over REAL and SFX (templates.h),
+ * instantiated by backward.c; needs activations.h.
  *
  * Per layer, from the last to the first:
  *   1. the state each step started from, gathered from the tape's outputs (h0 at a sequence's first
@@ -11,7 +11,7 @@
  *      dW_ih = dG_x^T . X (both directions in one GEMM), dW_hh = dG_h^T . H_prev, biases = column
  *      sums; weight gradients are unpacked into the caller's (r, z, n) layout.
  *
- * Formulas (shared/DESIGN.md section 2), with dh' = dL/dh_t and a_* the pre-activations:
+ * Formulas (docs/design.md, "Backward"), with dh' = dL/dh_t and a_* the pre-activations:
  *   dn = dh' (1 - z)   dz = dh' (h - n)   dh = dh' z   da_n = dn (1 - n^2)   da_z = dz z'
  *   linear-before-reset: g = W_hn h + b_hn; dr = da_n g; dg = da_n r; dG_h = [da_r, da_z, dg]
  *   reset-before:        d(rh) = W_hn^T da_n; dr = d(rh) h; dh += d(rh) r; dG_h = [da_r, da_z, da_n]
@@ -21,9 +21,9 @@
  * activations are monotonic a clamped value equals act(+-clip); values within a few rounding errors of
  * those bounds count as clamped (an error confined to where the derivative is discontinuous anyway). */
 
-#define FG_CAT2_(a, b) a##_##b
-#define FG_CAT2(a, b) FG_CAT2_(a, b)
-#define FN(name) FG_CAT2(name, SFX)
+#if !defined(REAL) || !defined(SFX)
+#error "backward_impl.h takes REAL and SFX (templates.h)"
+#endif
 
 /* The constants of the derivative pass. */
 typedef struct FN(derivative_params) {
@@ -50,12 +50,12 @@ static FN(derivative_params) FN(derivative_params_of)(const fg_spec *spec) {
             low = (REAL)spec->gate_alpha * -clip + (REAL)spec->gate_beta;
             high = (REAL)spec->gate_alpha * clip + (REAL)spec->gate_beta;
         } else {
-            low = SIGMOID(-clip);
-            high = SIGMOID(clip);
+            low = FG_SIGMOID(-clip);
+            high = FG_SIGMOID(clip);
         }
         p.gate_low = low + tolerance * (low < 0 ? -low : low);
         p.gate_high = high - tolerance * (high < 0 ? -high : high);
-        p.candidate_high = (REAL)TANH(clip) * (1 - tolerance);
+        p.candidate_high = (REAL)FG_TANH(clip) * (1 - tolerance);
     }
     return p;
 }
@@ -369,9 +369,9 @@ static void FN(weight_gradients)(const FN(backward_state) *s, int64_t l, const R
     }
 }
 
-static void FN(backward)(const fg_gru *gru, const fg_sequence *seq, const void *tape_gates, const void *tape_outputs,
-                         const void *grad_output, const void *grad_h_n, const fg_gradients *grads,
-                         const backward_buffers *buf, FN(gemm_fn) gemm, FN(fg_panel_gemm) panel_gemm) {
+void FN(backward)(const fg_gru *gru, const fg_sequence *seq, const void *tape_gates, const void *tape_outputs,
+                  const void *grad_output, const void *grad_h_n, const fg_gradients *grads,
+                  const backward_buffers *buf, FN(gemm_fn) gemm, FN(fg_panel_gemm) panel_gemm) {
     const fg_spec *spec = &gru->spec;
     const int64_t T = seq->seq_len, B = seq->batch, H = spec->hidden_size, D = spec->num_directions;
     const int64_t L = spec->num_layers, G = 3 * H, rows = T * B;
@@ -421,6 +421,5 @@ static void FN(backward)(const fg_gru *gru, const fg_sequence *seq, const void *
     }
 }
 
-#undef FN
-#undef FG_CAT2
-#undef FG_CAT2_
+#undef REAL
+#undef SFX

@@ -1,5 +1,6 @@
 /* backward_kernels.h: the product of the backward pass's reverse time loop, dh += dG_h . W_hh over the
- * active rows, as a hand-written AVX2+FMA kernel (backward_kernels_avx2.c).
+ * active rows, as a hand-written AVX2+FMA kernel (backward_kernels_impl.h, instantiated by
+ * backward_kernels_avx2.c).
  *
  * It runs once per time step on a few rows (the batch), so a BLAS call pays its fixed costs (repacking
  * W_hh, 3 MB at H = 512, on every call) a hundred times per sequence. Here W_hh is packed once per call
@@ -23,12 +24,9 @@ typedef void (*fg_panel_gemm_f32)(int64_t rows, int64_t cols, int64_t K, const f
 typedef void (*fg_panel_gemm_f64)(int64_t rows, int64_t cols, int64_t K, const double *a, int64_t lda,
                                   const double *panels, int64_t panel_stride, double *c, int64_t ldc);
 
+/* The instances, fg_panel_gemm_f32_avx2 and fg_panel_gemm_f64_avx2, are declared in templates.h. */
 #if defined(__x86_64__) || defined(_M_X64)
 #define FG_HAVE_AVX2_PANEL_GEMM 1
-void fg_panel_gemm_f32_avx2(int64_t rows, int64_t cols, int64_t K, const float *a, int64_t lda,
-                            const float *panels, int64_t panel_stride, float *c, int64_t ldc);
-void fg_panel_gemm_f64_avx2(int64_t rows, int64_t cols, int64_t K, const double *a, int64_t lda,
-                            const double *panels, int64_t panel_stride, double *c, int64_t ldc);
 #endif
 
 #endif /* FASTGRU_BACKWARD_KERNELS_H */

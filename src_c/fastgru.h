@@ -51,7 +51,7 @@ const char *fg_status_string(fg_status status);
 
 typedef enum fg_dtype { FG_FLOAT32 = 0, FG_FLOAT64 = 1 } fg_dtype;
 
-/* Where the reset gate acts (shared/DESIGN.md section 1):
+/* Where the reset gate acts (docs/design.md, "The GRU"):
  *   FG_LINEAR_BEFORE_RESET  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   torch, Keras reset_after=True
  *   FG_RESET_BEFORE         n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)   Keras reset_after=False, ONNX default */
 typedef enum fg_variant { FG_LINEAR_BEFORE_RESET = 0, FG_RESET_BEFORE = 1 } fg_variant;

@@ -1,6 +1,6 @@
 /* forward.c: argument checks, the workspace layout and the entry points of the forward pass and of
  * streaming steps. The computation itself is forward_impl.h. */
-#include "internal.h"
+#include "templates.h"
 
 #include <math.h>
 
@@ -46,16 +46,22 @@ static void quantize_rows(const float *rows, int64_t stride, int64_t width, int6
     }
 }
 
-#define FG_TEMPLATE "forward_impl.h"
-#include "instantiate.h"
-/* int8 weights, float32 activations: the float32 driver with the int8 codes of its activations */
+/* forward_f32 */
+#define REAL float
+#define SFX f32
+#include "forward_impl.h"
+
+/* forward_f64 */
+#define REAL double
+#define SFX f64
+#include "forward_impl.h"
+
+/* forward_i8: int8 weights, float32 activations: the float32 driver with the int8 codes of its
+ * activations */
 #define REAL float
 #define SFX i8
-#define FG_QUANTIZED 1
+#define FG_QUANTIZED
 #include "forward_impl.h"
-#undef REAL
-#undef SFX
-#undef FG_QUANTIZED
 
 static int64_t chunk_steps(const fg_spec *spec, int64_t seq_len, int64_t batch) {
     int64_t per_step = fg_mul(batch, spec->num_directions * 3 * spec->hidden_size);

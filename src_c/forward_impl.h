@@ -1,4 +1,5 @@
-/* forward_impl.h: the forward pass as a template over REAL (float/double), included by forward.c.
+/* forward_impl.h: the forward pass as a template over REAL, SFX and FG_QUANTIZED (templates.h),
+ * instantiated by forward.c.
  *
  * Per layer:
  *   1. the input projection gates_x = x W_ih^T + bias for a chunk of time steps (forward.c,
@@ -15,9 +16,9 @@
  * multiply: the input rows of each chunk are quantized per row before the projection, and the state's
  * codes live next to the state (the step kernels write them; the driver seeds and carries them). */
 
-#define FG_CAT2_(a, b) a##_##b
-#define FG_CAT2(a, b) FG_CAT2_(a, b)
-#define FN(name) FG_CAT2(name, SFX)
+#if !defined(REAL) || !defined(SFX)
+#error "forward_impl.h takes REAL, SFX and FG_QUANTIZED (templates.h)"
+#endif
 
 typedef struct FN(forward_state) {
     const fg_gru *gru;
@@ -285,8 +286,8 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
     }
 }
 
-static void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
-                        const forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool) {
+void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
+                 const forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool) {
     const fg_spec *spec = &gru->spec;
     const int64_t L = spec->num_layers;
     FN(forward_state) s;
@@ -309,6 +310,6 @@ static void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_ga
     }
 }
 
-#undef FN
-#undef FG_CAT2
-#undef FG_CAT2_
+#undef REAL
+#undef SFX
+#undef FG_QUANTIZED

@@ -1,28 +1,17 @@
 /* gemm_reference.c: plain-loop row-major GEMMs behind the fg_blas interface. Slow and obviously
  * correct: they let the core run (and be tested) with no BLAS at all. */
-#include "internal.h"
+#include "templates.h"
 
-#define FG_REFERENCE_GEMM(NAME, REAL)                                                                  \
-    static void NAME(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, REAL alpha,            \
-                     const REAL *a, int64_t lda, const REAL *b, int64_t ldb, REAL beta, REAL *c,       \
-                     int64_t ldc) {                                                                   \
-        for (int64_t i = 0; i < m; i++) {                                                              \
-            for (int64_t j = 0; j < n; j++) {                                                          \
-                REAL sum = 0;                                                                          \
-                for (int64_t p = 0; p < k; p++) {                                                      \
-                    REAL a_ip = trans_a ? a[p * lda + i] : a[i * lda + p];                             \
-                    REAL b_pj = trans_b ? b[j * ldb + p] : b[p * ldb + j];                             \
-                    sum += a_ip * b_pj;                                                                \
-                }                                                                                      \
-                /* beta == 0 must not read C: it may hold NaN from uninitialised memory. */            \
-                c[i * ldc + j] = alpha * sum + (beta == 0 ? (REAL)0 : beta * c[i * ldc + j]);          \
-            }                                                                                          \
-        }                                                                                              \
-    }
+/* reference_gemm_f32 */
+#define REAL float
+#define SFX f32
+#include "gemm_reference_impl.h"
 
-FG_REFERENCE_GEMM(reference_sgemm, float)
-FG_REFERENCE_GEMM(reference_dgemm, double)
+/* reference_gemm_f64 */
+#define REAL double
+#define SFX f64
+#include "gemm_reference_impl.h"
 
-static const fg_blas reference_blas = {reference_sgemm, reference_dgemm};
+static const fg_blas reference_blas = {reference_gemm_f32, reference_gemm_f64};
 
 const fg_blas *fg_reference_blas(void) { return &reference_blas; }

@@ -99,6 +99,14 @@ static inline int64_t fg_i8_block_bytes(int columns, int64_t k) {
     return (int64_t)(((size_t)(8 * columns + fg_i8_padded(k) * columns) + FG_ALIGN - 1) & ~(size_t)(FG_ALIGN - 1));
 }
 
+/* Block u of an int8 panel of `columns` columns over k inputs, and that block's column scales. */
+static inline const char *fg_i8_block(const void *panels, int64_t u, int columns, int64_t k) {
+    return (const char *)panels + u * fg_i8_block_bytes(columns, k);
+}
+static inline const float *fg_i8_block_scale(const char *block, int columns) {
+    return (const float *)(block + 4 * columns);
+}
+
 /* round-half-even(v) clamped to [-127, 127]: the int8 code of a value already divided by its scale
  * (|v| <= 127 up to rounding for every caller; +-inf and NaN arrive from non-finite data). Adding
  * 1.5 * 2^23 leaves the integer nearest v (ties to even, the default rounding mode) in the low
@@ -127,7 +135,8 @@ static inline int fg_block_width(int64_t hidden, int64_t block) {
  *
  * One recurrent step of one direction, for the unit blocks [block_begin, block_end): the dot products
  * of the state rows with each block's panel, then the gate math while the results are in registers
- * (kernels_impl.h). Compiled once per ISA (kernels_generic.c, kernels_avx2.c) from the same source.
+ * (kernels_impl.h, gates_impl.h). Compiled once per ISA (kernels_generic.c, kernels_avx2.c) from the
+ * same source; templates.h lists every kernel by name.
  * Different block ranges touch disjoint outputs, so threads split a step by blocks; the arithmetic of
  * each output value is the same whatever the split, hence results do not depend on the thread count.
  *

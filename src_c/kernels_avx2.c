@@ -4,7 +4,7 @@
  * 32 registers. Only this file is built for those targets (by pragma, not by a build flag, so the
  * package never needs -march=native); fg_select_kernels uses a table only after the CPU has reported
  * its features. */
-#include "internal.h"
+#include "templates.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 
@@ -17,6 +17,15 @@
 #include <immintrin.h>
 
 #include "activations.h"
+
+/* the gate math of every kernel below (gate_math_f32, gate_math_f64): inlined, it is compiled in each
+ * kernel's target */
+#define REAL float
+#define SFX f32
+#include "gates_impl.h"
+#define REAL double
+#define SFX f64
+#include "gates_impl.h"
 
 /* acc[r][0:C] = sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart; R <= 8, and R > 4
  * only where AVX-512VL gives 32 registers). Each weight vector is loaded once and used for all R rows.
@@ -56,7 +65,7 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
 }
 
 /* acc[r][0:C] = sum_k a[r][k] * q[k][0:C] for int8 rows a and an int8 panel in [k/4][c][k%4] order (C = 8,
- * 16 or 24; acc rows 24 apart); the same exact int32 sums as dot_i8_generic (kernels_int8_impl.h).
+ * 16 or 24; acc rows 24 apart); the same exact int32 sums as the portable dot_generic of kernels_int8_impl.h.
  * vpmaddubsw multiplies unsigned by signed bytes and adds adjacent pairs into int16 with saturation:
  * fed |a| (unsigned, <= 127) and q with a's sign applied (vpsignb, |.| <= 127), a pair is at most
  * 2 * 127 * 127 = 32258 < 32767, so it never saturates and |a| * (sign(a) q) = a q exactly. vpmaddwd
@@ -88,13 +97,23 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
         for (int v = 0; v < V; v++) _mm256_storeu_si256((__m256i *)(acc + r * 24 + 8 * v), sum[r][v]);
 }
 
+/* step_lbr_f32_avx2, step_rb1_f32_avx2, step_rb2_f32_avx2, project_f32_avx2 */
+#define REAL float
+#define SFX f32
 #define ISA avx2
+#define DOT dot_f32_avx2
+#include "kernels_impl.h"
 
-#define DOT dot_f32_avx2 /* float only: the double instantiation keeps the generic product */
-#define FG_TEMPLATE "kernels_impl.h"
-#include "instantiate.h"
+/* step_lbr_f64_avx2, step_rb1_f64_avx2, step_rb2_f64_avx2, project_f64_avx2: the portable product,
+ * compiled for AVX2+FMA */
+#define REAL double
+#define SFX f64
+#define ISA avx2
+#include "kernels_impl.h"
 
-#define DOT_I8 dot_i8_avx2
+/* step_lbr_i8_avx2, step_rb1_i8_avx2, step_rb2_i8_avx2, project_i8_avx2 */
+#define ISA avx2
+#define DOT dot_i8_avx2
 #include "kernels_int8_impl.h"
 
 #if defined(__clang__)
@@ -116,8 +135,9 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
  * of the register, adding a move per product in the loop (a third of its instructions). */
 #define FG_DPBUSD_REG(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
-static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int64_t Kp, const int8_t *a,
-                                                              int64_t lda, const char *block, int32_t *acc) {
+static inline __attribute__((always_inline)) void dot_i8_avx512vl_vnni(int R, int C, int64_t Kp,
+                                                                       const int8_t *a, int64_t lda,
+                                                                       const char *block, int32_t *acc) {
     const int32_t *column_sum = (const int32_t *)block;
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     const int V = C / 8, S = R == 1 ? 4 : R == 2 ? 2 : 1;
@@ -150,21 +170,21 @@ static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int6
         }
 }
 
-#undef ISA
 /* float32 with 8-row panel products: AVX-512VL's registers ymm16-31 hold the 24 accumulators. The
  * vectors stay 256 bits wide: Zen 4 runs a 512-bit FMA as two 256-bit halves, so wider vectors would
- * add no throughput, while the bigger tile halves the weight loads and the per-product overhead. */
-#define ISA avx512
+ * add no throughput, while the bigger tile halves the weight loads and the per-product overhead.
+ * step_lbr_f32_avx512vl, step_rb1_f32_avx512vl, step_rb2_f32_avx512vl, project_f32_avx512vl */
+#define REAL float
+#define SFX f32
+#define ISA avx512vl
 #define FG_ROWS 8
 #define DOT dot_f32_avx2
-#define FG_FLOAT_ONLY
-#define FG_TEMPLATE "kernels_impl.h"
-#include "instantiate.h"
-#undef ISA
+#include "kernels_impl.h"
 
-#define ISA avx512vnni
-#define GATE_ISA avx2
-#define DOT_I8 dot_i8_vnni
+/* step_lbr_i8_avx512vl_vnni, step_rb1_i8_avx512vl_vnni, step_rb2_i8_avx512vl_vnni,
+ * project_i8_avx512vl_vnni */
+#define ISA avx512vl_vnni
+#define DOT dot_i8_avx512vl_vnni
 #include "kernels_int8_impl.h"
 
 #if defined(__clang__)
@@ -172,15 +192,21 @@ static inline __attribute__((always_inline)) void dot_i8_vnni(int R, int C, int6
 #endif
 
 const fg_kernels fg_kernels_avx2 = {
-    step_lbr_f32_avx2, step_rb1_f32_avx2, step_rb2_f32_avx2, project_f32_avx2,
-    step_lbr_f64_avx2, step_rb1_f64_avx2, step_rb2_f64_avx2, project_f64_avx2,
-    step_lbr_i8_avx2,  step_rb1_i8_avx2,  step_rb2_i8_avx2,  project_i8_avx2,
+    .step_lbr_f32 = step_lbr_f32_avx2, .step_rb1_f32 = step_rb1_f32_avx2,
+    .step_rb2_f32 = step_rb2_f32_avx2, .project_f32 = project_f32_avx2,
+    .step_lbr_f64 = step_lbr_f64_avx2, .step_rb1_f64 = step_rb1_f64_avx2,
+    .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
+    .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
+    .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
 };
 
 const fg_kernels fg_kernels_avx512vnni = {
-    step_lbr_f32_avx512, step_rb1_f32_avx512, step_rb2_f32_avx512, project_f32_avx512,
-    step_lbr_f64_avx2, step_rb1_f64_avx2, step_rb2_f64_avx2, project_f64_avx2,
-    step_lbr_i8_avx512vnni, step_rb1_i8_avx512vnni, step_rb2_i8_avx512vnni, project_i8_avx512vnni,
+    .step_lbr_f32 = step_lbr_f32_avx512vl, .step_rb1_f32 = step_rb1_f32_avx512vl,
+    .step_rb2_f32 = step_rb2_f32_avx512vl, .project_f32 = project_f32_avx512vl,
+    .step_lbr_f64 = step_lbr_f64_avx2, .step_rb1_f64 = step_rb1_f64_avx2,
+    .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
+    .step_lbr_i8 = step_lbr_i8_avx512vl_vnni, .step_rb1_i8 = step_rb1_i8_avx512vl_vnni,
+    .step_rb2_i8 = step_rb2_i8_avx512vl_vnni, .project_i8 = project_i8_avx512vl_vnni,
 };
 
 #endif

@@ -1,5 +1,5 @@
 /* model.c: validating a spec and packing the caller's weights into the core's layout (internal.h). */
-#include "internal.h"
+#include "templates.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,61 +22,15 @@ static fg_status check_spec(const fg_spec *spec) {
     return FG_OK;
 }
 
-/* Source value of weight row (gate, unit), column col; the caller's row-major (3H, cols) array. */
-#define SRC(base, cols, gate, unit, col) ((base)[((gate) * hidden + (unit)) * (cols) + (col)])
+/* pack_layer_f32 */
+#define REAL float
+#define SFX f32
+#include "pack_impl.h"
 
-#define FG_PACK_FUNCTIONS(REAL, SFX)                                                                   \
-    static void pack_layer_##SFX(const fg_spec *spec, const fg_layer_weights *w, int direction,       \
-                                 fg_packed_layer *layer) {                                            \
-        const int64_t hidden = spec->hidden_size, in = layer->input_size, gates = 3 * hidden;          \
-        const REAL *w_ih = (const REAL *)w->weight_ih, *w_hh = (const REAL *)w->weight_hh;             \
-        const REAL *b_ih = (const REAL *)w->bias_ih, *b_hh = (const REAL *)w->bias_hh;                 \
-        REAL *p_ih = (REAL *)layer->weight_ih + direction * gates * in;                                \
-        REAL *p_bias = (REAL *)layer->bias_x + direction * gates;                                      \
-        REAL *p_hh = (REAL *)layer->directions[direction].weight_hh;                                   \
-        REAL *p_hn = (REAL *)layer->directions[direction].bias_hn;                                     \
-        const int lbr = spec->variant == FG_LINEAR_BEFORE_RESET;                                       \
-        for (int gate = 0; gate < 3; gate++) {                                                         \
-            for (int64_t unit = 0; unit < hidden; unit++) {                                            \
-                int64_t row = fg_packed_index(hidden, 3, gate, unit);                                  \
-                memcpy(p_ih + row * in, &SRC(w_ih, in, gate, unit, 0), (size_t)in * sizeof(REAL));     \
-                REAL bias_i = b_ih ? b_ih[gate * hidden + unit] : (REAL)0;                             \
-                REAL bias_h = b_hh ? b_hh[gate * hidden + unit] : (REAL)0;                             \
-                /* b_hn must stay inside r * (W_hn h + b_hn) for linear-before-reset; everything else  \
-                 * adds straight to the pre-activation and is folded into the input projection. */     \
-                int keep_hn = lbr && gate == 2;                                                        \
-                p_bias[row] = keep_hn ? bias_i : bias_i + bias_h;                                      \
-                if (keep_hn) p_hn[unit] = bias_h;                                                      \
-                int64_t hh_row = lbr ? row                                                             \
-                                     : gate < 2 ? fg_packed_index(hidden, 2, gate, unit)               \
-                                                : 2 * hidden + unit;                                   \
-                memcpy(p_hh + hh_row * hidden, &SRC(w_hh, hidden, gate, unit, 0),                      \
-                       (size_t)hidden * sizeof(REAL));                                                 \
-            }                                                                                          \
-        }                                                                                              \
-        REAL *panels_ih = (REAL *)layer->directions[direction].panels_ih;                              \
-        for (int64_t unit = 0; unit < hidden; unit++)                                                  \
-            for (int64_t k = 0; k < in; k++)                                                           \
-                for (int gate = 0; gate < 3; gate++)                                                   \
-                    panels_ih[((unit / FG_BLOCK) * in + k) * 3 * FG_BLOCK + gate * FG_BLOCK + unit % FG_BLOCK] = \
-                        SRC(w_ih, in, gate, unit, k);                                                  \
-        /* Panels: block u, row k, column g*8 + w holds W_hh[gate g, unit 8u + w][k]. */               \
-        const int panel_gates = lbr ? 3 : 2;                                                           \
-        REAL *panels = (REAL *)layer->directions[direction].panels;                                    \
-        REAL *panels_n = (REAL *)layer->directions[direction].panels_n;                                \
-        for (int64_t unit = 0; unit < hidden; unit++) {                                                \
-            const int64_t block = unit / FG_BLOCK, w = unit % FG_BLOCK;                                \
-            for (int64_t k = 0; k < hidden; k++) {                                                     \
-                REAL *row = panels + (block * hidden + k) * panel_gates * FG_BLOCK;                    \
-                for (int gate = 0; gate < panel_gates; gate++)                                         \
-                    row[gate * FG_BLOCK + w] = SRC(w_hh, hidden, gate, unit, k);                       \
-                if (!lbr) panels_n[(block * hidden + k) * FG_BLOCK + w] = SRC(w_hh, hidden, 2, unit, k); \
-            }                                                                                          \
-        }                                                                                              \
-    }
-
-FG_PACK_FUNCTIONS(float, f32)
-FG_PACK_FUNCTIONS(double, f64)
+/* pack_layer_f64 */
+#define REAL double
+#define SFX f64
+#include "pack_impl.h"
 
 /* ---------------------------------------------------------------- int8 */
 

@@ -105,3 +105,14 @@ def test_c_programs_have_no_data_race_under_tsan(tmp_path, program, arguments):
     assert "ThreadSanitizer" not in result.stderr, result.stderr[-4000:]
     passed, failed = _summary(result)
     assert failed == 0 and result.returncode == 0, result.stdout[-3000:]
+
+
+def test_every_function_the_core_exports_between_its_files_is_declared_by_name():
+    """templates.h declares each function a template instantiates under its full, pasted name (so that
+    grep finds it); fastgru.h and internal.h declare the rest. -Wmissing-prototypes turns a
+    non-static function defined without a prior declaration into an error."""
+    for source in CORE_SOURCES:
+        command = [COMPILER, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-fsyntax-only", "-Werror=missing-prototypes",
+                   f"-I{ROOT / 'src_c'}", str(source)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{source.name}:\n{result.stderr[-3000:]}"

@@ -1,6 +1,7 @@
 """fastgru.dask on a real local Dask cluster (``LocalCluster(n_workers=2, threads_per_worker=1,
-processes=True)``), started once for this module, bound to 127.0.0.1 (and, where the test may create
-one, inside a network namespace with only the loopback interface: tools/loopback.py).
+processes=True)``), started once for this module, bound to 127.0.0.1 and inside a network namespace with
+only the loopback interface (tools/loopback.py: required as root and in CI, where failing to create it
+fails the module; a user without CAP_SYS_ADMIN runs on the 127.0.0.1 settings alone).
 
 Results are compared with `score_sequences` run in this process on the same partitions, so they must be
 equal bit for bit in every dtype; the model must reach each worker once, however many tasks use it."""
@@ -25,10 +26,13 @@ da = pytest.importorskip("dask.array")
 db = pytest.importorskip("dask.bag")
 psutil = pytest.importorskip("psutil")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from loopback import loopback_only, non_loopback_listeners  # noqa: E402
+from loopback import confine, non_loopback_listeners, outside_route  # noqa: E402
 
 import fastgru.dask  # noqa: E402
+from scoring_models import WHOLE_MODELS, model_sequences  # noqa: E402
 
+# Keras' torch backend converts tensors with np.array(x), which numpy 2 warns about (the whole models)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning")
 INPUT = 3
 MODELS = {
     "float32-bidirectional-2layers": lambda: fastgru.GRU(INPUT, 8, num_layers=2, bidirectional=True, seed=1),
@@ -39,9 +43,19 @@ MODELS = {
 
 
 @pytest.fixture(scope="module")
-def client():
+def confined():
+    """Whether this module's cluster runs in the loopback-only namespace (entered for the module)."""
+    restore = confine()
+    try:
+        yield restore is not None
+    finally:
+        if restore:
+            restore()
+
+
+@pytest.fixture(scope="module")
+def client(confined):
     others = {p.pid for p in psutil.Process().children(recursive=True)}  # not the cluster's
-    restore = loopback_only()
     scratch = tempfile.TemporaryDirectory(prefix="fgdask")
     try:
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -59,8 +73,6 @@ def client():
         left = [p.pid for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert not left, f"the cluster left processes behind: {left}"
     finally:
-        if restore:
-            restore()
         scratch.cleanup()
 
 
@@ -93,6 +105,16 @@ def test_cluster_listens_on_loopback_only(client):
     assert len(client.scheduler_info()["workers"]) == 2
     assert not non_loopback_listeners(pids)
     assert all(address.startswith("tcp://127.0.0.1:") for address in client.scheduler_info()["workers"])
+
+
+def test_nothing_outside_the_machine_is_reachable_from_the_cluster(client, confined):
+    """In the namespace, this process and the workers have no route beyond loopback (required as root and
+    in CI; a user without CAP_SYS_ADMIN gets a visible skip)."""
+    if not confined:
+        pytest.skip("no loopback-only namespace here (no CAP_SYS_ADMIN, outside CI): the cluster relies on its "
+                    "127.0.0.1 settings, which test_cluster_listens_on_loopback_only checks")
+    assert outside_route() is None
+    assert set(client.run(outside_route).values()) == {None}
 
 
 def test_workers_follow_their_thread_budget(client):
@@ -131,6 +153,17 @@ def test_a_dask_array_scores_as_one_process(client, name, output):
                                for start in range(0, 30, 7)])
     assert computed.shape == expected.shape == result.shape
     np.testing.assert_array_equal(computed, expected)
+
+
+@pytest.mark.parametrize("name", ["keras-masking-classifier", "onnx-chain"])
+def test_a_whole_model_scores_as_one_process(client, name):
+    """A Model (a Keras model with its head; an ONNX chain, whose results are (Y, Y_h) per sequence): a list
+    and a Bag give what this process computes on the same partitions, bit for bit."""
+    model = WHOLE_MODELS[name]()
+    sequences = model_sequences(model, seed=6, count=60, max_steps=6)
+    _assert_same(fastgru.dask.score(model, sequences, partition_size=16), _local(model, sequences, 16, "output"))
+    bag = fastgru.dask.score(model, db.from_sequence(sequences, partition_size=20))
+    _assert_same(bag.compute(), _local(model, sequences, 20, "output"))
 
 
 def test_the_model_reaches_each_worker_once_not_once_per_task(client):

@@ -58,6 +58,16 @@ def _write_safetensors(path):
     safetensors_torch.save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
 
 
+def _write_npz(path):
+    _, module = _torch_module()
+    np.savez(path, **{name: value.numpy() for name, value in module.state_dict().items()})
+
+
+def _write_npz_compressed(path):
+    _, module = _torch_module()
+    np.savez_compressed(path, **{name: value.numpy() for name, value in module.state_dict().items()})
+
+
 def _keras_model():
     """Two stacked Bidirectional GRUs: fastgru imports them as one 2-layer bidirectional GRU."""
     keras = pytest.importorskip("keras")
@@ -105,6 +115,8 @@ FORMATS = {
     "keras_weights_h5": ("model.weights.h5", _write_keras_weights, {"layer": "bi1"}),
     "keras_legacy_h5": ("legacy.h5", _write_keras, {}),
     "onnx": ("model.onnx", _write_onnx, {}),
+    "npz": ("model.npz", _write_npz, {}),
+    "npz_compressed": ("compressed.npz", _write_npz_compressed, {}),
 }
 
 
@@ -205,7 +217,8 @@ def test_directory_raises_value_error_naming_it(tmp_path):
 
 
 @pytest.mark.parametrize("source, target", [("onnx", "model.pt"), ("native", "model.onnx"), ("torch_zip", "model.keras"),
-                                            ("keras", "model.safetensors"), ("safetensors", "model.h5")])
+                                            ("keras", "model.safetensors"), ("safetensors", "model.h5"),
+                                            ("npz", "model.pt"), ("native", "model.npz")])
 def test_a_file_with_another_formats_extension_loads_by_content(clean_files, tmp_path, source, target):
     """fastgru.load goes by content first: a misnamed file still loads, or fails naming the file."""
     if source not in clean_files:

@@ -1,5 +1,5 @@
-"""fastgru's own file (save/load round trip, bit-exact, readable with numpy alone), format detection in
-fastgru.load, and the textbook update convention h' = (1 - z) * h + z * n."""
+"""fastgru's own file (save/load round trip, bit-exact, readable with numpy alone; files of older
+versions), format detection in fastgru.load, and the textbook update convention h' = (1 - z) * h + z * n."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import pytest
 
 import fastgru
 from conftest import random_weights
-from fastgru.io import flip_update_gate, native
-from fastgru.io.keras import KerasGRU
+from fastgru.io import flip_update_gate
 from fastgru.io.load import sniff
-from fastgru.io.onnx import OnnxGRU
 from fastgru.io.safetensors import write_safetensors
 from fastgru.spec import GRUSpec
 
@@ -81,25 +79,43 @@ def test_file_is_a_safetensors_file(rng, tmp_path):
         np.testing.assert_array_equal(tensors[name], value)
 
 
-def test_keras_and_onnx_wrappers_come_back_with_their_calling_convention(rng, tmp_path):
-    spec = GRUSpec(3, 4, batch_first=True)
-    keras_like = KerasGRU(_gru(spec, rng), go_backwards=True, return_sequences=True, return_state=True, mask_value=0.0)
-    keras_like.save(tmp_path / "keras.fastgru")
-    loaded = fastgru.load(tmp_path / "keras.fastgru")
-    assert isinstance(loaded, KerasGRU) and loaded.call_config() == keras_like.call_config()
-    x = _x(spec, rng)
-    x[0, 4:] = 0.0  # masked by mask_value
-    for actual, expected in zip(loaded(x), keras_like(x)):
-        np.testing.assert_array_equal(actual, expected)
+def _write_wrapper_file(path, gru, call):
+    """A file as fastgru wrote Keras and ONNX GRU wrappers before whole models: spec, weights, "call"."""
+    write_safetensors(path, gru.weights, {"format": "fastgru", "format_version": "1",
+                                          "spec": json.dumps(gru.spec.to_dict()), "call": json.dumps(call)})
 
-    onnx_like = OnnxGRU(_gru(GRUSpec(3, 4), rng), reverse=True)
-    native.save(onnx_like, tmp_path / "onnx.fastgru")
+
+def test_files_of_keras_and_onnx_wrappers_load_as_the_same_models(rng, tmp_path):
+    """Files of the KerasGRU / OnnxGRU wrappers of earlier versions load as one-layer Models that compute
+    what the wrappers computed (Masking for the wrapper's mask_value, Keras' masking, ONNX's reverse)."""
+    gru = _gru(GRUSpec(3, 4, batch_first=True), rng)
+    _write_wrapper_file(tmp_path / "keras.fastgru", gru, {
+        "kind": "keras", "return_sequences": True, "return_state": True, "go_backwards": True,
+        "zero_output_for_mask": False, "merge_mode": "concat", "mask_value": 0.0})
+    loaded = fastgru.load(tmp_path / "keras.fastgru")
+    assert isinstance(loaded, fastgru.Model) and [layer.class_name for layer in loaded.layers] == ["Masking", "KerasGRU"]
+    x = _x(gru.spec, rng)
+    x[0, 4:] = 0.0  # masked by mask_value
+    mask = np.any(x != 0.0, axis=-1)
+    reversed_output, h_n = gru(np.ascontiguousarray(x[:, ::-1]), mask=np.ascontiguousarray(mask[:, ::-1].T))
+    output, state = loaded(x)
+    last = np.maximum.accumulate(np.where(mask[:, ::-1], np.arange(6), -1), axis=1)  # Keras repeats the last valid
+    expected = np.where((last >= 0)[..., None], np.take_along_axis(reversed_output, np.maximum(last, 0)[..., None], 1), 0)
+    np.testing.assert_array_equal(output, expected)
+    np.testing.assert_array_equal(state, h_n[-1])
+
+    onnx_gru = _gru(GRUSpec(3, 4), rng)
+    _write_wrapper_file(tmp_path / "onnx.fastgru", onnx_gru, {"kind": "onnx", "reverse": True})
     loaded = fastgru.load(tmp_path / "onnx.fastgru")
-    assert isinstance(loaded, OnnxGRU) and loaded.reverse
-    x = _x(loaded.spec, rng)
+    assert loaded.convention == "onnx" and loaded.layers[0].reverse
+    x = _x(onnx_gru.spec, rng)
     lengths = np.array([6, 2, 4])
-    for actual, expected in zip(loaded(x, lengths), onnx_like(x, lengths)):
-        np.testing.assert_array_equal(actual, expected)
+    flipped = np.stack([np.concatenate([x[:n, b][::-1], x[n:, b]]) for b, n in enumerate(lengths)], axis=1)
+    output, h_n = onnx_gru(flipped, lengths=lengths)
+    unflipped = np.stack([np.concatenate([output[:n, b][::-1], output[n:, b]]) for b, n in enumerate(lengths)], 1)
+    y, y_h = loaded(x, lengths)
+    np.testing.assert_array_equal(y[:, 0], unflipped)
+    np.testing.assert_array_equal(y_h, h_n)
 
 
 def test_load_recognises_files_by_content(rng, tmp_path):

@@ -1,8 +1,10 @@
 """Pickle, copy and deepcopy of every object `fastgru.load` can return, and of streams.
 
-The objects come from files that the frameworks themselves wrote (torch.save, safetensors, Keras .keras,
-an ONNX GRU node) and from fastgru's own files (every variant, float32 and float64, int8), each loaded
-with `fastgru.load`: whatever class `load` returns for a source, now or later, is what is pickled here.
+The objects come from files that the frameworks themselves wrote (torch.save, safetensors, Keras .keras
+files of a GRU layer and of a whole model with a head, an ONNX GRU node and a chain of two) and from
+fastgru's own files (every variant, float32 and float64, int8, a learned initial state, an int8 Model),
+each loaded with `fastgru.load`: whatever class `load` returns for a source (a `fastgru.GRU` or a
+`fastgru.Model`), now or later, is what is pickled here.
 
 What is pinned down: a round trip is bit-exact for every pickle protocol; the pickle carries exactly the
 bytes `save()` writes and calls nothing but `fastgru.io.native.loads`; a model pickled under one kernel
@@ -30,6 +32,7 @@ from conftest import random_weights  # noqa: E402
 from fastgru import _core  # noqa: E402
 from fastgru.io import native  # noqa: E402
 from fastgru.spec import GRUSpec  # noqa: E402
+from scoring_models import keras_classifier, onnx_chain  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy:DeprecationWarning"),
@@ -78,9 +81,31 @@ def _write_onnx(path, rng):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
 
 
-def _write_native(path, rng, spec, int8=False):
+def _write_native(path, rng, spec, int8=False, initial_state=False):
     gru = fastgru.GRU.from_spec(spec, random_weights(spec, rng, scale=0.7))
+    if initial_state:
+        gru = gru.with_initial_state(rng.uniform(-1, 1, (spec.num_layers * spec.num_directions, spec.hidden_size)))
     (gru.quantize("int8") if int8 else gru).save(path)
+
+
+def _write_keras_whole_model(path, rng):
+    keras_classifier().save(path)  # Masking, GRU, Dense(softmax): a Model with a head
+
+
+def _write_onnx_chain(path, rng):
+    onnx = pytest.importorskip("onnx")
+    onnx.save(onnx_chain(rng)[0], str(path))
+
+
+def _write_torch_learned_state(path, rng):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(int(rng.integers(1 << 30)))
+    state = {f"rnn.{name}": value for name, value in torch.nn.GRU(INPUT, 4, num_layers=2).state_dict().items()}
+    torch.save({**state, "h0": torch.randn(2, 1, 4)}, path)  # a learned h0, as nn.Parameter(L*D, 1, H) saves
+
+
+def _write_native_int8_model(path, rng):
+    fastgru.Model.from_keras(keras_classifier()).quantize("int8").save(path)
 
 
 # One entry per kind of object `fastgru.load` returns: file name -> writer(path, rng).
@@ -101,7 +126,20 @@ SOURCES = {
     "native-int8.fastgru": lambda p, rng: _write_native(p, rng, GRUSpec(INPUT, 9), int8=True),
     "native-int8-bidirectional-2layers.fastgru": lambda p, rng: _write_native(
         p, rng, GRUSpec(INPUT, 9, num_layers=2, bidirectional=True), int8=True),
+    "keras-whole-model-with-head.keras": _write_keras_whole_model,
+    "onnx-chain-of-two-nodes.onnx": _write_onnx_chain,
+    "torch-learned-initial-state.pt": _write_torch_learned_state,
+    "native-learned-initial-state-int8.fastgru": lambda p, rng: _write_native(
+        p, rng, GRUSpec(INPUT, 6, num_layers=2), int8=True, initial_state=True),
+    "native-int8-model.fastgru": _write_native_int8_model,
 }
+# What fastgru.load needs to be told for a source (the file cannot say it).
+LOAD_OPTIONS = {"onnx-chain-of-two-nodes.onnx": {"node_name": ["gru0", "gru1"]},
+                "torch-learned-initial-state.pt": {"initial_state": "h0"}}
+# What each source loads as: fastgru.Model for whole models and their conventions, fastgru.GRU otherwise.
+MODEL_SOURCES = {"keras-gru.keras", "keras-bidirectional-reset-before-hard-sigmoid.keras",
+                 "keras-whole-model-with-head.keras", "onnx-reset-before.onnx", "onnx-chain-of-two-nodes.onnx",
+                 "native-int8-model.fastgru"}
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +162,7 @@ def loaded(request, files):
     """``(source name, the object fastgru.load returns for it)``."""
     if request.param not in files:
         pytest.skip(f"{request.param}: its framework is not installed")
-    return request.param, fastgru.load(files[request.param])
+    return request.param, fastgru.load(files[request.param], **LOAD_OPTIONS.get(request.param, {}))
 
 
 def _x(dtype=np.float32, seed=0):
@@ -154,8 +192,9 @@ def _assert_bit_exact(actual_model, expected_model, x=None):
         np.testing.assert_array_equal(a, e)
 
 
-def _plain_gru(model):
-    return getattr(model, "gru", model)
+def _grus(model):
+    """The GRUs an object holds: itself, or a Model's."""
+    return model.grus if isinstance(model, fastgru.Model) else (model,)
 
 
 def test_every_source_was_written(files):
@@ -163,10 +202,22 @@ def test_every_source_was_written(files):
     assert sorted(files) == sorted(SOURCES)
 
 
-def test_int8_sources_load_as_int8(loaded):
+def test_each_source_loads_as_what_it_holds(loaded):
+    """The sources cover both classes `fastgru.load` returns, int8 and learned initial states."""
     name, model = loaded
-    if "int8" in name:
-        assert _plain_gru(model).weight_format == "int8"
+    assert type(model) is (fastgru.Model if name in MODEL_SOURCES else fastgru.GRU)
+    assert (model.weight_format == "int8") == ("int8" in name)
+    assert all(gru.initial_state is not None for gru in _grus(model)) == ("learned-initial-state" in name)
+    if name == "keras-whole-model-with-head.keras":
+        assert [type(layer).__name__ for layer in model.layers] == ["Masking", "KerasRecurrent", "Dense"]
+    if name == "onnx-chain-of-two-nodes.onnx":
+        assert model.convention == "onnx" and model.gru.spec.num_layers == 2
+
+
+def _description(model):
+    """What fastgru's file stores for the object, with the arrays as bytes (comparable with ==)."""
+    config, arrays = model._portable()
+    return config, {key: (value.dtype.str, value.shape, value.tobytes()) for key, value in arrays.items()}
 
 
 @pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
@@ -174,8 +225,8 @@ def test_pickle_round_trip_is_bit_exact(loaded, protocol):
     name, model = loaded
     clone = pickle.loads(pickle.dumps(model, protocol=protocol))
     assert type(clone) is type(model) and clone is not model
-    assert clone.spec == model.spec
-    assert _plain_gru(clone).weight_format == _plain_gru(model).weight_format
+    assert _description(clone) == _description(model)  # layers, specs, weight formats, initial states
+    assert [gru.weight_format for gru in _grus(clone)] == [gru.weight_format for gru in _grus(model)]
     _assert_bit_exact(clone, model)
 
 
@@ -229,22 +280,25 @@ def test_copy_and_deepcopy_share_the_packed_model(loaded):
     objects; deepcopy never reaches the C object, which cannot be copied."""
     name, model = loaded
     with pytest.raises(TypeError):
-        copy.deepcopy(_plain_gru(model)._model)  # what a naive deepcopy would meet
+        copy.deepcopy(_grus(model)[0]._model)  # what a naive deepcopy would meet
     for clone in (copy.copy(model), copy.deepcopy(model)):
         assert type(clone) is type(model) and clone is not model
-        assert _plain_gru(clone)._model is _plain_gru(model)._model
+        for gru, original in zip(_grus(clone), _grus(model), strict=True):
+            assert gru is not original and gru._model is original._model
+            assert gru.initial_state is original.initial_state  # read-only arrays are shared too
         _assert_bit_exact(clone, model)
-    deep = copy.deepcopy(model)
-    assert _plain_gru(deep) is not _plain_gru(model)
     pair = copy.deepcopy([model, model])
     assert pair[0] is pair[1] and pair[0] is not model
 
 
-def test_copies_have_their_own_num_threads():
+@pytest.mark.parametrize("kind", ["GRU", "Model"])
+def test_copies_have_their_own_num_threads(kind):
     gru = fastgru.GRU(3, 4, seed=0, num_threads=1)
-    for clone in (copy.copy(gru), copy.deepcopy(gru)):
+    model = gru if kind == "GRU" else fastgru.Model.from_keras(keras_classifier())
+    model.num_threads = 1
+    for clone in (copy.copy(model), copy.deepcopy(model)):
         clone.num_threads = 2
-        assert gru.num_threads == 1 and clone.num_threads == 2
+        assert model.num_threads == 1 and clone.num_threads == 2
 
 
 def test_num_threads_is_not_pickled():
@@ -252,6 +306,9 @@ def test_num_threads_is_not_pickled():
     gru = fastgru.GRU(3, 4, seed=0, num_threads=1)
     clone = pickle.loads(pickle.dumps(gru))
     assert clone._num_threads is None and clone.num_threads == fastgru.get_num_threads()
+    model = fastgru.Model.from_keras(keras_classifier())
+    model.num_threads = 1
+    assert all(gru._num_threads is None for gru in pickle.loads(pickle.dumps(model)).grus)
 
 
 # ------------------------------------------------------------------ streams
@@ -305,6 +362,86 @@ def test_streams_of_one_model_pickled_together_share_it(rng):
     gru = fastgru.GRU(INPUT, 4, seed=1)
     first, second = pickle.loads(pickle.dumps([gru.stream(1), gru.stream(3)]))
     assert first._gru is second._gru
+
+
+def _keras_stream_model(*layers):
+    from scoring_models import _keras  # Keras models on the torch backend, random weights
+
+    return fastgru.Model.from_keras(_keras(*layers, seed=5))
+
+
+def _layers():
+    return pytest.importorskip("keras").layers
+
+
+# Model streams whose state lives in different layers: GRU states and each row's last unmasked output
+# (Masking, masked rows), a stack of GRUs with pooling sums and counts, running maxima, int8 GRUs, ONNX nodes.
+MODEL_STREAMS = {
+    "masking-gru-head": lambda: _keras_stream_model(_layers().Masking(0.0), _layers().GRU(5),
+                                                    _layers().Dense(3, activation="softmax")),
+    "gru-stack-average-pooling": lambda: _keras_stream_model(
+        _layers().Masking(0.0), _layers().GRU(4, return_sequences=True), _layers().GRU(4, return_sequences=True),
+        _layers().GlobalAveragePooling1D()),
+    "max-pooling-int8": lambda: _keras_stream_model(_layers().GRU(4, return_sequences=True),
+                                                    _layers().GlobalMaxPooling1D()).quantize("int8"),
+    "return-state": lambda: _keras_stream_model(_layers().Masking(0.0), _layers().GRU(4, return_state=True)),
+    "onnx-chain": lambda: fastgru.Model.from_onnx(onnx_chain()[0], node_name=["gru0", "gru1"]),
+}
+
+
+def _frames(rng, count=8, batch=3):
+    """Frames with masked rows (all zeros) here and there, so that masked rows keep their own state."""
+    frames = rng.standard_normal((count, batch, INPUT)).astype(np.float32)
+    frames[1, 0] = frames[5, 2] = frames[6, 0] = 0.0
+    return frames
+
+
+def _step_values(value):
+    return [np.array(v, copy=True) for v in (value if isinstance(value, list) else [value])]
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_STREAMS))
+@pytest.mark.parametrize("how", ["pickle", "copy", "deepcopy"])
+def test_a_model_stream_pickles_and_copies_with_its_state(rng, name, how):
+    """Stopped mid-sequence and continued as a pickle or copy, a ModelStream gives what the original gives
+    from there on, and the two are independent."""
+    model = MODEL_STREAMS[name]()
+    frames = _frames(rng)
+    stream = model.stream(3, num_threads=1)
+    for frame in frames[:4]:
+        stream.step(frame)
+    clone = {"pickle": lambda s: pickle.loads(pickle.dumps(s)), "copy": copy.copy, "deepcopy": copy.deepcopy}[how](stream)
+    assert isinstance(clone, fastgru.ModelStream) and clone.batch_size == 3 and clone is not stream
+    continued = [_step_values(clone.step(frame)) for frame in frames[4:]]
+    expected = [_step_values(stream.step(frame)) for frame in frames[4:]]
+    for a, e in zip(continued, expected):
+        for a_part, e_part in zip(a, e, strict=True):
+            np.testing.assert_array_equal(a_part, e_part)
+    fresh = model.stream(3)
+    first = [_step_values(fresh.step(frame)) for frame in frames[4:5]][0]
+    assert not all(np.array_equal(f, c) for f, c in zip(first, continued[0]))  # the state mattered
+    if how != "pickle":
+        assert clone._num_threads == 1
+        assert (clone._model is stream._model) == (how == "copy")
+
+
+def test_a_model_stream_unpickles_through_fastgrus_code_alone():
+    stream = MODEL_STREAMS["masking-gru-head"]().stream(2)
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        assert _globals(pickle.dumps(stream, protocol=protocol)) == [
+            ("fastgru.whole_model", "_restore_model_stream"), ("fastgru.io.native", "loads")], protocol
+
+
+def test_a_damaged_model_stream_state_raises(rng):
+    stream = MODEL_STREAMS["gru-stack-average-pooling"]().stream(2)
+    stream.step(rng.standard_normal((2, INPUT)))
+    function, (model, batch_size, state, crc) = stream.__reduce__()
+    flipped = state[:-1] + bytes([state[-1] ^ 1])
+    for arguments in [(model, batch_size, flipped, crc), (model, batch_size, state, crc ^ 1),
+                      (model, 3, state, crc), (model, True, state, crc), (model, batch_size, state[:-4], crc),
+                      ("model", batch_size, state, crc), (model, batch_size, bytearray(state), crc)]:
+        with pytest.raises(ValueError, match="damaged pickle of a fastgru.ModelStream"):
+            function(*arguments)
 
 
 # ------------------------------------------------------------------ damage
@@ -361,6 +498,7 @@ models = [fastgru.GRU(3, 5, num_layers=2, bidirectional=True, seed=1),
           fastgru.GRU(3, 4, dtype=np.float64, reset_after=False, seed=2),
           fastgru.GRU(3, 6, seed=3).quantize("int8"),
           fastgru.GRU(3, 4, seed=4).stream(2)]
+models += pickle.loads(open(sys.argv[1], "rb").read())  # a Model and a ModelStream, made by the test
 x = np.random.default_rng(0).standard_normal((4, 2, 3))
 rng = np.random.default_rng(11)
 raised = equal = 0
@@ -383,6 +521,9 @@ for model in models:
             if isinstance(model, fastgru.GRUStream):
                 assert type(clone) is fastgru.GRUStream and np.array_equal(clone.state, model.state)
                 same = [clone.step(x[0].astype(clone._gru.dtype)).copy()], [model.__copy__().step(x[0].astype(model._gru.dtype)).copy()]
+            elif isinstance(model, fastgru.ModelStream):
+                assert type(clone) is fastgru.ModelStream
+                same = [clone.step(x[0]).copy()], [model.__copy__().step(x[0]).copy()]
             else:
                 assert type(clone) is type(model), type(clone)
                 same = clone(x.astype(clone.dtype)), model(x.astype(model.dtype))
@@ -393,13 +534,18 @@ print(f"raised {raised} equal {equal}")
 """
 
 
-def test_damaged_pickles_raise_and_never_crash(tmp_path):
-    """Thousands of truncated and garbled pickles of float, int8 and stream objects, in a child process
-    so that a crash would show as its exit status: each raises an exception or, where pickle itself
-    ignores the change, loads the very same model."""
+def test_damaged_pickles_raise_and_never_crash(tmp_path, rng):
+    """Thousands of truncated and garbled pickles of float, int8, Model and stream objects, in a child
+    process so that a crash would show as its exit status: each raises an exception or, where pickle
+    itself ignores the change, loads the very same model."""
+    model = MODEL_STREAMS["masking-gru-head"]()
+    stream = model.stream(2)
+    stream.step(rng.standard_normal((2, INPUT)))
+    (tmp_path / "models.pickle").write_bytes(pickle.dumps([model, stream]))
     script = tmp_path / "fuzz.py"
     script.write_text(_FUZZ)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "models.pickle")], capture_output=True,
+                            text=True, timeout=600)
     assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     raised, equal = (int(n) for n in result.stdout.split()[1::2])
     assert raised > 3000, result.stdout
@@ -415,7 +561,7 @@ def test_pickled_models_run_in_a_spawned_process(files):
     """multiprocessing's spawn start method pickles the model to a fresh interpreter."""
     import multiprocessing
 
-    models = {name: fastgru.load(path) for name, path in sorted(files.items()) if "keras" not in name}
+    models = {name: fastgru.load(path, **LOAD_OPTIONS.get(name, {})) for name, path in sorted(files.items())}
     x = _x()
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         results = pool.starmap(_run_model, [(model, x) for model in models.values()])
@@ -427,7 +573,8 @@ def test_pickled_models_run_in_a_spawned_process(files):
 def test_unpickling_needs_no_framework(files, tmp_path):
     """A model loaded from a torch or Keras file unpickles where only numpy and fastgru are imported."""
     pickled = tmp_path / "models.pickle"
-    models = [fastgru.load(path) for name, path in sorted(files.items()) if "keras" in name or "torch" in name]
+    models = [fastgru.load(path, **LOAD_OPTIONS.get(name, {})) for name, path in sorted(files.items())
+              if "keras" in name or "torch" in name]
     pickled.write_bytes(pickle.dumps(models))
     code = textwrap.dedent(f"""
         import pickle, sys

@@ -1,7 +1,8 @@
 """fastgru.ray on a real local Ray cluster (``ray.init(num_cpus=2)``), started once for this module.
 
-The cluster runs confined to the loopback interface: in a network namespace of its own where the test
-may create one (tools/loopback.py), and with Ray told to use 127.0.0.1 in any case; its temporary files
+The cluster runs confined to the loopback interface: in a network namespace of its own (tools/loopback.py:
+required as root and in CI, where failing to create it fails the module; a user without CAP_SYS_ADMIN
+runs on the 127.0.0.1 settings alone), and with Ray told to use 127.0.0.1 in any case; its temporary files
 go to a temporary directory, no usage statistics are sent, its authentication token lives in the
 environment (not in ~/.ray), and every process it started is gone after ``ray.shutdown()``.
 """
@@ -38,9 +39,13 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 psutil = pytest.importorskip("psutil")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from loopback import loopback_only, non_loopback_listeners  # noqa: E402
+import loopback  # noqa: E402
+from loopback import confine, non_loopback_listeners, outside_route  # noqa: E402
+
+ray.cloudpickle.register_pickle_by_value(loopback)  # Ray's workers cannot import tools/: send its code
 
 import fastgru.ray  # noqa: E402
+from scoring_models import keras_classifier  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 INPUT = 3
@@ -75,7 +80,7 @@ def cluster():
         with pytest.MonkeyPatch.context() as patch:
             for name, value in RAY_ENVIRONMENT.items():
                 patch.setenv(name, os.environ.get(name, value))  # the values Ray was imported with
-            restore = loopback_only()
+            restore = confine()
             try:
                 ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, object_store_memory=200 << 20,
                          logging_level=logging.ERROR, log_to_driver=False)
@@ -111,6 +116,16 @@ def test_cluster_listens_on_loopback_only(cluster):
     assert ray.cluster_resources()["CPU"] == 2
     listeners = non_loopback_listeners([os.getpid(), *(p.pid for p in _ray_processes(os.getpid()))])
     assert not listeners, listeners
+
+
+def test_nothing_outside_the_machine_is_reachable_from_the_cluster(cluster):
+    """In the namespace, the driver and Ray's workers have no route beyond loopback (as root and in CI the
+    namespace is required, so this runs there; a user without CAP_SYS_ADMIN gets a visible skip)."""
+    if not cluster["confined"]:
+        pytest.skip("no loopback-only namespace here (no CAP_SYS_ADMIN, outside CI): the clusters rely on their "
+                    "127.0.0.1 settings, which test_cluster_listens_on_loopback_only checks")
+    assert outside_route() is None
+    assert ray.get([ray.remote(outside_route).remote() for _ in range(4)]) == [None] * 4
 
 
 MODELS = {
@@ -156,13 +171,33 @@ def test_map_batches_scores_variable_lengths_as_one_process_does(cluster, tmp_pa
         _assert_matches(row["output"], output, gru.dtype)
 
 
+@pytest.mark.parametrize("source", ["object", "keras_file"])
+def test_map_batches_scores_a_whole_model_as_one_process_does(cluster, tmp_path, source):
+    """A Keras model with Masking and a softmax head (a fastgru.Model, or its .keras file read in the actors
+    without Keras): each row gets what the model returns for its sequence alone."""
+    keras_model = keras_classifier()
+    model = fastgru.Model.from_keras(keras_model)
+    if source == "keras_file":
+        keras_model.save(tmp_path / "classifier.keras")
+    rows = _rows(seed=2, count=40, max_steps=6)  # few lengths: groups of several rows
+    scored = ray.data.from_items(rows).map_batches(
+        fastgru.ray.GRUPredictor, batch_size=16, compute=ray.data.ActorPoolStrategy(size=2),
+        fn_constructor_kwargs={"model": model if source == "object" else str(tmp_path / "classifier.keras")})
+    result = scored.take_all()
+    assert [row["id"] for row in result] == list(range(len(rows))) and sorted(result[0]) == ["id", "output"]
+    expected = score_sequences(model, [row["x"] for row in rows])["output"]
+    for row, output in zip(result, expected):
+        assert output.shape == (4,)
+        _assert_matches(row["output"], output, np.float32)
+
+
 def test_each_actor_loads_the_model_once(cluster):
     """Ray builds the callable class once per actor: every batch of one actor sees the same model."""
 
     class Recording(fastgru.ray.GRUPredictor):  # defined here, so Ray pickles it by value
         def __call__(self, batch):
             scored = super().__call__(batch)
-            scored["actor"] = np.array([f"{os.getpid()}-{id(self.gru)}"] * len(batch["id"]))
+            scored["actor"] = np.array([f"{os.getpid()}-{id(self.model)}"] * len(batch["id"]))
             scored["threads"] = np.array([fastgru.get_num_threads()] * len(batch["id"]))
             return scored
 

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PRELUDE = f"""
 import os, sys
 sys.path.insert(0, {str(ROOT / "tools")!r})
-from loopback import loopback_only
+from loopback import confine
 if __name__ == "__main__":  # not again in the processes that the example spawns: they join this namespace
-    loopback_only()
+    confine()
 os.environ.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
                   RAY_AUTH_TOKEN={secrets.token_hex(16)!r})
 """

@@ -1,6 +1,6 @@
 """The thread budget (fastgru.threads): call argument > the model's num_threads > fastgru.set_num_threads >
-OMP_NUM_THREADS > physical cores, read when a call runs; and threadpoolctl, which sees and limits fastgru
-through its registration of third-party controllers."""
+OMP_NUM_THREADS > physical cores, read when a call runs, for a GRU and for every GRU of a whole Model; and
+threadpoolctl, which sees and limits fastgru through its registration of third-party controllers."""
 
 from __future__ import annotations
 
@@ -107,6 +107,52 @@ def test_a_stream_settles_its_threads_when_created(monkeypatch):
     assert pools == [3, 2]
 
 
+def _whole_model(**options):
+    """A Keras-convention Model of two GRU layers and a head, built from fastgru's layers (no Keras needed)."""
+    from fastgru.layers import Dense, KerasRecurrent
+
+    first = fastgru.GRU(4, 8, batch_first=True, seed=0, **options)
+    second = fastgru.GRU(8, 6, batch_first=True, seed=1, **options)
+    return fastgru.Model([KerasRecurrent("gru_1", first, return_sequences=True), KerasRecurrent("gru_2", second),
+                          Dense("dense", np.ones((6, 2)))])
+
+
+def test_a_models_grus_follow_the_same_order(used, monkeypatch):
+    """Every GRU layer of a Model: the call's num_threads, the model's, set_num_threads, OMP_NUM_THREADS."""
+    model = _whole_model()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    model(X)
+    fastgru.set_num_threads(2)
+    model(X), model(X, num_threads=4)
+    model.num_threads = 5
+    assert model.num_threads == 5 and [gru.num_threads for gru in model.grus] == [5, 5]
+    model(X), model(X, num_threads=1)
+    model.num_threads = None
+    model(X)
+    assert used == [3, 3, 2, 2, 4, 4, 5, 5, 1, 1, 2, 2]
+    pinned = _whole_model(num_threads=3)
+    pinned(X)
+    assert used[-2:] == [3, 3]
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="num_threads"):
+            model(X, num_threads=bad)
+        with pytest.raises(ValueError, match="num_threads"):
+            model.num_threads = bad
+
+
+def test_a_model_stream_settles_its_threads_when_created(monkeypatch):
+    pools = []
+    real_pool = _core.Pool
+    monkeypatch.setattr(_core, "Pool", lambda n: pools.append(n) or real_pool(n))
+    model = _whole_model()
+    fastgru.set_num_threads(3)
+    stream = model.stream(2)
+    fastgru.set_num_threads(1)
+    stream.step(np.zeros((2, 4)))
+    model.stream(2, num_threads=2)
+    assert pools == [3, 3, 2, 2]
+
+
 def test_results_do_not_depend_on_the_budget(monkeypatch):
     gru = fastgru.GRU(4, 64, num_layers=2, seed=0)
     x = np.random.default_rng(0).standard_normal((30, 5, 4))
@@ -185,6 +231,15 @@ def test_threadpool_limits_limits_a_model_built_before(used, user_api):
         gru(X), pinned(X)
     gru(X)
     assert used == [1, 2, 2]
+
+
+def test_threadpool_limits_limits_a_models_call(used):
+    model = _whole_model()
+    fastgru.set_num_threads(2)
+    with threadpoolctl.threadpool_limits(1):
+        model(X)
+    model(X)
+    assert used == [1, 1, 2, 2]
 
 
 def test_threadpool_limits_of_another_api_leaves_fastgru_alone(used):

@@ -6,9 +6,14 @@ thread (and so every process and thread it starts afterwards) into a new network
 interface is ``lo``, brought up: Ray then resolves its node address to 127.0.0.1 and nothing outside the
 machine can be reached. It needs CAP_SYS_ADMIN (root, as in CI); where that fails it returns None and
 changes nothing, and the caller falls back on its own settings (tests and bench/scaleout.py also make
-Ray and Dask use 127.0.0.1 explicitly). Linux only.
+Ray and Dask use 127.0.0.1 explicitly, and the tests check that no process of the cluster listens on
+another address). Linux only.
 
-    restore = loopback_only()
+`confine()` is what the tests call: `loopback_only()`, which must succeed where it can (as root, and
+wherever ``CI`` is set): there a failure raises instead of running the clusters unconfined. Elsewhere
+(a developer's account without CAP_SYS_ADMIN) the clusters run on their 127.0.0.1 settings alone.
+
+    restore = confine()
     try:
         ...                      # ray.init(...), LocalCluster(host="127.0.0.1", ...)
     finally:
@@ -57,6 +62,40 @@ def loopback_only():
         os.close(original)
 
     return restore
+
+
+def confinement_required() -> bool:
+    """Whether the clusters must run in the namespace: as root (which may create one) and in CI."""
+    return bool(os.environ.get("CI")) or (hasattr(os, "geteuid") and os.geteuid() == 0)
+
+
+def confine():
+    """`loopback_only()`; RuntimeError where it fails although `confinement_required()`."""
+    restore = loopback_only()
+    if restore is None and confinement_required():
+        raise RuntimeError("cannot create a loopback-only network namespace (unshare(CLONE_NEWNET) needs "
+                           "CAP_SYS_ADMIN): the local Ray and Dask clusters would listen beyond 127.0.0.1; "
+                           "run as root, or outside CI as a user without CAP_SYS_ADMIN")
+    return restore
+
+
+def outside_route() -> str | None:
+    """None when no address outside the machine has a route from here (as in the loopback-only
+    namespace), else what trying one gave.
+
+    The probe, 192.0.2.1 (TEST-NET-1, RFC 5737), is never assigned, so it reaches no one even where a
+    route exists; without one, connect() fails at once with ENETUNREACH. It uses nothing but socket, so
+    that tests can send it to Ray's and Dask's workers (by value) and run it there."""
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError as error:
+            return None if error.errno == errno.ENETUNREACH else f"{type(error).__name__}: {error}"
+    return "connected to 192.0.2.1"
 
 
 def is_loopback(address: str) -> bool:

@@ -1,19 +1,32 @@
-"""fastgru's own file: one safetensors file whose metadata holds the spec as JSON.
+"""fastgru's own file: one safetensors file whose metadata describes the model as JSON.
 
 Layout (readable with numpy and ``json`` alone, or with any safetensors reader):
 
-- tensors: the weights under their `fastgru.spec` names, in the spec's dtype, bytes exactly as in memory
-  (so save -> load is bit-exact);
-- ``__metadata__``: ``{"format": "fastgru", "format_version": "1", "spec": <GRUSpec.to_dict() as JSON>}``,
-  plus ``"call": <JSON>`` when the model is a Keras/ONNX wrapper, so that it comes back calling like its
-  source (masks, ``go_backwards``, ONNX output shapes); ``"weight_format": "int8"`` for an int8 model
-  (`_stored_weights`); and ``"crc32"``, the CRC-32 of the whole file with this value read as ``00000000``
-  (eight hex digits, so writing it moves no byte). A file whose bytes were truncated or changed anywhere
-  raises ValueError on load instead of loading other weights; files without ``crc32`` (written before
-  fastgru kept one) load unchecked. A field this fastgru does not know is refused, not skipped: it
-  may change what the file means (it is also how a damaged ``crc32`` name shows).
+- tensors: the weights, in their dtype, bytes exactly as in memory (so save -> load is bit-exact);
+- ``__metadata__``: ``{"format": "fastgru", "format_version": "1", ...}`` and then either
+  - ``"spec": <GRUSpec.to_dict() as JSON>`` for a float `fastgru.GRU`, its tensors under their
+    `fastgru.spec` names (the layout of every file since format_version 1), or
+  - ``"model": <JSON>`` for anything else: ``{"class": "Model", "convention", "name", "layers": [{"class",
+    "name", "config"}, ...]}`` with the tensors of layer i named ``layers.<i>.<name>`` (a recurrent
+    layer's config holds its GRU's ``{"class": "GRU", "spec", "weight_format"}``), or ``{"class": "GRU",
+    ...}`` for a GRU that carries more than float weights: int8 (its float32 weights; loading quantizes
+    them again, deterministically) or a learned initial state, the tensor ``initial_state`` (L*D, H)
+    beside the weights (optional: a file without it loads with none; ``GRU._portable`` decides what a
+    GRU stores, so a Model's GRU layers keep theirs too).
+- ``"crc32"`` in every file this fastgru writes: the CRC-32 of the whole file with this value read as
+  ``00000000`` (eight hex digits, so writing it moves no byte). A file whose bytes were truncated or
+  changed anywhere raises ValueError on load instead of loading other weights; files without ``crc32``
+  (written before fastgru kept one) load unchecked. A field this fastgru does not know is refused, not
+  skipped, because it may change what the file means (it is also how a damaged ``crc32`` name shows):
+  at the top (`_FIELDS`) here, and inside ``"model"`` by the objects that read their descriptions
+  (``GRU._from_portable``, ``Model._from_portable``, `fastgru.layers.build_layer`).
 
-Any extension works; ``.fastgru`` is the conventional one.
+Files written before whole models existed (a Keras or ONNX GRU wrapper: ``"spec"`` plus ``"call"``) load
+as the equivalent one-layer `fastgru.Model`. Any extension works; ``.fastgru`` is the conventional one.
+
+This module is the format only. `dumps` takes any object with ``_portable() -> (config, arrays)``;
+`loads` builds objects with the constructors registered by class name (`register`: ``fastgru`` registers
+`fastgru.GRU` and `fastgru.Model` when it is imported, which happens before this module can be).
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ import json
 import os
 import struct
 import zlib
+from typing import Callable
 
 from fastgru.io.safetensors import decode_safetensors, encode_safetensors
 from fastgru.spec import GRUSpec
@@ -31,48 +45,39 @@ FORMAT_VERSION = "1"
 CHECKSUM = "crc32"
 _UNSEALED = "00000000"
 _DEFAULT_LABEL = "<fastgru model bytes>"
-_FIELDS = {"format", "format_version", "spec", "call", "weight_format", CHECKSUM}
+# Every metadata field this fastgru reads ("call": files of the Keras/ONNX wrappers before Model existed).
+_FIELDS = {"format", "format_version", "spec", "call", "model", CHECKSUM}
+_BUILDERS: dict[str, Callable] = {}
 
 
-def dumps(model) -> bytes:
-    """The bytes of fastgru's own file for a `fastgru.GRU` (or a Keras/ONNX wrapper around one).
+def register(class_name: str, build: Callable) -> None:
+    """Makes `loads` build descriptions of ``{"class": class_name}`` with ``build(config, arrays, label)``."""
+    _BUILDERS[class_name] = build
 
-    This is the one serialized form: `save` writes it to a file and ``pickle`` carries it (each model's
-    ``__reduce__`` calls `loads` on it), so a pickled model holds portable weights, never the packed
-    panels, whose layout depends on the CPU's kernel table.
+
+def dumps(obj) -> bytes:
+    """The bytes of fastgru's own file for a `fastgru.GRU` or `fastgru.Model`.
+
+    This is the one serialized form: `save` writes it to a file and ``pickle`` / ``copy`` carry it (each
+    model's ``__reduce__`` calls `loads` on it), so a pickled model holds portable weights, never the
+    packed panels, whose layout depends on the CPU's kernel table.
     """
-    gru = getattr(model, "gru", model)
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": json.dumps(gru.spec.to_dict())}
-    if hasattr(model, "call_config"):
-        metadata["call"] = json.dumps(model.call_config())
-    tensors, weight_metadata = _stored_weights(gru)
-    metadata.update(weight_metadata)
+    portable = getattr(obj, "_portable", None)
+    if portable is None:
+        raise TypeError(f"fastgru files hold a fastgru.GRU or fastgru.Model, got {type(obj).__name__}")
+    config, arrays = portable()
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    # A float GRU with nothing but its weights keeps the layout every fastgru version reads; anything more
+    # (int8, another option or array a GRU may carry) goes in "model", which older versions refuse.
+    plain_gru = (config.get("class") == "GRU" and set(config) == {"class", "spec", "weight_format"}
+                 and config["weight_format"] == config["spec"]["dtype"]
+                 and set(arrays) <= set(GRUSpec.from_dict(config["spec"]).weight_shapes()))
+    if plain_gru:
+        metadata["spec"] = json.dumps(config["spec"])
+    else:
+        metadata["model"] = json.dumps(config)
     metadata[CHECKSUM] = _UNSEALED
-    return _seal(encode_safetensors(tensors, metadata))
-
-
-def _stored_weights(gru) -> tuple[dict, dict]:
-    """The tensors and metadata that stand for ``gru``'s weights, and `_restore_weight_format` undoes.
-
-    An int8 model stores the float32 weights it was quantized from and ``"weight_format": "int8"``;
-    loading quantizes them again, which is deterministic, so the int8 model comes back bit for bit.
-    """
-    weights = gru.weights
-    tensors = {name: weights[name] for name in gru.spec.weight_shapes()}
-    return tensors, ({"weight_format": "int8"} if gru.weight_format == "int8" else {})
-
-
-def _restore_weight_format(gru, metadata: dict, label: str):
-    weight_format = metadata.get("weight_format")
-    if weight_format is None:
-        return gru
-    if weight_format != "int8" or gru.spec.dtype != "float32":
-        raise ValueError(f"{label}: weight_format {weight_format!r} is not supported for a {gru.spec.dtype} "
-                         f"model (fastgru writes 'int8', for float32 models only)")
-    try:
-        return gru.quantize("int8")
-    except ValueError as error:  # non-finite weights: a damaged file that passed the checksum
-        raise ValueError(f"{label}: {error}") from None
+    return _seal(encode_safetensors(arrays, metadata))
 
 
 def _checksum_at(data, header_end: int, value: str) -> int:
@@ -94,7 +99,7 @@ def _verify(data, metadata: dict, label: str) -> None:
     if stored is None:
         return  # written before fastgru kept a checksum
     (header_size,) = struct.unpack("<Q", data[:8])
-    at = _checksum_at(data, 8 + header_size, stored) if len(stored) == 8 else -1
+    at = _checksum_at(data, 8 + header_size, stored) if isinstance(stored, str) and len(stored) == 8 else -1
     view = memoryview(data)
     actual = zlib.crc32(view[at + 8 :], zlib.crc32(_UNSEALED.encode(), zlib.crc32(view[:at]))) if at >= 0 else None
     if actual is None or f"{actual:08x}" != stored:
@@ -102,22 +107,23 @@ def _verify(data, metadata: dict, label: str) -> None:
                          f"one stored ({stored!r}); it was truncated or changed after it was written")
 
 
-def save(model, path) -> None:
-    """Writes `dumps` of ``model`` to ``path``."""
-    data = dumps(model)
+def save(obj, path) -> None:
+    """Writes `dumps` of ``obj`` to ``path``."""
+    data = dumps(obj)
     with open(os.fspath(path), "wb") as file:
         file.write(data)
 
 
-def read(path):
-    """Returns ``(spec, weights, call)`` of a file using numpy only; ``call`` is None for a plain GRU."""
+def read(path) -> tuple[dict, dict]:
+    """``(config, arrays)`` of a file, using numpy only (see `parse`)."""
     path = os.fspath(path)
     with open(path, "rb") as file:
-        return parse(file.read(), path)[:3]
+        return parse(file.read(), path)
 
 
-def parse(data: bytes, label: str = _DEFAULT_LABEL):
-    """`read` on bytes in memory; errors name ``label``. Checks the CRC-32 when the data has one."""
+def parse(data: bytes, label: str = _DEFAULT_LABEL) -> tuple[dict, dict]:
+    """The portable description in ``data``: ``config`` (``{"class": "GRU" | "Model", ...}``) and the
+    tensors by name. Errors name ``label``. Checks the CRC-32 when the data has one."""
     tensors, metadata = decode_safetensors(data, label)
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{label}: not a fastgru file (safetensors metadata has no 'format': 'fastgru')")
@@ -130,41 +136,64 @@ def parse(data: bytes, label: str = _DEFAULT_LABEL):
                          f"(a file from a newer fastgru, or damaged)")
     _verify(data, metadata, label)
     try:
-        spec = GRUSpec.from_dict(json.loads(metadata["spec"]))
+        if "model" in metadata:
+            config = json.loads(metadata["model"])
+            if not isinstance(config, dict) or not isinstance(config.get("class"), str):
+                raise ValueError("'model' is not a JSON object with a 'class'")
+            return config, tensors
+        spec = json.loads(metadata["spec"])
         call = json.loads(metadata["call"]) if "call" in metadata else None
     except (KeyError, ValueError, TypeError) as error:
         raise ValueError(f"{label}: bad fastgru spec in metadata ({error})") from None
-    return spec, tensors, call, metadata
+    if not isinstance(spec, dict):
+        raise ValueError(f"{label}: bad fastgru spec in metadata (not a JSON object)")
+    gru = {"class": "GRU", "spec": spec, "weight_format": spec.get("dtype", "float32")}
+    if call is None:
+        return gru, tensors
+    return _wrapper_model(gru, call, tensors, label)
+
+
+def _wrapper_model(gru: dict, call: dict, tensors: dict, label: str) -> tuple[dict, dict]:
+    """A file of a Keras or ONNX GRU wrapper (``"call"`` metadata, before whole models) as the same
+    one-layer Model (a Masking layer first when the wrapper had a ``mask_value``)."""
+    if not isinstance(call, dict):
+        raise ValueError(f"{label}: bad call convention in metadata ({call!r})")
+    kind = call.get("kind")
+    if kind == "onnx":
+        layers = [{"class": "OnnxGRU", "name": "GRU", "config": {"gru": gru, "reverse": bool(call.get("reverse"))}}]
+        convention = "onnx"
+    elif kind == "keras":
+        keys = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask", "merge_mode")
+        options = {key: call[key] for key in keys if key in call}
+        layers = [{"class": "KerasGRU", "name": "gru", "config": {"gru": gru, **options}}]
+        if call.get("mask_value") is not None:
+            layers.insert(0, {"class": "Masking", "name": "masking", "config": {"mask_value": call["mask_value"]}})
+        convention = "keras"
+    else:
+        raise ValueError(f"{label}: unknown call convention {kind!r} in metadata")
+    index = len(layers) - 1
+    arrays = {f"layers.{index}.{name}": value for name, value in tensors.items()}
+    return {"class": "Model", "convention": convention, "name": "model", "layers": layers}, arrays
 
 
 def load(path):
-    """Loads a file written by `save`: a `fastgru.GRU`, or the Keras/ONNX wrapper that was saved."""
+    """Loads a file written by `save`: the `fastgru.GRU` or `fastgru.Model` that was saved."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         return loads(file.read(), path)
 
 
 def loads(data: bytes, label: str = _DEFAULT_LABEL):
-    """The model that `dumps` turned into ``data``; errors name ``label``. Unpickling calls this.
+    """The object that `dumps` turned into ``data``; errors name ``label``. Unpickling calls this.
 
     Damaged data (truncated, or any byte changed) raises ValueError; nothing but fastgru's own parser
-    and model constructor runs on it.
+    and the registered constructors run on it.
     """
-    from fastgru.io import build_gru
-
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{label}: expected the bytes written by fastgru.io.native.dumps, got {type(data).__name__}")
-    spec, weights, call, metadata = parse(bytes(data), label)
-    gru = _restore_weight_format(build_gru(spec, weights, label), metadata, label)
-    if call is None:
-        return gru
-    kind = call.pop("kind", None)
-    if kind == "keras":
-        from fastgru.io.keras import KerasGRU
-
-        return KerasGRU(gru, **call)
-    if kind == "onnx":
-        from fastgru.io.onnx import OnnxGRU
-
-        return OnnxGRU(gru, **call)
-    raise ValueError(f"{label}: unknown call convention {kind!r} in metadata")
+    config, arrays = parse(bytes(data), label)
+    build = _BUILDERS.get(config["class"])
+    if build is None:
+        raise ValueError(f"{label}: unknown object class {config['class']!r} in metadata "
+                         f"(this fastgru builds {sorted(_BUILDERS)})")
+    return build(config, arrays, label)

@@ -1,8 +1,14 @@
-"""PyTorch: an `nn.GRU` / `nn.GRUCell`, a module containing one, a state dict, or a ``torch.save``d file.
+"""PyTorch: an `nn.GRU` / `nn.GRUCell`, a module containing one, a state dict, a ``torch.save``d file, or
+a safetensors file of a state dict.
 
-PyTorch's layout *is* fastgru's layout, so this importer only finds the tensors and infers the sizes.
-State dicts carry no ``batch_first``: pass ``batch_first=True`` if the model was used that way (a module
-carries it and it is taken from there). ``dropout`` only acts in training and is not imported.
+PyTorch's layout *is* fastgru's layout, so this importer only finds the tensors and infers the sizes; it
+returns a `fastgru.io.common.GRUDescription` and `fastgru.GRU.from_torch` builds the model. State dicts carry
+no ``batch_first``: pass ``batch_first=True`` if the model was used that way (a module carries it and it is
+taken from there). ``dropout`` only acts in training and is not imported.
+
+A learned initial state (a parameter such as ``self.h0 = nn.Parameter(torch.zeros(L * D, 1, H))`` next to
+the GRU) is imported only when named: ``initial_state="h0"`` (its full name in the state dict, e.g.
+``"encoder.h0"``; see `fastgru.GRU.with_initial_state` for the shapes accepted).
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import re
 
 import numpy as np
 
-from fastgru.io import build_gru, spec_dtype
+from fastgru.io.common import GRUDescription, replaced, spec_dtype
+from fastgru.io.safetensors import looks_like_safetensors, read_safetensors
 from fastgru.spec import GRUSpec, check_weights
 
 # weight_ih_l0, bias_hh_l1_reverse, ... (nn.GRU) and weight_ih, bias_hh (nn.GRUCell).
@@ -59,9 +66,10 @@ def spec_from_state_dict(state, prefix=None, *, batch_first=False, dtype=None, s
     ``prefix`` selects one GRU when the dict holds several (``"encoder.rnn."``; the trailing dot is optional).
     """
     state = flatten_state(dict(state))
-    candidates = [p for p in gru_prefixes(state) if _is_gru(state, p)]
+    candidates = gru_candidates(state)
     if prefix is not None:
-        prefix = prefix if prefix == "" or prefix.endswith(".") else prefix + "."
+        if prefix not in candidates and prefix + "." in candidates:  # "encoder.rnn" names the module
+            prefix += "."
         if prefix not in candidates:
             raise ValueError(f"{source}: no GRU weights under prefix {prefix!r}; GRU prefixes found: {candidates}")
     elif len(candidates) == 1:
@@ -100,6 +108,23 @@ def spec_from_state_dict(state, prefix=None, *, batch_first=False, dtype=None, s
     return spec, check_weights(spec, weights, f"{source} (prefix {prefix!r})" if prefix else source)
 
 
+def initial_state_tensor(state, name, source: str):
+    """The tensor a user named as the model's learned initial state: ``name`` is looked up in ``state``
+    (nested checkpoint dicts flattened to dotted names); anything else is taken as the array itself."""
+    if name is None or not isinstance(name, str):
+        return None if name is None else to_numpy(name)
+    flat = flatten_state(dict(state))
+    if name not in flat:
+        others = [key for key in flat if not _NAME.match(key)]  # all but the GRU weights
+        raise ValueError(f"{source}: no tensor {name!r} for initial_state; the other tensors are {others[:20]}")
+    return to_numpy(flat[name])
+
+
+def gru_candidates(state) -> list[str]:
+    """The prefixes under which a flat state dict holds a GRU (``weight_hh`` of shape (3H, H))."""
+    return [prefix for prefix in gru_prefixes(state) if _is_gru(state, prefix)]
+
+
 def _is_gru(state, prefix) -> bool:
     weight_hh = state.get(prefix + "weight_hh_l0", state.get(prefix + "weight_hh"))
     shape = tuple(getattr(weight_hh, "shape", ()))
@@ -131,18 +156,20 @@ def _module_spec(module, *, batch_first=None, dtype=None):
     return spec, weights
 
 
-def from_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None):
-    """A `fastgru.GRU` from an `nn.GRU`/`nn.GRUCell`, a module containing one, a state dict or a file path.
+def read_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None, initial_state=None) -> GRUDescription:
+    """The `GRUDescription` of an `nn.GRU`/`nn.GRUCell`, a module containing one, a state dict or a file path
+    (``torch.save`` or safetensors).
 
     In a module with several GRUs, ``prefix`` is the submodule's name (``"encoder.rnn"``); the error for an
-    ambiguous module or state dict lists the prefixes found.
+    ambiguous module or state dict lists the prefixes found. ``initial_state`` names the tensor of a
+    learned h0 in the module's state dict (``"h0"``), or is that array itself.
     """
     if isinstance(obj, (str, os.PathLike)):
-        return load_torch_file(obj, prefix=prefix, batch_first=batch_first, dtype=dtype)
+        return read_torch_file(obj, prefix=prefix, batch_first=batch_first, dtype=dtype, initial_state=initial_state)
     if isinstance(obj, dict):
-        spec, weights = spec_from_state_dict(obj, prefix, batch_first=bool(batch_first), dtype=dtype,
-                                             source=source or "state dict")
-        return build_gru(spec, weights, source or "state dict")
+        source = source or "state dict"
+        spec, weights = spec_from_state_dict(obj, prefix, batch_first=bool(batch_first), dtype=dtype, source=source)
+        return GRUDescription(spec, weights, source, initial_state_tensor(obj, initial_state, source))
 
     import torch
 
@@ -163,18 +190,29 @@ def from_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None):
             what = "several GRUs found, pass prefix= one of" if grus else "no nn.GRU or nn.GRUCell inside;"
             raise ValueError(f"{source}: {what} {_dotted(grus)}")
     spec, weights = _module_spec(module, batch_first=batch_first, dtype=dtype)
-    return build_gru(spec, weights, source)
+    learned = None if initial_state is None else initial_state_tensor(obj.state_dict(), initial_state, source)
+    return GRUDescription(spec, weights, source, learned)
 
 
 def _dotted(modules) -> list[str]:
     return [name + "." for name in modules]
 
 
-def load_torch_file(path, prefix=None, *, batch_first=None, dtype=None):
-    """A ``torch.save``d state dict (or checkpoint dict holding one), read with ``weights_only=True``."""
+def read_torch_file(path, prefix=None, *, batch_first=None, dtype=None, initial_state=None) -> GRUDescription:
+    """The `GRUDescription` of a state dict in a file: a safetensors file (read with numpy alone), or a
+    ``torch.save``d state dict (or checkpoint dict holding one), read with ``weights_only=True``."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if looks_like_safetensors(head):
+        tensors, metadata = read_safetensors(path)
+        if metadata.get("format") == "fastgru":
+            raise ValueError(f"{path}: fastgru's own file, not a torch state dict: load it with fastgru.load")
+        return read_torch(tensors, prefix, batch_first=batch_first, dtype=dtype, source=path,
+                          initial_state=initial_state)
+
     import torch
 
-    path = os.fspath(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all mean "not a readable state dict"
@@ -182,4 +220,10 @@ def load_torch_file(path, prefix=None, *, batch_first=None, dtype=None):
                          f"(torch.load(weights_only=True) said: {error})") from error
     if isinstance(state, torch.nn.Module) or not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return from_torch(state, prefix, batch_first=batch_first, dtype=dtype, source=path)
+    return read_torch(state, prefix, batch_first=batch_first, dtype=dtype, source=path, initial_state=initial_state)
+
+
+def __getattr__(name):
+    raise replaced(__name__, name, {"from_torch": "fastgru.GRU.from_torch(obj) (this module's read_torch returns "
+                                                  "the spec and weights)",
+                                    "load_torch_file": "fastgru.load(path) or fastgru.GRU.from_torch(path)"})
