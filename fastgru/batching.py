@@ -37,7 +37,8 @@ OUTPUT_KINDS = ("h_n", "output")
 DEFAULT_MAX_ROWS = 64
 
 
-def _is_model(model) -> bool:
+def is_model(model) -> bool:
+    """Whether ``model`` is a `fastgru.Model` (else a GRU, or something these helpers refuse)."""
     from fastgru.whole_model import Model
 
     return isinstance(model, Model)
@@ -47,12 +48,12 @@ def check_outputs(outputs, model=None) -> tuple[str, ...]:
     """``outputs`` (one kind or several) as a tuple of kinds from `OUTPUT_KINDS`; ValueError otherwise.
     ``None`` is ``"h_n"`` for a GRU and ``"output"`` for a `fastgru.Model`, whose only result is its output."""
     if outputs is None:
-        return ("output",) if _is_model(model) else ("h_n",)
+        return ("output",) if is_model(model) else ("h_n",)
     kinds = (outputs,) if isinstance(outputs, str) else tuple(outputs)
     bad = [kind for kind in kinds if kind not in OUTPUT_KINDS]
     if not kinds or bad or len(set(kinds)) != len(kinds):
         raise ValueError(f"outputs must be one or more distinct names of {OUTPUT_KINDS}, got {outputs!r}")
-    if _is_model(model) and kinds != ("output",):
+    if is_model(model) and kinds != ("output",):
         raise ValueError(f"a fastgru.Model gives one result per sequence, what the model returns for it: "
                          f"outputs='output' (or None), got {outputs!r}; a GRU's h_n is its GRU's (model.gru)")
     return kinds
@@ -67,7 +68,7 @@ def _check_max_rows(max_rows) -> int:
 def sequence_shape(model) -> tuple[int | str, object]:
     """``(features, dtype)`` of one sequence for ``model``: the features per step, or ``"ids"`` for a Model
     that starts with an Embedding (sequences of (T_i,) token ids, kept in their integer dtype)."""
-    if not _is_model(model):
+    if not is_model(model):
         return model.spec.input_size, model.dtype
     features = next((layer.input_features for layer in model.layers if layer.input_features is not None), None)
     if features is None:
@@ -142,11 +143,11 @@ def score_sequences(model, sequences, *, outputs: str | Sequence[str] | None = N
     """
     from fastgru.model import GRU
 
-    if not isinstance(model, GRU) and not _is_model(model):
+    if not isinstance(model, GRU) and not is_model(model):
         raise TypeError(f"score_sequences runs a fastgru.GRU or fastgru.Model, got {type(model).__name__}")
     kinds = check_outputs(outputs, model)
     max_rows = _check_max_rows(max_rows)
-    if _is_model(model):
+    if is_model(model):
         return {"output": _score_with_model(model, sequences, max_rows, num_threads)}
     gru = model
     spec = gru.spec
@@ -239,6 +240,6 @@ def as_model(source):
         import fastgru
 
         source = fastgru.load(source)
-    if isinstance(source, GRU) or _is_model(source):
+    if isinstance(source, GRU) or is_model(source):
         return source
     raise TypeError(f"expected a fastgru.GRU or fastgru.Model, a path, or its bytes; got {type(source).__name__}")

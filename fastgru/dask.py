@@ -29,8 +29,8 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from fastgru.batching import (DEFAULT_MAX_ROWS, as_model, check_outputs, check_sequence, score_sequences,
-                              sequence_shape)
+from fastgru.batching import (DEFAULT_MAX_ROWS, as_model, check_outputs, check_sequence, is_model,
+                              score_sequences, sequence_shape)
 
 __all__ = ["score", "share"]
 
@@ -87,9 +87,7 @@ def _block_rows(model, sequences, kind):
     """The shape and dtype of one sequence's result in a dask array of sequences (N, T, ...) of ``model``."""
     import numpy as np
 
-    from fastgru.batching import _is_model
-
-    if not _is_model(model):
+    if not is_model(model):
         spec = model.spec
         L, D, H = spec.num_layers, spec.num_directions, spec.hidden_size
         return ((L * D, H) if kind == "h_n" else (sequences.shape[1], D * H)), model.dtype
@@ -121,10 +119,10 @@ def score(model, sequences, *, outputs: str | Sequence[str] | None = None, max_r
       to the workers with ``client.scatter`` when there is a client) and returns the list of results.
 
     A GRU's result is ``h_n`` (L*D, H) (``outputs`` None or ``"h_n"``) or the outputs (T_i, D*H) of one
-    sequence (``"output"``), or a tuple of both when ``outputs`` names both; a Model's is what the model returns for that sequence alone (an array, or a
-    tuple for several). A model that starts with an Embedding takes (T_i,) token ids. ``max_rows``: the
-    largest group of similar lengths run as one batch. ``client``: a ``distributed.Client`` (default: the
-    current one, if any; else Dask's scheduler).
+    sequence (``"output"``), or a tuple of both when ``outputs`` names both; a Model's is what the model
+    returns for that sequence alone (an array, or a tuple for several). A model that starts with an
+    Embedding takes (T_i,) token ids. ``max_rows``: the largest group of similar lengths run as one batch.
+    ``client``: a ``distributed.Client`` (default: the current one, if any; else Dask's scheduler).
     """
     import dask.array as da
     import dask.bag as db
@@ -139,8 +137,8 @@ def score(model, sequences, *, outputs: str | Sequence[str] | None = None, max_r
     if isinstance(sequences, da.Array):
         if len(kinds) != 1:
             raise ValueError("a dask array gets one output: outputs='h_n' or outputs='output'")
-        expected = (2,) if features == "ids" else (3,)
-        if sequences.ndim not in expected or (features != "ids" and sequences.shape[2] != features):
+        rank = 2 if features == "ids" else 3
+        if sequences.ndim != rank or (features != "ids" and sequences.shape[2] != features):
             layout = "(N, T) of token ids" if features == "ids" else f"(N, T, {features})"
             raise ValueError(f"sequences must be a dask array {layout}, got shape {sequences.shape}")
         row_shape, dtype = _block_rows(model, sequences, kinds[0])
