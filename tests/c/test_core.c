@@ -1560,7 +1560,7 @@ static void test_int8_weights_round_trip_exactly(void) {
         CHECK(fg_gru_packed_bytes(rebuilt) == fg_gru_packed_bytes(q) && fg_gru_weight_format(rebuilt) == FG_WEIGHTS_INT8,
               "case %zu: the rebuilt model's size and format", k);
         call_data c;
-        m.gru = q;
+        fg_gru *float_model = m.gru;
         call_init(&c, &m, 7, 4, 0, 1, 1, 0);
         const size_t out_bytes = (size_t)(7 * 4 * spec.num_directions * spec.hidden_size) * sizeof(float);
         const size_t h_n_bytes = (size_t)(spec.num_layers * spec.num_directions * 4 * spec.hidden_size) * sizeof(float);
@@ -1601,7 +1601,7 @@ static void test_int8_weights_round_trip_exactly(void) {
         int8_arrays_free(&no_bias);
         fg_gru_destroy(rebuilt);
         fg_gru_destroy(q);
-        m.gru = NULL;
+        m.gru = float_model;
         int8_arrays_free(&first);
         int8_arrays_free(&second);
         model_free(&m);
