@@ -13,6 +13,7 @@ what users have. Only the workers' environments change; the calling process keep
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -65,6 +66,36 @@ def run_worker(script: str, args: list[str], num_threads: int, unpin_blas: bool 
         if proc.returncode != 0 or not result_path.exists():
             raise SystemExit(f"worker for {num_threads} thread(s) failed with exit code {proc.returncode}")
         return json.loads(result_path.read_text())
+
+
+def worker_main(script: str, doc: str, worker, markdown, default_threads: str = "1,2") -> None:
+    """The command line of a script that runs one worker per thread count (train_step.py, wholemodel.py):
+    ``--quick``, ``--threads``, ``--out``, ``--keep-blas-pins``. In a worker process (``--worker``) runs
+    ``worker(args)``; else starts the workers (without BLAS_PIN_VARS unless ``--quick`` or
+    ``--keep-blas-pins``), writes ``markdown(workers)`` to ``<out>/<stem>.md`` and the workers' results to
+    ``<out>/<stem>.json``, and prints the report."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--threads", default=default_threads)
+    p.add_argument("--out", default=str(BENCH_DIR / "results"))
+    p.add_argument("--keep-blas-pins", action="store_true",
+                   help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the workers (--quick always does)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--json", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args)
+    unpin = not (args.quick or args.keep_blas_pins)  # CI's smoke run keeps the pins (module docstring)
+    workers = [run_worker(script, ["--quick"] if args.quick else [], t, unpin_blas=unpin)
+               for t in parse_threads(args.threads)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(workers)
+    stem = Path(script).stem
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(workers, indent=1))
+    print()
+    print(text)
 
 
 def pin_torch_threads(num_threads: int) -> None:

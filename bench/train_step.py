@@ -1,6 +1,6 @@
 """Training step: forward + backward (BPTT) of fastgru vs PyTorch autograd.
 
-    python bench/train_step.py [--quick] [--threads 1,2] [--out bench/results]
+    python bench/train_step.py [--quick] [--threads 1,2] [--out bench/results] [--keep-blas-pins]
 
 One step = forward keeping what backward needs, then gradients of a loss given dL/d(output) for
 every weight, the input x and h0:
@@ -18,7 +18,6 @@ OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as run.py's do (common.thread_env; --quick an
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -186,27 +185,7 @@ def _blas_lines(workers: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", default="1,2")
-    p.add_argument("--out", default=str(common.BENCH_DIR / "results"))
-    p.add_argument("--keep-blas-pins", action="store_true",
-                   help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE in the workers (--quick always does)")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--json", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.worker:
-        return worker(args)
-    unpin = not (args.quick or args.keep_blas_pins)  # CI's smoke run keeps the pins (common.py)
-    workers = [common.run_worker("train_step.py", ["--quick"] if args.quick else [], t, unpin_blas=unpin)
-               for t in common.parse_threads(args.threads)]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(workers)
-    (out / "train_step.md").write_text(text)
-    (out / "train_step.json").write_text(json.dumps(workers, indent=1))
-    print()
-    print(text)
+    common.worker_main("train_step.py", __doc__, worker, markdown)
 
 
 if __name__ == "__main__":

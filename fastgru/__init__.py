@@ -1,20 +1,31 @@
 """fastgru: a fast GRU engine for the CPU (C core, Cython binding, numpy API).
 
     import fastgru
-    gru = fastgru.GRU.from_torch(torch_gru)      # or fastgru.load("model.onnx"), GRU.from_keras(...)
-    output, h_n = gru(x)                          # torch.nn.GRU's shapes and semantics
+    gru = fastgru.GRU.from_torch(torch_gru)       # the bare GRU, torch.nn.GRU's shapes and semantics
+    output, h_n = gru(x)
+    model = fastgru.load("model.keras")           # a whole model (fastgru.Model): layers, GRUs, heads
+    y = model(x)                                  # what keras_model.predict(x) returns
 """
 from .model import GRU, GRUStream, Tape, default_num_threads
 from .spec import GRUSpec
+from .whole_model import Model, ModelStream
+from .io import native as _native
+from .io.common import UnsupportedModelError
 
 __version__ = "0.1.0"
 
+# fastgru.io.native (the file format) builds objects by class name; it sits below the classes, so the
+# package wires them in (any import of fastgru.io.native runs this first).
+_native.register("GRU", GRU._from_portable)
+_native.register("Model", Model._from_portable)
+
 
 def load(path, **options):
-    """Loads a GRU from a file: torch .pt/.pth, .safetensors, .keras, .h5/.weights.h5, .onnx, .npz, or
-    fastgru's own file (see fastgru.io)."""
+    """Loads a model from a file: a `GRU` from torch .pt/.pth, .safetensors or .npz, a `Model` from .keras,
+    .h5/.weights.h5 or .onnx, or whatever fastgru's own file holds (see fastgru.io)."""
     from .io import load as _load
     return _load(path, **options)
 
 
-__all__ = ["GRU", "GRUSpec", "GRUStream", "Tape", "load", "default_num_threads", "__version__"]
+__all__ = ["GRU", "GRUSpec", "GRUStream", "Model", "ModelStream", "Tape", "UnsupportedModelError", "load",
+           "default_num_threads", "__version__"]

@@ -20,9 +20,30 @@ workspace is about ``T * B * (7 * D * H + 2 * max(I, D * H))`` elements, reused 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from .model import GRU, Tape, _as_real_array, _thread_workspace
+from .runtime import _as_real_array, _thread_workspace
+
+
+@dataclasses.dataclass
+class Tape:
+    """What a forward pass keeps for backward: the inputs as the core saw them and the core's tape
+    (per layer: the r, z, n gate activations and the recurrent candidate term, 4*H values per step,
+    batch row and direction, plus the layer's output; ``nbytes`` says how much)."""
+
+    model: object  # the fastgru.GRU that recorded it (fastgru.model imports this module, not the reverse)
+    x: np.ndarray
+    h0: np.ndarray | None
+    lengths: np.ndarray | None
+    mask: np.ndarray | None
+    data: np.ndarray
+    initial_state_used: bool = False  # h0 was the model's learned initial state, not the caller's
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
 
 
 def _checked_gradient(value, name: str, expected: tuple, dtype: np.dtype, layout: str):
@@ -36,7 +57,7 @@ def _checked_gradient(value, name: str, expected: tuple, dtype: np.dtype, layout
     return array
 
 
-def backward(gru: GRU, tape: Tape, grad_output=None, grad_h_n=None) -> dict[str, np.ndarray]:
+def backward(gru, tape: Tape, grad_output=None, grad_h_n=None) -> dict[str, np.ndarray]:
     """Gradients for the forward call that produced ``tape`` (see the module docstring)."""
     if not isinstance(tape, Tape):
         raise TypeError(f"tape must be the Tape returned by forward(..., return_tape=True), got {type(tape).__name__}")

@@ -31,87 +31,21 @@ one thread at a time.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import os
 import re
-import threading
 from typing import Mapping
 
 import numpy as np
 
 from . import _core
+from .backward import Tape, backward as _backward
+from .runtime import (_as_real_array, _c_array, _check_num_threads, _thread_pool, _thread_workspace,  # noqa: F401
+                      default_num_threads)
 from .spec import GATE_ACTIVATIONS, SCALE_SUFFIX, GRUSpec, check_int8_weights, check_weights
 
-# Workspaces up to this size are kept per thread for the next call; larger ones are freed after use.
-_CACHED_WORKSPACE_LIMIT = 64 << 20
+_INITIAL_STATE = "initial_state"  # the array of a learned h0 in the portable form (fastgru.io.native)
 _WEIGHT_NAME = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
-_thread_state = threading.local()
 _INT8_INFERENCE_ONLY = ("int8 models are inference-only: there is no backward pass through int8 weights; "
                         "train (and call backward on) the float32 model, then quantize() it")
-
-
-@functools.lru_cache(maxsize=1)
-def default_num_threads() -> int:
-    """The physical cores this process may run on (hyperthreads of one core count once: two busy
-    workers on one core only compete for its FMA units and its cache bandwidth). Read once."""
-    try:
-        cpus = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-    cores = set()
-    for cpu in cpus:
-        try:
-            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/core_id") as core, \
-                    open(f"/sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id") as package:
-                cores.add((package.read().strip(), core.read().strip()))
-        except OSError:  # no topology exposed: count logical CPUs
-            cores.add(("cpu", str(cpu)))
-    return max(1, len(cores))
-
-
-def _thread_pool(num_threads: int):
-    """This thread's worker pool of that size (None for one thread: the caller computes alone)."""
-    if num_threads == 1:
-        return None
-    pools = getattr(_thread_state, "pools", None)
-    if pools is None:
-        pools = _thread_state.pools = {}
-    if num_threads not in pools:
-        pools[num_threads] = _core.Pool(num_threads)
-    return pools[num_threads]
-
-
-def _thread_workspace(nbytes: int):
-    if nbytes > _CACHED_WORKSPACE_LIMIT:
-        return _core.new_workspace()
-    workspace = getattr(_thread_state, "workspace", None)
-    if workspace is None:
-        workspace = _thread_state.workspace = _core.new_workspace()
-    return workspace
-
-
-def _check_num_threads(num_threads) -> int:
-    if num_threads is None:
-        return default_num_threads()
-    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
-        raise ValueError(f"num_threads must be a positive integer, got {num_threads!r}")
-    return int(num_threads)
-
-
-def _c_array(array: np.ndarray, dtype) -> np.ndarray:
-    """`array` as C-ordered, aligned, native-byte-order `dtype`, copying only when needed (numpy's
-    ascontiguousarray keeps an unaligned array as it is, and the core reads its elements directly)."""
-    array = np.ascontiguousarray(array, dtype=dtype)
-    return array if array.flags.aligned else array.copy()
-
-
-def _as_real_array(value, name: str, dtype: np.dtype) -> np.ndarray:
-    """`value` as a C-ordered array of `dtype`; a copy only when needed. Rejects non-real input."""
-    array = value if type(value) is np.ndarray else np.asarray(value)
-    if array.dtype.kind not in "fiu":  # float, signed or unsigned integer (not bool, complex, object)
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    return _c_array(array, dtype)
 
 
 def _named(spec: GRUSpec, entries: list, kinds: tuple) -> dict[str, np.ndarray]:
@@ -142,32 +76,14 @@ def _checked_initial_state(spec: GRUSpec, value, source: str) -> np.ndarray:
     return array
 
 
-@dataclasses.dataclass
-class Tape:
-    """What a forward pass keeps for backward: the inputs as the core saw them and the core's tape
-    (per layer: the r, z, n gate activations and the recurrent candidate term, 4*H values per step,
-    batch row and direction, plus the layer's output; ``nbytes`` says how much)."""
-
-    model: "GRU"
-    x: np.ndarray
-    h0: np.ndarray | None
-    lengths: np.ndarray | None
-    mask: np.ndarray | None
-    data: np.ndarray
-    initial_state_used: bool = False  # h0 was the model's learned initial state, not the caller's
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.data.nbytes)
-
-
 class GRU:
     """A multi-layer GRU on the CPU, with ``torch.nn.GRU``'s constructor, shapes and semantics.
 
     ``reset_after=True`` (default) is PyTorch's linear-before-reset cell; ``False`` is reset-before
     (Cho et al. 2014, Keras ``reset_after=False``, ONNX's default). Weights start uniform in
     ``[-1/sqrt(H), 1/sqrt(H)]`` like PyTorch's; load real ones with :meth:`from_arrays`,
-    :meth:`from_torch`, :meth:`from_keras`, :meth:`from_onnx` or :func:`fastgru.load`.
+    :meth:`from_torch`, :meth:`from_keras`, :meth:`from_onnx` or :func:`fastgru.load`. Models with
+    another framework's conventions or layers around the GRU are :class:`fastgru.Model`.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
@@ -214,6 +130,13 @@ class GRU:
         return gru
 
     @classmethod
+    def _from_description(cls, found, *, num_threads: int | None = None) -> "GRU":
+        """The GRU an importer described (`fastgru.io.common.GRUDescription`: spec, weights, source and an
+        optional learned initial state)."""
+        return cls.from_spec(found.spec, found.weights, num_threads=num_threads, source=found.source,
+                             initial_state=found.initial_state)
+
+    @classmethod
     def from_arrays(cls, weights: Mapping[str, np.ndarray], *, batch_first: bool = False, reset_after: bool = True,
                     gate_activation: str = "sigmoid", clip: float | None = None, dtype=None, bias: bool | None = None,
                     update: str = "z_keeps_state", num_threads: int | None = None,
@@ -248,14 +171,14 @@ class GRU:
             bias=("bias_ih_l0" in weights) if bias is None else bias, reset_after=reset_after,
             gate_activation=gate_activation, clip=clip, dtype=np.dtype(dtype).name)
         if update == "z_takes_candidate":
-            from .io import flip_update_gate
+            from .io.common import flip_update_gate
             weights = flip_update_gate(spec, weights)
         elif update != "z_keeps_state":
             raise ValueError(f"update must be 'z_keeps_state' or 'z_takes_candidate', got {update!r}")
         return cls.from_spec(spec, weights, num_threads=num_threads, initial_state=initial_state)
 
     @classmethod
-    def from_cells(cls, cells, **options) -> "GRU":
+    def from_cells(cls, cells, *, num_threads: int | None = None, **options) -> "GRU":
         """A model from a hand-written cell: one ``nn.Linear`` (weight (H, H+I)) or Keras ``Dense``
         (kernel (H+I, H)) per gate r, z, n over the concatenation of h and x, or a state dict plus the
         gates' names. The caller states the layout::
@@ -263,33 +186,38 @@ class GRU:
             GRU.from_cells({"r": cell.r, "z": cell.z, "n": cell.n}, concat="hx", reset_after=False,
                            update="z_takes_candidate")          # n = tanh(W_n [r*h, x] + b_n), h' = (1-z) h + z n
 
-        Options and formulas: `fastgru.io.cells.from_cells`.
+        Options and formulas: `fastgru.io.cells.read_cells`.
         """
-        from .io.cells import from_cells
-        return from_cells(cells, **options)
+        from .io.cells import read_cells
+        return cls._from_description(read_cells(cells, **options), num_threads=num_threads)
 
     @classmethod
     def from_torch(cls, module_or_state_dict, prefix: str | None = None, **options) -> "GRU":
-        """A model from a ``torch.nn.GRU``, a model containing one, or a state dict (fastgru.io.torch);
-        ``initial_state="h0"`` picks up a learned initial state stored under that name."""
-        from .io.torch import from_torch
-        return from_torch(module_or_state_dict, prefix=prefix, **options)
+        """A model from a ``torch.nn.GRU``, a model containing one, a state dict, or a ``.pt`` / safetensors
+        file of one (fastgru.io.torch); ``initial_state="h0"`` picks up a learned initial state stored under
+        that name."""
+        from .io.torch import read_torch
+        return cls._from_description(read_torch(module_or_state_dict, prefix=prefix, **options))
 
     @classmethod
-    def from_keras(cls, layer_or_model, **options):
-        """A Keras 3 GRU layer, Bidirectional(GRU) or model of GRUs as a ``fastgru.io.keras.KerasGRU``:
-        called like the Keras layer (masks, ``go_backwards``, ``return_state`` as Keras does them), with
-        the plain :class:`GRU` underneath in ``.gru``."""
-        from .io.keras import from_keras
-        return from_keras(layer_or_model, **options)
+    def from_keras(cls, layer_or_model, *, layer: str | None = None, **options) -> "GRU":
+        """The GRU alone of a Keras GRU or Bidirectional(GRU) layer, or of a model or file holding one (or a
+        chain of GRU layers that feed each other, as one multi-layer GRU); ``layer=`` picks one by name
+        when there are several. The result is batch-first with PyTorch's semantics: the whole output
+        sequence and ``h_n``, Bidirectional outputs concatenated. What else the Keras layer does when called
+        (masks, ``return_sequences``, merge modes) and the layers around it are :class:`fastgru.Model`'s:
+        ``fastgru.Model.from_keras``. A layer with ``go_backwards=True`` is refused (a GRU reads the sequence
+        forwards). Options as for ``Model.from_keras`` (fastgru.io.keras)."""
+        from .io.keras import read_keras_gru
+        return cls._from_description(read_keras_gru(layer_or_model, layer=layer, **options))
 
     @classmethod
-    def from_onnx(cls, model_or_path, node_name=None, **options):
-        """A GRU node (or a list of chained nodes) of an ONNX ModelProto or file as a
-        ``fastgru.io.onnx.OnnxGRU``: called like the node (ONNX shapes, ``sequence_lens``, ``initial_h``),
-        with the plain :class:`GRU` underneath in ``.gru``."""
-        from .io.onnx import from_onnx
-        return from_onnx(model_or_path, node_name=node_name, **options)
+    def from_onnx(cls, model_or_path, node_name=None, **options) -> "GRU":
+        """The GRU of an ONNX GRU node (or of a list of chained nodes) with PyTorch's semantics: the output
+        (T, B, D*H) (batch-first for ``layout=1``) and ``h_n``, not ONNX's (T, D, B, H). ``fastgru.Model.from_onnx``
+        keeps ONNX's shapes and ``direction="reverse"``, which a GRU cannot express (refused here)."""
+        from .io.onnx import read_onnx_gru
+        return cls._from_description(read_onnx_gru(model_or_path, node_name=node_name, **options))
 
     def quantize(self, weight_format: str = "int8") -> "GRU":
         """A new GRU holding this model's weights as int8, for batch-1 and streaming latency.
@@ -390,6 +318,42 @@ class GRU:
         # fastgru's loader and nothing else.
         from .io.native import dumps, loads
         return loads, (dumps(self),)
+
+    def _portable(self) -> tuple[dict, dict]:
+        """What fastgru's file stores for this model (fastgru.io.native): a JSON config and the weights.
+        An int8 model stores its codes and row scales exactly (:attr:`int8_weights`, docs/int8.md) and
+        ``weight_format: "int8"``; loading builds the same model from them, never quantizing again. A
+        learned :attr:`initial_state` is the array ``"initial_state"`` beside the weights (its name is no
+        weight's)."""
+        arrays = self.int8_weights if self.weight_format == "int8" else self.weights
+        if self._initial_state is not None:
+            arrays[_INITIAL_STATE] = self._initial_state
+        return {"class": "GRU", "spec": self.spec.to_dict(), "weight_format": self.weight_format}, arrays
+
+    @classmethod
+    def _from_portable(cls, config: dict, arrays: Mapping[str, np.ndarray], label: str) -> "GRU":
+        """The GRU that `_portable` described; errors name ``label``."""
+        try:
+            spec = GRUSpec.from_dict(config["spec"])
+        except (KeyError, ValueError, TypeError) as error:
+            raise ValueError(f"{label}: bad fastgru spec ({error!r})") from None
+        weight_format = config.get("weight_format", spec.dtype)
+        if weight_format not in (spec.dtype, "int8") or (weight_format == "int8" and spec.dtype != "float32"):
+            raise ValueError(f"{label}: weight_format {weight_format!r} does not fit a {spec.dtype} spec")
+        weights = dict(arrays)
+        initial_state = weights.pop(_INITIAL_STATE, None)
+        if weight_format == "int8" and any(name.endswith(SCALE_SUFFIX) for name in weights):
+            gru = cls.from_int8_weights(spec, weights, source=label)  # the codes, exactly
+        else:
+            gru = cls.from_spec(spec, weights, source=label)
+            if weight_format == "int8":  # float32 weights flagged int8 (files of earlier versions)
+                try:
+                    gru = gru.quantize("int8")
+                except ValueError as error:
+                    raise ValueError(f"{label}: {error}") from None
+        if initial_state is not None:  # optional: files without one load with none
+            gru._initial_state = _checked_initial_state(spec, initial_state, f"{label}: tensor {_INITIAL_STATE!r}")
+        return gru
 
     # ------------------------------------------------------------ properties
 
@@ -552,9 +516,8 @@ class GRU:
         ``"initial_state"`` (L*D, H)."""
         if self._model.weight_format == "int8":
             raise NotImplementedError(_INT8_INFERENCE_ONLY)
-        from .backward import backward
-        grads = backward(self, tape, grad_output, grad_h_n)
-        if getattr(tape, "initial_state_used", False):
+        grads = _backward(self, tape, grad_output, grad_h_n)
+        if tape.initial_state_used:
             grads["initial_state"] = grads["h0"].sum(axis=1)
         return grads
 

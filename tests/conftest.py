@@ -154,3 +154,20 @@ def case_id(case: dict) -> str:
         else:
             parts.append(f"{name}={value}")
     return "-".join(parts) or "plain"
+
+
+def traced_allocations(step, repeats):
+    """(bytes still allocated, peak bytes) above the start, by tracemalloc, over ``repeats`` calls of
+    ``step`` (numpy reports its array buffers to tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for _ in range(repeats):
+            step()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return current - base, peak - base

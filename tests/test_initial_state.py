@@ -159,8 +159,20 @@ def test_a_misshaped_initial_state_in_a_file_names_the_file(rng, tmp_path):
         fastgru.load(path)
 
 
-def test_quantize_and_wrappers_keep_the_initial_state(rng, tmp_path):
-    from fastgru.io.keras import KerasGRU
+def test_a_weights_layout_file_with_an_initial_state_tensor_loads_it(rng, tmp_path):
+    """The "spec" layout with an extra ``initial_state`` tensor (how an earlier version wrote it) still loads."""
+    import json
+
+    spec = SPECS[0]
+    gru, state = _model(spec, rng)
+    path = tmp_path / "spec_layout.fastgru"
+    write_safetensors(path, {**gru.weights, "initial_state": state},
+                      {"format": "fastgru", "format_version": "1", "spec": json.dumps(spec.to_dict())})
+    np.testing.assert_array_equal(fastgru.load(path).initial_state, state)
+
+
+def test_quantize_and_models_keep_the_initial_state(rng, tmp_path):
+    from fastgru.layers import KerasRecurrent
 
     spec = GRUSpec(3, 5, batch_first=True)
     gru, state = _model(spec, rng)
@@ -168,9 +180,18 @@ def test_quantize_and_wrappers_keep_the_initial_state(rng, tmp_path):
     quantized = gru.quantize("int8")
     np.testing.assert_array_equal(quantized.initial_state, state)
     np.testing.assert_array_equal(quantized(x)[1], quantized(x, _explicit_h0(state, 3))[1])
-    wrapped = KerasGRU(gru, return_sequences=True)
-    wrapped.save(tmp_path / "keras.fastgru")
-    np.testing.assert_array_equal(fastgru.load(tmp_path / "keras.fastgru").gru.initial_state, state)
+    quantized.save(tmp_path / "int8.fastgru")
+    for loaded in (fastgru.load(tmp_path / "int8.fastgru"), pickle.loads(pickle.dumps(quantized))):
+        assert loaded.weight_format == "int8"
+        np.testing.assert_array_equal(loaded.initial_state, state)
+        np.testing.assert_array_equal(loaded(x)[1], quantized(x)[1])
+    model = fastgru.Model([KerasRecurrent("gru", gru, return_sequences=True)])
+    np.testing.assert_array_equal(model(x), gru(x)[0])  # Keras calls pass no state: the learned one is used
+    for kept in (model, model.quantize("int8")):
+        kept.save(tmp_path / "model.fastgru")
+        loaded = fastgru.load(tmp_path / "model.fastgru")
+        np.testing.assert_array_equal(loaded.gru.initial_state, state)
+        np.testing.assert_array_equal(loaded(x), kept(x))
 
 
 @pytest.mark.parametrize("given, error, match", [

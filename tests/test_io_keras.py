@@ -17,7 +17,9 @@ import pytest  # noqa: E402
 
 import fastgru  # noqa: E402
 from fastgru.io import UnsupportedModelError  # noqa: E402
-from fastgru.io.keras import KerasGRU, from_keras  # noqa: E402
+from keras_files import keras3_reader_objects, write_tf_keras2_h5  # noqa: E402
+
+from_keras = fastgru.Model.from_keras
 
 keras = pytest.importorskip("keras")
 # Keras' torch backend converts tensors with np.array(x), which numpy 2 warns about on every call.
@@ -97,15 +99,15 @@ def _id(config):
 @pytest.mark.parametrize("config", LAYER_CONFIGS, ids=_id)
 def test_gru_layer_matches_keras(x, config, masked):
     layer = _built(keras.layers.GRU(UNITS, **config))
-    imported = fastgru.GRU.from_keras(layer)
-    assert isinstance(imported, KerasGRU) and isinstance(imported.gru, fastgru.GRU)
+    imported = fastgru.Model.from_keras(layer)
+    assert isinstance(imported, fastgru.Model) and isinstance(imported.gru, fastgru.GRU)
     mask = MASK if masked else None
     _assert_same(imported(x, mask=mask), layer(x, mask=mask))
 
 
 def test_keras3_hard_sigmoid_is_x_over_6(x):
     layer = _built(keras.layers.GRU(UNITS, recurrent_activation="hard_sigmoid"))
-    assert from_keras(layer).spec.gate_activation == "hard_sigmoid"
+    assert from_keras(layer).gru.spec.gate_activation == "hard_sigmoid"
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
@@ -162,25 +164,26 @@ def _padded(x):
 def test_stacked_sequential_imports_as_one_multilayer_gru(x):
     model = _stacked_sequential()
     imported = from_keras(model)
-    assert (imported.spec.num_layers, imported.spec.reset_after) == (3, False)
+    assert (imported.gru.spec.num_layers, imported.gru.spec.reset_after) == (3, False)
     _assert_same(imported(x), model(x))
 
 
 def test_masking_model_with_stacked_bidirectional_matches_keras(x):
     model = _masked_bidirectional_functional()
     imported = from_keras(model)
-    assert (imported.spec.num_layers, imported.spec.bidirectional) == (2, True)
+    assert (imported.gru.spec.num_layers, imported.gru.spec.bidirectional) == (2, True)
     _assert_same(imported(_padded(x)), model(_padded(x)))
 
 
-def test_model_with_other_layers_needs_layer_name(x):
+def test_layer_option_picks_one_gru_layer_of_a_model(x):
     inputs = keras.Input((STEPS, FEATURES))
     hidden = keras.layers.GRU(UNITS, return_sequences=True, name="rnn")(inputs)
     model = _randomize(keras.Model(inputs, keras.layers.Dense(3, name="head")(hidden)))
-    with pytest.raises(UnsupportedModelError, match=r"'head' is a Dense.*layer=.*\['rnn'\]"):
-        from_keras(model)
-    rnn_output = keras.Model(inputs, hidden)(x)
-    _assert_same(from_keras(model, layer="rnn")(x), rnn_output)
+    picked = from_keras(model, layer="rnn")
+    assert [layer.name for layer in picked.layers] == ["rnn"]
+    _assert_same(picked(x), keras.Model(inputs, hidden)(x))
+    with pytest.raises(ValueError, match=r"no GRU layer named 'head'; GRU layers: \['rnn'\]"):
+        from_keras(model, layer="head")
 
 
 def test_branching_model_is_refused():
@@ -188,7 +191,7 @@ def test_branching_model_is_refused():
     first = keras.layers.GRU(UNITS, return_sequences=True, name="first")(inputs)
     second = keras.layers.GRU(UNITS, return_sequences=True, name="second")(inputs)  # not fed by `first`
     model = keras.Model(inputs, [first, second])
-    with pytest.raises(UnsupportedModelError, match="'second' takes its input from"):
+    with pytest.raises(UnsupportedModelError, match="2 outputs.*single chain"):
         from_keras(model)
 
 
@@ -204,11 +207,13 @@ def test_unsupported_attributes_are_named(config, message):
         from_keras(layer)
 
 
-def test_stack_of_different_layers_is_refused():
-    model = keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True),
-                              keras.layers.GRU(UNITS + 1)])
-    with pytest.raises(UnsupportedModelError, match="differ in units"):
-        from_keras(model)
+def test_stacked_layers_that_differ_run_as_separate_grus(x):
+    model = _randomize(keras.Sequential([
+        keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True),
+        keras.layers.GRU(UNITS + 1, return_sequences=True), keras.layers.GRU(UNITS + 1, reset_after=False)]))
+    imported = from_keras(model)
+    assert [gru.spec.hidden_size for gru in imported.grus] == [UNITS, UNITS + 1, UNITS + 1]
+    _assert_same(imported(x, mask=MASK), model(x, mask=MASK))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,75 +323,6 @@ def test_missing_and_misshaped_tensors_name_file_and_tensor(tmp_path):
 # tf.keras 2 .h5 files (model.save("m.h5") in TensorFlow 2.x)
 
 
-def _tf_keras2_gru_config(layer_config):
-    """A GRU config as tf.keras 2 wrote it: Keras 3's keys plus time_major and implementation."""
-    config = {key: layer_config[key] for key in (
-        "name", "trainable", "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "units",
-        "activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout", "reset_after")}
-    return {**config, "dtype": "float32", "time_major": False, "implementation": 2,
-            "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
-            "recurrent_initializer": {"class_name": "Orthogonal", "config": {"gain": 1.0, "seed": None}},
-            "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
-            "recurrent_regularizer": None, "bias_regularizer": None, "activity_regularizer": None,
-            "kernel_constraint": None, "recurrent_constraint": None, "bias_constraint": None}
-
-
-def _write_tf_keras2_h5(path, model, keras_version="2.13.1"):
-    """Writes ``model`` (a Keras 3 Sequential of GRU / Bidirectional(GRU)) the way tf.keras 2's
-    ``save_model_to_hdf5`` does: root attributes keras_version, backend and model_config (JSON);
-    ``model_weights`` with layer_names, and per layer a group whose weight_names are variable names such
-    as ``gru/gru_cell/kernel:0`` and whose datasets sit at those (nested) paths."""
-    import h5py
-
-    layers, weights, cells = [], {}, iter(f"gru_cell{'_' + str(i) if i else ''}" for i in range(100))
-
-    def gru_weights(gru_layer, scope):
-        cell = next(cells)
-        return [(f"{scope}/{cell}/{key}:0", keras.ops.convert_to_numpy(variable))
-                for key, variable in (("kernel", gru_layer.cell.kernel),
-                                      ("recurrent_kernel", gru_layer.cell.recurrent_kernel),
-                                      ("bias", gru_layer.cell.bias)) if variable is not None]
-
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Bidirectional):
-            inner = _tf_keras2_gru_config(layer.forward_layer.get_config())
-            inner["name"] = inner["name"].removeprefix("forward_")
-            layers.append({"class_name": "Bidirectional", "config": {
-                "name": layer.name, "trainable": True, "dtype": "float32", "merge_mode": layer.merge_mode,
-                "layer": {"class_name": "GRU", "config": inner}}})
-            weights[layer.name] = (gru_weights(layer.forward_layer, f"{layer.name}/forward_{inner['name']}")
-                                   + gru_weights(layer.backward_layer, f"{layer.name}/backward_{inner['name']}"))
-        else:
-            layers.append({"class_name": "GRU", "config": _tf_keras2_gru_config(layer.get_config())})
-            weights[layer.name] = gru_weights(layer, layer.name)
-    input_layer = {"class_name": "InputLayer", "config": {"batch_input_shape": [None, STEPS, FEATURES],
-                                                          "dtype": "float32", "sparse": False, "ragged": False,
-                                                          "name": "gru_input"}}
-    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [input_layer] + layers}}
-    with h5py.File(path, "w") as file:
-        file.attrs["keras_version"] = keras_version
-        file.attrs["backend"] = "tensorflow"
-        file.attrs["model_config"] = json.dumps(config).encode("utf8")
-        group = file.create_group("model_weights")
-        group.attrs["layer_names"] = [name.encode("utf8") for name in weights]
-        group.attrs["backend"] = b"tensorflow"
-        group.attrs["keras_version"] = keras_version.encode("utf8")
-        for name in sorted(weights):
-            layer_group = group.create_group(name)
-            layer_group.attrs["weight_names"] = [weight_name.encode("utf8") for weight_name, _ in weights[name]]
-            for weight_name, value in weights[name]:
-                layer_group.create_dataset(weight_name, data=value)
-        group.create_group("top_level_model_weights").attrs["weight_names"] = np.array([], dtype="S1")
-
-
-@keras.saving.register_keras_serializable(package="fastgru_tests")
-class _Keras2GRU(keras.layers.GRU):
-    """Keras 3 refuses tf.keras 2's time_major/implementation arguments (keras-team/keras#20750)."""
-
-    def __init__(self, *args, time_major=False, implementation=2, **kwargs):
-        super().__init__(*args, **kwargs)
-
-
 def _keras2_hard_sigmoid(x):
     return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
 
@@ -400,12 +336,12 @@ def test_tf_keras2_h5_layout_is_what_keras_reads(x, tmp_path):
     ])
     model = _randomize(model, 3)
     path = tmp_path / "tf_keras2.h5"
-    _write_tf_keras2_h5(path, model)
-    with keras.saving.custom_object_scope({"GRU": _Keras2GRU}):
+    write_tf_keras2_h5(path, model)
+    with keras.saving.custom_object_scope(keras3_reader_objects()):
         restored = keras.models.load_model(path, compile=False)
     _assert_same(_to_numpy(restored(x)), model(x), "Keras 3 reading the file")
     imported = fastgru.load(path)
-    assert imported.spec.num_layers == 2 and imported.spec.bidirectional
+    assert imported.gru.spec.num_layers == 2 and imported.gru.spec.bidirectional
     _assert_same(imported(x, mask=MASK), model(x, mask=MASK), "fastgru reading the file")
 
 
@@ -417,16 +353,16 @@ def test_tf_keras2_hard_sigmoid_is_keras2s(x, tmp_path, reset_after):
         UNITS, return_sequences=True, recurrent_activation="hard_sigmoid", reset_after=reset_after)])
     model = _randomize(model, 4)
     path = tmp_path / "tf_keras2.h5"
-    _write_tf_keras2_h5(path, model)
+    write_tf_keras2_h5(path, model)
     keras2_layer = keras.layers.GRU(UNITS, return_sequences=True, recurrent_activation=_keras2_hard_sigmoid,
                                     reset_after=reset_after)
     keras2_layer.build((None, STEPS, FEATURES))
     keras2_layer.set_weights(model.layers[0].get_weights())
     imported = fastgru.load(path)
-    assert imported.spec.gate_activation == "hard_sigmoid_keras2"
+    assert imported.gru.spec.gate_activation == "hard_sigmoid_keras2"
     _assert_same(imported(x), keras2_layer(x))
     assert np.abs(imported(x) - _to_numpy(model(x))).max() > 1e-3  # Keras 3's hard_sigmoid is another function
-    assert fastgru.load(path, keras_version="3.0").spec.gate_activation == "hard_sigmoid"
+    assert fastgru.load(path, keras_version="3.0").gru.spec.gate_activation == "hard_sigmoid"
 
 
 def test_tf_keras2_weights_only_h5(x, tmp_path):
@@ -436,7 +372,7 @@ def test_tf_keras2_weights_only_h5(x, tmp_path):
     model = keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True)])
     model = _randomize(model, 5)
     full = tmp_path / "full.h5"
-    _write_tf_keras2_h5(full, model)
+    write_tf_keras2_h5(full, model)
     weights_only = tmp_path / "weights.h5"
     with h5py.File(full, "r") as source, h5py.File(weights_only, "w") as target:
         for key, value in source["model_weights"].attrs.items():
@@ -451,7 +387,7 @@ def test_tf_keras2_time_major_is_refused(tmp_path):
 
     model = _randomize(keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS)]))
     path = tmp_path / "time_major.h5"
-    _write_tf_keras2_h5(path, model)
+    write_tf_keras2_h5(path, model)
     with h5py.File(path, "r+") as file:
         config = file.attrs["model_config"]
         config = config.decode() if isinstance(config, bytes) else config
@@ -467,7 +403,7 @@ def test_legacy_h5_with_chunked_name_attributes(x, tmp_path):
     model = _randomize(keras.Sequential([keras.Input((STEPS, FEATURES)), keras.layers.GRU(UNITS, return_sequences=True),
                                          keras.layers.GRU(UNITS, return_sequences=True)]), 6)
     path = tmp_path / "chunked.h5"
-    _write_tf_keras2_h5(path, model)
+    write_tf_keras2_h5(path, model)
     with h5py.File(path, "r+") as file:
         group = file["model_weights"]
         names = list(group.attrs.pop("layer_names"))

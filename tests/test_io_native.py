@@ -1,6 +1,6 @@
 """fastgru's own file (save/load round trip, bit-exact, readable with numpy alone; int8 models as their
-codes and scales, exactly), format detection in fastgru.load, and the textbook update convention
-h' = (1 - z) * h + z * n."""
+codes and scales, exactly; files of older versions), format detection in fastgru.load, and the textbook
+update convention h' = (1 - z) * h + z * n."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import pytest
 
 import fastgru
 from conftest import random_weights
-from fastgru.io import flip_update_gate, native
-from fastgru.io.keras import KerasGRU
+from fastgru.io import flip_update_gate
 from fastgru.io.load import sniff
-from fastgru.io.onnx import OnnxGRU
 from fastgru.io.safetensors import decode_safetensors, write_safetensors
 from fastgru.spec import GRUSpec
 
@@ -82,25 +80,43 @@ def test_file_is_a_safetensors_file(rng, tmp_path):
         np.testing.assert_array_equal(tensors[name], value)
 
 
-def test_keras_and_onnx_wrappers_come_back_with_their_calling_convention(rng, tmp_path):
-    spec = GRUSpec(3, 4, batch_first=True)
-    keras_like = KerasGRU(_gru(spec, rng), go_backwards=True, return_sequences=True, return_state=True, mask_value=0.0)
-    keras_like.save(tmp_path / "keras.fastgru")
-    loaded = fastgru.load(tmp_path / "keras.fastgru")
-    assert isinstance(loaded, KerasGRU) and loaded.call_config() == keras_like.call_config()
-    x = _x(spec, rng)
-    x[0, 4:] = 0.0  # masked by mask_value
-    for actual, expected in zip(loaded(x), keras_like(x)):
-        np.testing.assert_array_equal(actual, expected)
+def _write_wrapper_file(path, gru, call):
+    """A file as fastgru wrote Keras and ONNX GRU wrappers before whole models: spec, weights, "call"."""
+    write_safetensors(path, gru.weights, {"format": "fastgru", "format_version": "1",
+                                          "spec": json.dumps(gru.spec.to_dict()), "call": json.dumps(call)})
 
-    onnx_like = OnnxGRU(_gru(GRUSpec(3, 4), rng), reverse=True)
-    native.save(onnx_like, tmp_path / "onnx.fastgru")
+
+def test_files_of_keras_and_onnx_wrappers_load_as_the_same_models(rng, tmp_path):
+    """Files of the KerasGRU / OnnxGRU wrappers of earlier versions load as one-layer Models that compute
+    what the wrappers computed (Masking for the wrapper's mask_value, Keras' masking, ONNX's reverse)."""
+    gru = _gru(GRUSpec(3, 4, batch_first=True), rng)
+    _write_wrapper_file(tmp_path / "keras.fastgru", gru, {
+        "kind": "keras", "return_sequences": True, "return_state": True, "go_backwards": True,
+        "zero_output_for_mask": False, "merge_mode": "concat", "mask_value": 0.0})
+    loaded = fastgru.load(tmp_path / "keras.fastgru")
+    assert isinstance(loaded, fastgru.Model) and [layer.class_name for layer in loaded.layers] == ["Masking", "KerasGRU"]
+    x = _x(gru.spec, rng)
+    x[0, 4:] = 0.0  # masked by mask_value
+    mask = np.any(x != 0.0, axis=-1)
+    reversed_output, h_n = gru(np.ascontiguousarray(x[:, ::-1]), mask=np.ascontiguousarray(mask[:, ::-1].T))
+    output, state = loaded(x)
+    last = np.maximum.accumulate(np.where(mask[:, ::-1], np.arange(6), -1), axis=1)  # Keras repeats the last valid
+    expected = np.where((last >= 0)[..., None], np.take_along_axis(reversed_output, np.maximum(last, 0)[..., None], 1), 0)
+    np.testing.assert_array_equal(output, expected)
+    np.testing.assert_array_equal(state, h_n[-1])
+
+    onnx_gru = _gru(GRUSpec(3, 4), rng)
+    _write_wrapper_file(tmp_path / "onnx.fastgru", onnx_gru, {"kind": "onnx", "reverse": True})
     loaded = fastgru.load(tmp_path / "onnx.fastgru")
-    assert isinstance(loaded, OnnxGRU) and loaded.reverse
-    x = _x(loaded.spec, rng)
+    assert loaded.convention == "onnx" and loaded.layers[0].reverse
+    x = _x(onnx_gru.spec, rng)
     lengths = np.array([6, 2, 4])
-    for actual, expected in zip(loaded(x, lengths), onnx_like(x, lengths)):
-        np.testing.assert_array_equal(actual, expected)
+    flipped = np.stack([np.concatenate([x[:n, b][::-1], x[n:, b]]) for b, n in enumerate(lengths)], axis=1)
+    output, h_n = onnx_gru(flipped, lengths=lengths)
+    unflipped = np.stack([np.concatenate([output[:n, b][::-1], output[n:, b]]) for b, n in enumerate(lengths)], 1)
+    y, y_h = loaded(x, lengths)
+    np.testing.assert_array_equal(y[:, 0], unflipped)
+    np.testing.assert_array_equal(y_h, h_n)
 
 
 def test_load_recognises_files_by_content(rng, tmp_path):
@@ -175,7 +191,7 @@ def test_int8_models_save_and_pickle_their_codes_exactly(rng, tmp_path, spec):
     _same_int8_model(pickle.loads(pickle.dumps(quantized)), quantized, rng)
     # the file holds the codes (I8) and row scales (F32), not float weights
     tensors, metadata = decode_safetensors(path.read_bytes())
-    assert metadata["weight_format"] == "int8"
+    assert json.loads(metadata["model"])["weight_format"] == "int8"
     for name, shape in spec.weight_shapes().items():
         if name.startswith("weight"):
             assert tensors[name].dtype == np.int8 and tensors[name].shape == shape
@@ -206,13 +222,19 @@ def test_int8_codes_load_exactly_even_where_quantizing_again_would_differ(rng, t
     _same_int8_model(fastgru.load(tmp_path / "model.fastgru"), model, rng)
 
 
+def _write_gru_model(path, spec, tensors, weight_format):
+    """A fastgru file of a GRU described under "model" (how int8 GRUs are stored)."""
+    config = {"class": "GRU", "spec": spec.to_dict(), "weight_format": weight_format}
+    write_safetensors(path, tensors, {"format": "fastgru", "format_version": "1", "model": json.dumps(config)})
+
+
 def test_files_flagging_int8_over_float_weights_still_load(rng, tmp_path):
-    """The form some fastgru builds wrote: float32 weights plus "weight_format": "int8", quantized on load
-    (deterministic, so the same int8 model)."""
+    """The form earlier fastgru versions wrote: float32 weights under "weight_format": "int8", quantized
+    on load (deterministic, so the same int8 model)."""
     spec = GRUSpec(3, 5)
     gru = _gru(spec, rng)
     path = tmp_path / "flagged.fastgru"
-    _write_fastgru(path, spec, {name: value for name, value in gru.weights.items()}, weight_format="int8")
+    _write_gru_model(path, spec, gru.weights, "int8")
     _same_int8_model(fastgru.load(path), gru.quantize(), rng)
 
 
@@ -220,22 +242,22 @@ def test_bad_int8_files_name_file_and_tensor(rng, tmp_path):
     spec = GRUSpec(3, 5)
     stored = dict(_gru(spec, rng).quantize().int8_weights)
     codes = dict(stored, weight_hh_l0=np.full((15, 5), -128, np.int8))
-    _write_fastgru(tmp_path / "codes.fastgru", spec, codes, weight_format="int8")
+    _write_gru_model(tmp_path / "codes.fastgru", spec, codes, "int8")
     with pytest.raises(ValueError, match=r"codes\.fastgru.*'weight_hh_l0'.*-127..127"):
         fastgru.load(tmp_path / "codes.fastgru")
     scales = dict(stored, **{"weight_ih_l0.scale": np.full(15, -1.0, np.float32)})
-    _write_fastgru(tmp_path / "scales.fastgru", spec, scales, weight_format="int8")
+    _write_gru_model(tmp_path / "scales.fastgru", spec, scales, "int8")
     with pytest.raises(ValueError, match=r"scales\.fastgru.*'weight_ih_l0.scale'.*negative"):
         fastgru.load(tmp_path / "scales.fastgru")
     missing = {name: value for name, value in stored.items() if name != "weight_hh_l0.scale"}
-    _write_fastgru(tmp_path / "missing.fastgru", spec, missing, weight_format="int8")
+    _write_gru_model(tmp_path / "missing.fastgru", spec, missing, "int8")
     with pytest.raises(ValueError, match=r"missing\.fastgru.*weight_hh_l0.scale"):
         fastgru.load(tmp_path / "missing.fastgru")
-    _write_fastgru(tmp_path / "int4.fastgru", spec, stored, weight_format="int4")
+    _write_gru_model(tmp_path / "int4.fastgru", spec, stored, "int4")
     with pytest.raises(ValueError, match=r"int4\.fastgru.*weight_format 'int4'"):
         fastgru.load(tmp_path / "int4.fastgru")
     f64 = GRUSpec(3, 5, dtype="float64")
-    _write_fastgru(tmp_path / "f64.fastgru", f64, stored, weight_format="int8")
+    _write_gru_model(tmp_path / "f64.fastgru", f64, stored, "int8")
     with pytest.raises(ValueError, match=r"f64\.fastgru.*float64"):
         fastgru.load(tmp_path / "f64.fastgru")
 

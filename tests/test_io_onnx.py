@@ -12,7 +12,6 @@ import pytest
 import fastgru
 from conftest import covering_rows
 from fastgru.io import UnsupportedModelError
-from fastgru.io.onnx import OnnxGRU, from_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -101,8 +100,8 @@ def test_gru_node_matches_onnxruntime_and_reference(rng, case):
     if activations and case["direction"] == "bidirectional":  # one (f, g) pair per direction
         activations = {k: v * 2 for k, v in activations.items()}
     model, _ = _gru_model(rng, **options, **activations)
-    imported = fastgru.GRU.from_onnx(model)
-    assert isinstance(imported, OnnxGRU) and isinstance(imported.gru, fastgru.GRU)
+    imported = fastgru.Model.from_onnx(model)
+    assert isinstance(imported, fastgru.Model) and isinstance(imported.gru, fastgru.GRU)
     directions = 2 if case["direction"] == "bidirectional" else 1
     layout = case["layout"]
     x = rng.standard_normal((BATCH, STEPS, INPUT) if layout else (STEPS, BATCH, INPUT)).astype(np.float32)
@@ -151,7 +150,7 @@ def test_onnx_backend_gru_case(case):
     graph = case.model.graph
     names = [name for name in graph.node[0].input if name]
     feeds = dict(zip(names, inputs))
-    imported = from_onnx(case.model, values={name: feeds[name] for name in names[1:]})
+    imported = fastgru.Model.from_onnx(case.model, values={name: feeds[name] for name in names[1:]})
     y, y_h = imported(feeds["X"])
     produced = dict(zip(graph.node[0].output, (y, y_h)))
     for name, expected in zip([name for name in graph.node[0].output if name], outputs):
@@ -174,19 +173,19 @@ def test_torch_onnx_export_of_two_layers_matches(rng, tmp_path, bidirectional):
     gru_nodes = [node.name for node in exported.graph.node if node.op_type == "GRU"]
     assert len(gru_nodes) == 2
     with pytest.raises(ValueError, match=rf"2 GRU nodes.*{gru_nodes[0]}.*{gru_nodes[1]}"):
-        from_onnx(exported)
+        fastgru.Model.from_onnx(exported)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     expected_output, expected_h = session.run(None, {"x": x})
     with torch.no_grad():
         torch_output, torch_h = module(torch.from_numpy(x))
     imported = fastgru.load(path, node_name=gru_nodes)  # the two nodes stacked into one 2-layer GRU
-    assert imported.spec.num_layers == 2 and imported.spec.reset_after
+    assert imported.gru.spec.num_layers == 2 and imported.gru.spec.reset_after
     output, h_n = imported.gru(x)
     _assert_close(output, expected_output, "output vs onnxruntime")
     _assert_close(h_n, expected_h, "h_n vs onnxruntime")
     _assert_close(output, torch_output.numpy(), "output vs torch")
     _assert_close(h_n, torch_h.numpy(), "h_n vs torch")
-    first_layer = from_onnx(str(path), node_name=gru_nodes[0])
+    first_layer = fastgru.Model.from_onnx(str(path), node_name=gru_nodes[0])
     _assert_close(first_layer.gru(x)[1], torch_h.numpy()[: 1 + bidirectional], "first node alone")
 
 
@@ -213,21 +212,21 @@ def test_path_bytes_and_model_give_the_same_model(rng, tmp_path):
     path = tmp_path / "gru.onnx"
     onnx.save(model, str(path))
     x = rng.standard_normal((STEPS, BATCH, INPUT)).astype(np.float32)
-    expected = from_onnx(model)(x)
+    expected = fastgru.Model.from_onnx(model)(x)
     for source in (str(path), path, model.SerializeToString()):
-        for actual, wanted in zip(from_onnx(source)(x), expected):
+        for actual, wanted in zip(fastgru.Model.from_onnx(source)(x), expected):
             np.testing.assert_array_equal(actual, wanted)
 
 
 def test_weights_given_at_run_time_are_refused_unless_supplied(rng):
     model, arrays = _gru_model(rng, weights_as_inputs=True)
     with pytest.raises(ValueError, match=r"input W \('W'\) is computed at run time"):
-        from_onnx(model)
+        fastgru.Model.from_onnx(model)
     x = rng.standard_normal((STEPS, BATCH, INPUT)).astype(np.float32)
     h0 = np.zeros((1, BATCH, HIDDEN), np.float32)
     feeds = {"X": x, "sequence_lens": LENGTHS, "initial_h": h0, **arrays}
     expected_y, _ = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
-    _assert_close(from_onnx(model, values=arrays)(x, LENGTHS)[0], expected_y, "Y")
+    _assert_close(fastgru.Model.from_onnx(model, values=arrays)(x, LENGTHS)[0], expected_y, "Y")
 
 
 @pytest.mark.parametrize("attributes, message", [
@@ -240,7 +239,7 @@ def test_weights_given_at_run_time_are_refused_unless_supplied(rng):
 def test_unsupported_activations_are_named(rng, attributes, message):
     model, _ = _gru_model(rng, **attributes)
     with pytest.raises(UnsupportedModelError, match=message):
-        from_onnx(model)
+        fastgru.Model.from_onnx(model)
 
 
 def test_several_gru_nodes_need_a_name(rng):
@@ -249,24 +248,24 @@ def test_several_gru_nodes_need_a_name(rng):
     second.name, second.output[:] = "other_gru", ["Y2", "Y_h2"]
     model.graph.node.append(second)
     with pytest.raises(ValueError, match=r"2 GRU nodes.*'the_gru', 'other_gru'"):
-        from_onnx(model)
+        fastgru.Model.from_onnx(model)
     with pytest.raises(ValueError, match=r"no GRU node named 'nope'"):
-        from_onnx(model, node_name="nope")
-    assert from_onnx(model, node_name="other_gru").spec.hidden_size == HIDDEN
+        fastgru.Model.from_onnx(model, node_name="nope")
+    assert fastgru.Model.from_onnx(model, node_name="other_gru").gru.spec.hidden_size == HIDDEN
 
 
 def test_misshaped_weight_names_the_tensor(rng):
     model, arrays = _gru_model(rng)
     model.graph.initializer[1].CopyFrom(numpy_helper.from_array(arrays["R"][:, :, :2], "R"))
     with pytest.raises(ValueError, match=r"GRU node 'the_gru'.*tensor R \('R'\) has shape \(1, 9, 2\)"):
-        from_onnx(model)
+        fastgru.Model.from_onnx(model)
 
 
 def test_constant_sequence_lens_is_refused(rng):
     model, _ = _gru_model(rng)
     model.graph.initializer.append(numpy_helper.from_array(LENGTHS, "sequence_lens"))
     with pytest.raises(UnsupportedModelError, match="sequence_lens is a constant"):
-        from_onnx(model)
+        fastgru.Model.from_onnx(model)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
@@ -277,3 +276,60 @@ def test_bad_onnx_files_name_the_file(rng, tmp_path, damage):
     path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x08\x07" + bytes(range(256)) * 4)
     with pytest.raises(ValueError, match="broken.onnx"):
         fastgru.load(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the GRU alone, streams and round trips of ONNX models
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_gru_from_onnx_is_the_gru_with_torch_semantics(rng, direction, layout):
+    model, _ = _gru_model(rng, direction=direction, layout=layout, linear_before_reset=1)
+    gru = fastgru.GRU.from_onnx(model)
+    assert isinstance(gru, fastgru.GRU) and gru.spec.batch_first == bool(layout)
+    x = rng.standard_normal((BATCH, STEPS, INPUT) if layout else (STEPS, BATCH, INPUT)).astype(np.float32)
+    y, y_h = fastgru.Model.from_onnx(model)(x, LENGTHS)
+    output, h_n = gru(x, lengths=LENGTHS)
+    directions = 2 if direction == "bidirectional" else 1
+    expected = y.reshape(BATCH, STEPS, directions * HIDDEN) if layout else \
+        y.transpose(0, 2, 1, 3).reshape(STEPS, BATCH, directions * HIDDEN)
+    np.testing.assert_array_equal(output, expected)
+    np.testing.assert_array_equal(h_n, y_h.transpose(1, 0, 2) if layout else y_h)
+
+
+def test_gru_from_onnx_refuses_a_reverse_node(rng):
+    model, _ = _gru_model(rng, direction="reverse")
+    with pytest.raises(UnsupportedModelError, match=r"'the_gru' has direction='reverse'.*fastgru.Model.from_onnx"):
+        fastgru.GRU.from_onnx(model)
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_onnx_model_streams_one_step_of_y_at_a_time(rng, layout):
+    model = fastgru.Model.from_onnx(_gru_model(rng, layout=layout)[0])
+    x = rng.standard_normal((BATCH, STEPS, INPUT) if layout else (STEPS, BATCH, INPUT)).astype(np.float32)
+    y, _ = model(x)
+    stream = model.stream(BATCH)
+    for step in range(STEPS):
+        expected = y[:, step] if layout else y[step]  # (B, D, H) or (D, B, H), D = 1
+        np.testing.assert_allclose(stream.step(x[:, step] if layout else x[step]),
+                                   expected[:, None, 0] if layout else expected, rtol=0, atol=1e-6)
+    for direction in ("reverse", "bidirectional"):
+        with pytest.raises(ValueError, match=r"'the_gru' runs in .*cannot be streamed"):
+            fastgru.Model.from_onnx(_gru_model(rng, direction=direction)[0]).stream(1)
+
+
+def test_onnx_models_round_trip_bit_exactly(rng, tmp_path):
+    import copy
+    import pickle
+
+    model = fastgru.Model.from_onnx(_gru_model(rng, direction="reverse", layout=1)[0])
+    x = rng.standard_normal((BATCH, STEPS, INPUT)).astype(np.float32)
+    expected = model(x, LENGTHS)
+    model.save(tmp_path / "onnx.fastgru")
+    for loaded in (fastgru.load(tmp_path / "onnx.fastgru"), pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        for actual, wanted in zip(loaded(x, LENGTHS), expected):
+            np.testing.assert_array_equal(actual, wanted)
+    quantized = model.quantize("int8")
+    for actual, wanted in zip(pickle.loads(pickle.dumps(quantized))(x, LENGTHS), quantized(x, LENGTHS)):
+        np.testing.assert_array_equal(actual, wanted)

@@ -12,7 +12,6 @@ import pytest
 
 import fastgru
 from conftest import torch_run
-from fastgru.io.torch import from_torch
 
 torch = pytest.importorskip("torch")
 TOLERANCE = 1e-5
@@ -78,7 +77,7 @@ def test_module_matches_torch(rng, config):
 @pytest.mark.parametrize("config", CONFIGS, ids=_ids(CONFIGS))
 def test_state_dict_infers_layers_directions_and_bias(rng, config):
     module = _module(**config)
-    gru = from_torch(module.state_dict(), batch_first=module.batch_first)
+    gru = fastgru.GRU.from_torch(module.state_dict(), batch_first=module.batch_first)
     assert gru.spec == fastgru.GRU.from_torch(module).spec
     _assert_matches_module(gru, module, rng)
 
@@ -86,7 +85,7 @@ def test_state_dict_infers_layers_directions_and_bias(rng, config):
 def test_numpy_state_dict_and_float64(rng):
     module = _module(num_layers=2).double()
     state = {name: value.numpy() for name, value in module.state_dict().items()}
-    gru = from_torch(state)
+    gru = fastgru.GRU.from_torch(state)
     assert gru.spec.dtype == "float64"
     x = rng.standard_normal((5, 3, 5))
     with torch.no_grad():
@@ -103,7 +102,7 @@ def test_gru_cell_imports_as_one_layer(rng):
         for step in x:
             h = cell(torch.from_numpy(step), h)
     for source in (cell, cell.state_dict()):
-        _, h_n = from_torch(source)(x)
+        _, h_n = fastgru.GRU.from_torch(source)(x)
         _assert_close(h_n[0], h, type(source).__name__)
 
 
@@ -131,15 +130,15 @@ def test_ambiguous_model_error_lists_the_gru_prefixes(as_state_dict):
     model = _Seq2Seq()
     source = model.state_dict() if as_state_dict else model
     with pytest.raises(ValueError, match=r"several GRUs.*'encoder\.rnn\.'.*'decoder\.rnn\.'") as info:
-        from_torch(source)
+        fastgru.GRU.from_torch(source)
     assert "lstm" not in str(info.value)
     with pytest.raises(ValueError, match=r"no GRU .*'nope\.?'.*GRU prefixes found.*encoder\.rnn\."):
-        from_torch(source, prefix="nope")
+        fastgru.GRU.from_torch(source, prefix="nope")
 
 
 def test_lstm_state_dict_is_not_a_gru():
     with pytest.raises(ValueError, match="no GRU weights found"):
-        from_torch(torch.nn.LSTM(3, 4).state_dict())
+        fastgru.GRU.from_torch(torch.nn.LSTM(3, 4).state_dict())
 
 
 def test_torch_save_file_loads_with_weights_only(rng, tmp_path):

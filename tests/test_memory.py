@@ -12,13 +12,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import fastgru
-from conftest import random_weights
+from conftest import random_weights, traced_allocations
 from fastgru.spec import GRUSpec
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm (Linux)")
@@ -69,16 +68,8 @@ def test_stream_step_allocates_nothing(rng):
     x_t = rng.standard_normal((4, 8)).astype(np.float32)
     for _ in range(100):
         stream.step(x_t)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(10_000):
-            stream.step(x_t)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert current - base < 1024 and peak - base < 4096, f"{current - base} bytes kept, peak +{peak - base}"
+    kept, peak = traced_allocations(lambda: stream.step(x_t), 10_000)
+    assert kept < 1024 and peak < 4096, f"{kept} bytes kept, peak +{peak}"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

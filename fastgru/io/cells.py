@@ -56,7 +56,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fastgru.io import UnsupportedModelError, flip_update_gate, spec_dtype
+from fastgru.io.common import GRUDescription, UnsupportedModelError, flip_update_gate, spec_dtype
 from fastgru.io.torch import to_numpy
 from fastgru.spec import GATE_ACTIVATIONS, GRUSpec
 
@@ -76,11 +76,11 @@ class _Linear:
     activation: str | None = None  # the name of a Keras Dense's own activation ("linear" when it has none)
 
 
-def from_cells(cells, *, reset_after: bool, update: str, concat: str | None = None, gates=None,
+def read_cells(cells, *, reset_after: bool, update: str, concat: str | None = None, gates=None,
                gate_activation: str = "sigmoid", activation: str = "tanh", layout: str | None = None,
-               batch_first: bool = False, dtype=None, initial_state=None, num_threads: int | None = None,
-               source: str = "cells"):
-    """A `fastgru.GRU` from hand-written cells (formulas and mapping: the module docstring).
+               batch_first: bool = False, dtype=None, initial_state=None, source: str = "cells") -> GRUDescription:
+    """The `GRUDescription` of hand-written cells (formulas and mapping: the module docstring);
+    `fastgru.GRU.from_cells` builds the model.
 
     ``cells`` is one layer's gates, or a list of them for a stack (layer k > 0 takes layer k-1's
     state sequence as its input; unidirectional, equal H in every layer). One layer is:
@@ -109,8 +109,6 @@ def from_cells(cells, *, reset_after: bool, update: str, concat: str | None = No
     `fastgru.GRU.with_initial_state`). Errors name ``source``, the layer, the gate, the expected and the
     actual shape.
     """
-    import fastgru
-
     if not isinstance(reset_after, (bool, np.bool_)):
         raise TypeError(f"{source}: reset_after must be True or False, got {reset_after!r}")
     if update not in _UPDATES:
@@ -164,7 +162,7 @@ def from_cells(cells, *, reset_after: bool, update: str, concat: str | None = No
         initial_state = _lookup(cells, initial_state, f"{source}: initial_state")
     if initial_state is not None:
         initial_state = to_numpy(initial_state)
-    return fastgru.GRU.from_spec(spec, weights, num_threads=num_threads, source=source, initial_state=initial_state)
+    return GRUDescription(spec, weights, source, initial_state)
 
 
 def _check_activations(gate_activation, activation, source: str) -> None:

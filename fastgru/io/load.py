@@ -1,9 +1,12 @@
-"""`load(path, **options)`: recognises the file by its first bytes, then by its extension."""
+"""`load(path, **options)`: recognises the file by its first bytes, then by its extension, and hands it to
+the importer for that format. The top of `fastgru.io`: it builds the objects the importers describe."""
 
 from __future__ import annotations
 
 import os
 import zipfile
+
+from fastgru.io.safetensors import looks_like_safetensors
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 _EXTENSIONS = {
@@ -40,7 +43,7 @@ def sniff(path) -> str:
                          f"archive: {names[:10]}")
     if head.startswith(_HDF5):
         return "h5"
-    if len(head) >= 9 and head[8:9] == b"{":  # 8-byte header length, then the JSON header
+    if looks_like_safetensors(head):
         return "safetensors"
     if extension in _EXTENSIONS:  # content not decisive (truncated, or a format without a magic number)
         return _EXTENSIONS[extension]
@@ -52,18 +55,19 @@ def sniff(path) -> str:
 
 
 def load(path, **options):
-    """Loads a GRU from any supported file; ``options`` go to the importer for that format.
+    """Loads a model from any supported file; ``options`` go to the importer for that format.
 
-    ===============================  =====================  ==========================================
-    file                             importer               useful options
-    ===============================  =====================  ==========================================
-    fastgru's own (``gru.save``)     `native.load`          (none)
-    ``.safetensors`` (torch names)   `from_safetensors`     ``prefix``, ``batch_first``
-    ``.pt``/``.pth`` (state dict)    `from_torch`           ``prefix``, ``batch_first``
-    ``.keras``, ``.h5``              `from_keras`           ``layer``, ``keras_version``, ...
-    ``.onnx``                        `from_onnx`            ``node_name``
-    ``.npz`` (``np.savez``)          `from_npz`             ``prefix``, ``names``, ``gates``, ``batch_first``
-    ===============================  =====================  ==========================================
+    ===============================  ======================  ===================================  =============
+    file                             read by                 useful options                       returns
+    ===============================  ======================  ===================================  =============
+    fastgru's own (``save``)         `native.loads`          (none)                               what was saved
+    ``.safetensors`` (torch names)   `torch.read_torch_file` ``prefix``, ``batch_first``          `GRU`
+    ``.pt``/``.pth`` (state dict)    `torch.read_torch_file` ``prefix``, ``batch_first``          `GRU`
+    ``.npz`` (``np.savez``)          `npz.read_npz_gru`      ``prefix``, ``names``, ``gates``,    `GRU`
+                                                             ``batch_first``
+    ``.keras``, ``.h5``              `keras.read_keras`      ``layer``, ``keras_version``, ...    `Model`
+    ``.onnx``                        `onnx.read_onnx`        ``node_name``                        `Model`
+    ===============================  ======================  ===================================  =============
 
     torch state dicts, safetensors and ``.npz`` archives also take ``initial_state="<name>"``, the tensor
     of a learned h0.
@@ -81,24 +85,30 @@ def load(path, **options):
 
 
 def _load(path, **options):
+    from fastgru.model import GRU
+    from fastgru.whole_model import Model
+
     kind = sniff(path)
     if kind == "safetensors":
-        from fastgru.io.safetensors import from_safetensors
+        from fastgru.io import native
+        from fastgru.io.safetensors import decode_safetensors
 
-        return from_safetensors(path, **options)
+        with open(os.fspath(path), "rb") as file:
+            data = file.read()
+        if decode_safetensors(data, os.fspath(path))[1].get("format") == native.FORMAT:
+            if options:
+                raise TypeError(f"{os.fspath(path)}: a fastgru file holds its own description; options "
+                                f"{sorted(options)} do not apply")
+            return native.loads(data, os.fspath(path))
+        kind = "torch"  # a state dict with torch's names (read_torch_file reads safetensors with numpy)
     if kind == "torch":
-        from fastgru.io.torch import load_torch_file
+        from fastgru.io.torch import read_torch_file
 
-        return load_torch_file(path, **options)
+        return GRU._from_description(read_torch_file(path, **options))
     if kind == "npz":
-        from fastgru.io.npz import from_npz
+        from fastgru.io.npz import read_npz_gru
 
-        return from_npz(path, **options)
+        return GRU._from_description(read_npz_gru(path, **options))
     if kind in ("keras", "h5"):
-        from fastgru.io.keras import from_keras
-
-        return from_keras(os.fspath(path), **options)
-    from fastgru.io.onnx import from_onnx
-
-    return from_onnx(os.fspath(path), **options)
-
+        return Model.from_keras(os.fspath(path), **options)
+    return Model.from_onnx(os.fspath(path), **options)

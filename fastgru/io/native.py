@@ -1,106 +1,90 @@
-"""fastgru's own file: one safetensors file whose metadata holds the spec as JSON.
+"""fastgru's own file: one safetensors file whose metadata describes the model as JSON.
 
 Layout (readable with numpy and ``json`` alone, or with any safetensors reader):
 
-- tensors: the weights under their `fastgru.spec` names, in the spec's dtype, bytes exactly as in memory
-  (so save -> load is bit-exact); plus, when the model has a learned initial state, the tensor
-  ``initial_state`` (L*D, H) (optional: files without it load with no initial state);
-- an int8 model (``"weight_format": "int8"`` in the metadata) stores its int8 codes instead: each
-  ``weight_*`` tensor as I8 (3H, K) in -127..127, its float32 row scales (3H,) as ``<name>.scale``, and the
-  biases F32 (docs/int8.md, "Stored int8 models"). Loading builds the int8 model from them exactly
-  (`fastgru.GRU.from_int8_weights`), never quantizing again. Files that flag ``"int8"`` over float32
-  weights (no ``.scale`` tensors) load by quantizing those, as they always did;
-- ``__metadata__``: ``{"format": "fastgru", "format_version": "1", "spec": <GRUSpec.to_dict() as JSON>}``,
-  plus ``"call": <JSON>`` when the model is a Keras/ONNX wrapper, so that it comes back calling like its
-  source (masks, ``go_backwards``, ONNX output shapes), and ``"weight_format": "int8"`` for an int8 model.
+- tensors: the weights, in their dtype, bytes exactly as in memory (so save -> load is bit-exact);
+- ``__metadata__``: ``{"format": "fastgru", "format_version": "1", ...}`` and then either
+  - ``"spec": <GRUSpec.to_dict() as JSON>`` for a float `fastgru.GRU`, its tensors under their
+    `fastgru.spec` names (the layout of every file since format_version 1), or
+  - ``"model": <JSON>`` for anything else: ``{"class": "Model", "convention", "name", "layers": [{"class",
+    "name", "config"}, ...]}`` with the tensors of layer i named ``layers.<i>.<name>`` (a recurrent
+    layer's config holds its GRU's ``{"class": "GRU", "spec", "weight_format"}``), or ``{"class": "GRU",
+    ...}`` for a GRU that carries more than float weights: int8 (``"weight_format": "int8"``: its int8
+    codes as I8 tensors under the weights' names, their float32 row scales as ``<name>.scale`` and the
+    float32 biases, loaded exactly, never quantized again; docs/int8.md, "Stored int8 models"; files
+    that hold float32 weights under that flag, as fastgru wrote them before, are quantized on load) or a
+    learned initial state, the tensor ``initial_state`` (L*D, H) beside the weights (optional: a file
+    without it loads with none; ``GRU._portable`` decides what a GRU stores, so a Model's GRU layers keep
+    theirs too).
 
-Any extension works; ``.fastgru`` is the conventional one.
+Files written before whole models existed (a Keras or ONNX GRU wrapper: ``"spec"`` plus ``"call"``) load
+as the equivalent one-layer `fastgru.Model`. Any extension works; ``.fastgru`` is the conventional one.
+
+This module is the format only. `dumps` takes any object with ``_portable() -> (config, arrays)``;
+`loads` builds objects with the constructors registered by class name (`register`: ``fastgru`` registers
+`fastgru.GRU` and `fastgru.Model` when it is imported, which happens before this module can be).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Callable
 
 from fastgru.io.safetensors import decode_safetensors, encode_safetensors
-from fastgru.spec import SCALE_SUFFIX, GRUSpec
+from fastgru.spec import GRUSpec
 
 FORMAT = "fastgru"
 FORMAT_VERSION = "1"
-INITIAL_STATE = "initial_state"  # the optional tensor of a learned h0 (GRU.initial_state)
+_BUILDERS: dict[str, Callable] = {}
 
 
-def dumps(model) -> bytes:
-    """The bytes of fastgru's own file for a `fastgru.GRU` (or a Keras/ONNX wrapper around one).
+def register(class_name: str, build: Callable) -> None:
+    """Makes `loads` build descriptions of ``{"class": class_name}`` with ``build(config, arrays, label)``."""
+    _BUILDERS[class_name] = build
 
-    This is the one serialized form: `save` writes it to a file and ``pickle`` carries it (each model's
-    ``__reduce__`` calls `loads` on it), so a pickled model holds portable weights, never the packed
-    panels, whose layout depends on the CPU's kernel table.
+
+def dumps(obj) -> bytes:
+    """The bytes of fastgru's own file for a `fastgru.GRU` or `fastgru.Model`.
+
+    This is the one serialized form: `save` writes it to a file and ``pickle`` / ``copy`` carry it (each
+    model's ``__reduce__`` calls `loads` on it), so a pickled model holds portable weights, never the
+    packed panels, whose layout depends on the CPU's kernel table.
     """
-    gru = getattr(model, "gru", model)
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": json.dumps(gru.spec.to_dict())}
-    if hasattr(model, "call_config"):
-        metadata["call"] = json.dumps(model.call_config())
-    tensors, weight_metadata = _stored_weights(gru)
-    metadata.update(weight_metadata)
-    if getattr(gru, "initial_state", None) is not None:
-        tensors[INITIAL_STATE] = gru.initial_state
-    return encode_safetensors(tensors, metadata)
+    portable = getattr(obj, "_portable", None)
+    if portable is None:
+        raise TypeError(f"fastgru files hold a fastgru.GRU or fastgru.Model, got {type(obj).__name__}")
+    config, arrays = portable()
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    # A float GRU with nothing but its weights keeps the layout every fastgru version reads; anything more
+    # (int8, another option or array a GRU may carry) goes in "model", which older versions refuse.
+    plain_gru = (config.get("class") == "GRU" and set(config) == {"class", "spec", "weight_format"}
+                 and config["weight_format"] == config["spec"]["dtype"]
+                 and set(arrays) <= set(GRUSpec.from_dict(config["spec"]).weight_shapes()))
+    if plain_gru:
+        metadata["spec"] = json.dumps(config["spec"])
+    else:
+        metadata["model"] = json.dumps(config)
+    return encode_safetensors(arrays, metadata)
 
 
-def _stored_weights(gru) -> tuple[dict, dict]:
-    """The tensors and metadata that stand for ``gru``'s weights, which `_build` turns back into it: the
-    float weights, or an int8 model's codes, scales and biases exactly."""
-    if gru.weight_format == "int8":
-        return dict(gru.int8_weights), {"weight_format": "int8"}
-    weights = gru.weights
-    return {name: weights[name] for name in gru.spec.weight_shapes()}, {}
-
-
-def _build(spec: GRUSpec, tensors: dict, metadata: dict, label: str):
-    """The plain GRU of a file's spec, weight tensors (``initial_state`` removed) and metadata."""
-    from fastgru.io import build_gru
-
-    weight_format = metadata.get("weight_format")
-    if weight_format is None:
-        return build_gru(spec, tensors, label)
-    if weight_format != "int8" or spec.dtype != "float32":
-        raise ValueError(f"{label}: weight_format {weight_format!r} is not supported for a {spec.dtype} model "
-                         f"(fastgru writes 'int8', for float32 models only)")
-    if not any(name.endswith(SCALE_SUFFIX) for name in tensors):
-        # float32 weights flagged int8 (no codes stored): quantizing them is deterministic
-        try:
-            return build_gru(spec, tensors, label).quantize("int8")
-        except ValueError as error:
-            raise ValueError(f"{label}: {error}") from None
-    import fastgru
-
-    return fastgru.GRU.from_int8_weights(spec, tensors, source=label)
-
-
-def save(model, path) -> None:
-    """Writes `dumps` of ``model`` to ``path``."""
-    data = dumps(model)
+def save(obj, path) -> None:
+    """Writes `dumps` of ``obj`` to ``path``."""
+    data = dumps(obj)
     with open(os.fspath(path), "wb") as file:
         file.write(data)
 
 
-def read(path):
-    """Returns ``(spec, weights, call)`` of a file using numpy only; ``call`` is None for a plain GRU."""
+def read(path) -> tuple[dict, dict]:
+    """``(config, arrays)`` of a file, using numpy only (see `parse`)."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         return parse(file.read(), path)
 
 
-def parse(data: bytes, label: str = "<fastgru bytes>"):
-    """`read` on bytes in memory; errors name ``label``. For an int8 model (``weight_format`` in
-    `parse_metadata`), the weights are its codes and ``.scale`` tensors."""
-    spec, tensors, call, _ = parse_metadata(data, label)
-    return spec, tensors, call
-
-
-def parse_metadata(data: bytes, label: str = "<fastgru bytes>"):
-    """`parse`, and the file's metadata as a fourth value."""
+def parse(data: bytes, label: str = "<fastgru bytes>") -> tuple[dict, dict]:
+    """The portable description in ``data``: ``config`` (``{"class": "GRU" | "Model", ...}``) and the
+    tensors by name. Errors name ``label``."""
     tensors, metadata = decode_safetensors(data, label)
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{label}: not a fastgru file (safetensors metadata has no 'format': 'fastgru')")
@@ -108,38 +92,60 @@ def parse_metadata(data: bytes, label: str = "<fastgru bytes>"):
         raise ValueError(f"{label}: fastgru file format_version {metadata.get('format_version')!r} is not supported "
                          f"(this fastgru reads {FORMAT_VERSION!r})")
     try:
-        spec = GRUSpec.from_dict(json.loads(metadata["spec"]))
+        if "model" in metadata:
+            config = json.loads(metadata["model"])
+            if not isinstance(config, dict) or not isinstance(config.get("class"), str):
+                raise ValueError("'model' is not a JSON object with a 'class'")
+            return config, tensors
+        spec = json.loads(metadata["spec"])
         call = json.loads(metadata["call"]) if "call" in metadata else None
     except (KeyError, ValueError, TypeError) as error:
         raise ValueError(f"{label}: bad fastgru spec in metadata ({error})") from None
-    return spec, tensors, call, metadata
+    if not isinstance(spec, dict):
+        raise ValueError(f"{label}: bad fastgru spec in metadata (not a JSON object)")
+    gru = {"class": "GRU", "spec": spec, "weight_format": spec.get("dtype", "float32")}
+    if call is None:
+        return gru, tensors
+    return _wrapper_model(gru, call, tensors, label)
+
+
+def _wrapper_model(gru: dict, call: dict, tensors: dict, label: str) -> tuple[dict, dict]:
+    """A file of a Keras or ONNX GRU wrapper (``"call"`` metadata, before whole models) as the same
+    one-layer Model (a Masking layer first when the wrapper had a ``mask_value``)."""
+    if not isinstance(call, dict):
+        raise ValueError(f"{label}: bad call convention in metadata ({call!r})")
+    kind = call.get("kind")
+    if kind == "onnx":
+        layers = [{"class": "OnnxGRU", "name": "GRU", "config": {"gru": gru, "reverse": bool(call.get("reverse"))}}]
+        convention = "onnx"
+    elif kind == "keras":
+        keys = ("return_sequences", "return_state", "go_backwards", "zero_output_for_mask", "merge_mode")
+        options = {key: call[key] for key in keys if key in call}
+        layers = [{"class": "KerasGRU", "name": "gru", "config": {"gru": gru, **options}}]
+        if call.get("mask_value") is not None:
+            layers.insert(0, {"class": "Masking", "name": "masking", "config": {"mask_value": call["mask_value"]}})
+        convention = "keras"
+    else:
+        raise ValueError(f"{label}: unknown call convention {kind!r} in metadata")
+    index = len(layers) - 1
+    arrays = {f"layers.{index}.{name}": value for name, value in tensors.items()}
+    return {"class": "Model", "convention": convention, "name": "model", "layers": layers}, arrays
 
 
 def load(path):
-    """Loads a file written by `save`: a `fastgru.GRU`, or the Keras/ONNX wrapper that was saved."""
+    """Loads a file written by `save`: the `fastgru.GRU` or `fastgru.Model` that was saved."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         return loads(file.read(), path)
 
 
 def loads(data: bytes, label: str = "<fastgru bytes>"):
-    """The model that `dumps` turned into ``data``; errors name ``label``. Unpickling calls this."""
+    """The object that `dumps` turned into ``data``; errors name ``label``. Unpickling calls this."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{label}: expected the bytes written by fastgru.io.native.dumps, got {type(data).__name__}")
-    spec, weights, call, metadata = parse_metadata(data, label)
-    initial_state = weights.pop(INITIAL_STATE, None)
-    gru = _build(spec, weights, metadata, label)
-    if initial_state is not None:
-        gru = gru.with_initial_state(initial_state, source=f"{label}: tensor {INITIAL_STATE!r}")
-    if call is None:
-        return gru
-    kind = call.pop("kind", None)
-    if kind == "keras":
-        from fastgru.io.keras import KerasGRU
-
-        return KerasGRU(gru, **call)
-    if kind == "onnx":
-        from fastgru.io.onnx import OnnxGRU
-
-        return OnnxGRU(gru, **call)
-    raise ValueError(f"{label}: unknown call convention {kind!r} in metadata")
+    config, arrays = parse(data, label)
+    build = _BUILDERS.get(config["class"])
+    if build is None:
+        raise ValueError(f"{label}: unknown object class {config['class']!r} in metadata "
+                         f"(this fastgru builds {sorted(_BUILDERS)})")
+    return build(config, arrays, label)

@@ -12,11 +12,11 @@ Options:
 - ``names={"weight_ih_l0": "Wx", "weight_hh_l0": "Wh", "bias_ih_l0": "bx", "bias_hh_l0": "bh"}`` renames
   any other names: torch's name -> the archive's (only the arrays named are read);
 - ``gates={"r": ..., "z": ..., "n": ...}`` (with ``concat``, ``reset_after``, ``update``, ...) reads a
-  hand-written cell's per-gate arrays through `fastgru.io.cells.from_cells`;
+  hand-written cell's per-gate arrays through `fastgru.io.cells.read_cells` (as ``GRU.from_cells`` does);
 - ``batch_first``, ``dtype``, ``initial_state`` (the name of an array holding a learned h0) as for torch.
 
 Arrays are loaded with ``allow_pickle=False``: an archive holding a pickled object array is refused, never
-unpickled.
+unpickled. `read_npz_gru` returns a `fastgru.io.common.GRUDescription`; ``fastgru.load`` builds the GRU.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ import re
 import zipfile
 
 import numpy as np
+
+from fastgru.io.cells import read_cells
+from fastgru.io.common import GRUDescription
+from fastgru.io.torch import gru_candidates, initial_state_tensor, spec_from_state_dict
 
 # torch's short names for a cell's tensors (torch.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh)), after a prefix
 # that is empty or ends in a separator, so that a name merely ending in "w_ih" is not taken for one.
@@ -68,20 +72,15 @@ def read_npz(path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def from_npz(path, prefix: str | None = None, *, names: dict | None = None, gates=None, batch_first: bool = False,
-             dtype=None, initial_state=None, **cell_options):
-    """A `fastgru.GRU` from a ``.npz`` archive (see the module docstring for names and options)."""
-    from fastgru.io import build_gru
-    from fastgru.io.torch import gru_candidates, initial_state_tensor, spec_from_state_dict, with_initial_state
-
+def read_npz_gru(path, prefix: str | None = None, *, names: dict | None = None, gates=None,
+                 batch_first: bool = False, dtype=None, initial_state=None, **cell_options) -> GRUDescription:
+    """The `GRUDescription` of a ``.npz`` archive (see the module docstring for names and options)."""
     source = os.fspath(path)
     arrays = read_npz(path)
     if gates is not None:
         if prefix is not None or names is not None:
             raise TypeError(f"{source}: prefix/names select torch-named arrays; with gates= name each gate's arrays")
-        from fastgru.io.cells import from_cells
-
-        return from_cells(arrays, gates=gates, batch_first=batch_first, dtype=dtype, initial_state=initial_state,
+        return read_cells(arrays, gates=gates, batch_first=batch_first, dtype=dtype, initial_state=initial_state,
                           source=source, **cell_options)
     if cell_options:
         raise TypeError(f"{source}: option(s) {sorted(cell_options)} apply to hand-written cells only (with gates=)")
@@ -100,8 +99,7 @@ def from_npz(path, prefix: str | None = None, *, names: dict | None = None, gate
             f"'n': ...}} (fastgru.GRU.from_cells), or build the model from the arrays with fastgru.GRU.from_arrays "
             f"(torch's layout) or fastgru.GRU.from_cells")
     spec, weights = spec_from_state_dict(state, prefix, batch_first=batch_first, dtype=dtype, source=source)
-    return with_initial_state(build_gru(spec, weights, source), initial_state_tensor(arrays, initial_state, source),
-                              source)
+    return GRUDescription(spec, weights, source, initial_state_tensor(arrays, initial_state, source))
 
 
 def _long_names(arrays: dict) -> dict:

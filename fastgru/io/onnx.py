@@ -5,6 +5,7 @@ z, r, h. ``linear_before_reset`` picks the cell variant, ``layout=1`` means batc
 clamps every activation's input, ``direction`` is forward, reverse or bidirectional. ``X``,
 ``sequence_lens`` and ``initial_h`` are run-time inputs: pass them when calling the result. ``W``, ``R``
 and ``B`` must be initializers or ``Constant`` outputs (or given with ``values={name: array}``).
+`read_onnx` describes a `fastgru.Model` that calls like the node; `read_onnx_gru` the GRU alone.
 
 Activations: the gate function may be ``Sigmoid`` or ``HardSigmoid`` with (alpha, beta) = (0.2, 0.5)
 (ONNX's default, Keras 2) or (1/6, 0.5) (Keras 3), the same in both directions; the candidate function
@@ -17,9 +18,8 @@ import os
 
 import numpy as np
 
-from fastgru.io import UnsupportedModelError, build_gru, spec_dtype, zrh_to_rzn
+from fastgru.io.common import GRUDescription, UnsupportedModelError, replaced, spec_dtype, zrh_to_rzn
 from fastgru.spec import GATE_ACTIVATIONS, GRUSpec
-from fastgru.io.wrapper import WrappedGRU
 
 # ONNX activation functions that take alpha and/or beta, in the order they consume activation_alpha/_beta.
 _TAKES_ALPHA = {"affine", "leakyrelu", "thresholdedrelu", "scaledtanh", "hardsigmoid", "elu"}
@@ -28,64 +28,34 @@ _DEFAULT_ALPHA = {"hardsigmoid": 0.2, "leakyrelu": 0.01, "elu": 1.0}
 _DEFAULT_BETA = {"hardsigmoid": 0.5}
 
 
-class OnnxGRU(WrappedGRU):
-    """A `fastgru.GRU` (``.gru``) called like the ONNX node(s) it came from.
-
-    ``ogru(X, sequence_lens=None, initial_h=None)`` returns ``(Y, Y_h)`` with ONNX's shapes: ``Y`` is
-    (T, D, B, H) (``layout=1``: (B, T, D, H)) and ``Y_h`` is (D, B, H) (``layout=1``: (B, D, H)). For a chain of
-    nodes, ``Y`` is the last node's output and ``Y_h`` holds every node's final states, (L*D, B, H).
-    ``direction="reverse"`` runs each sequence backwards from its last valid step, as ONNX does.
-    """
-
-    def __init__(self, gru, *, reverse=False):
-        super().__init__(gru)
-        self.reverse = bool(reverse)
-
-    def call_config(self) -> dict:
-        return {"kind": "onnx", "reverse": self.reverse}
-
-    def __repr__(self) -> str:
-        return f"OnnxGRU({self.spec}, reverse={self.reverse})"
-
-    def __call__(self, X, sequence_lens=None, initial_h=None):
-        spec = self.spec
-        x = np.asarray(X, dtype=spec.dtype)
-        if x.ndim != 3:
-            raise ValueError(f"X must be 3-D, got shape {x.shape}")
-        h0 = None if initial_h is None else np.asarray(initial_h, dtype=spec.dtype)
-        if h0 is not None and spec.batch_first:  # layout=1: initial_h is (B, D, H)
-            h0 = h0.transpose(1, 0, 2)
-        lengths = None if sequence_lens is None else np.asarray(sequence_lens, dtype=np.int64)
-        if self.reverse:
-            x = _reverse_valid(x, lengths, spec.batch_first)
-        output, h_n = self.gru(np.ascontiguousarray(x), h0, lengths)
-        output, h_n = np.asarray(output), np.asarray(h_n)
-        if self.reverse:
-            output = _reverse_valid(output, lengths, spec.batch_first)
-        directions, hidden = spec.num_directions, spec.hidden_size
-        if spec.batch_first:
-            y = output.reshape(output.shape[0], output.shape[1], directions, hidden)
-            return y, h_n.transpose(1, 0, 2)
-        y = output.reshape(output.shape[0], output.shape[1], directions, hidden).transpose(0, 2, 1, 3)
-        return y, h_n
+def read_onnx(obj, node_name=None, *, values=None):
+    """``(config, arrays, source)``: the `fastgru.Model` description of GRU node(s) of an ONNX model (one
+    `fastgru.layers.OnnxRecurrent` layer, called like the node: ONNX's shapes, ``direction="reverse"``)."""
+    spec, weights, reverse, name, source = _read(obj, node_name, values)
+    gru = {"class": "GRU", "spec": spec.to_dict(), "weight_format": spec.dtype}
+    layer = {"class": "OnnxGRU", "name": name, "config": {"gru": gru, "reverse": reverse}}
+    config = {"class": "Model", "convention": "onnx", "name": source, "layers": [layer]}
+    return config, {f"layers.0.{key}": value for key, value in weights.items()}, source
 
 
-def _reverse_valid(sequence, lengths, batch_first):
-    """Each sequence's first ``length`` steps in reverse order (padding stays in place); an involution."""
-    if not batch_first:
-        sequence = sequence.transpose(1, 0, 2)
-    steps = sequence.shape[1]
-    if lengths is None:
-        flipped = sequence[:, ::-1]
-    else:
-        index = np.arange(steps)[None, :]
-        source = np.where(index < lengths[:, None], lengths[:, None] - 1 - index, index)
-        flipped = np.take_along_axis(sequence, source[..., None], axis=1)
-    return flipped if batch_first else flipped.transpose(1, 0, 2)
+def read_onnx_gru(obj, node_name=None, *, values=None):
+    """The `GRUDescription` of the GRU node(s) alone, PyTorch's semantics; a reverse node is refused
+    (a GRU runs forwards or both ways)."""
+    spec, weights, reverse, name, source = _read(obj, node_name, values)
+    if reverse:
+        raise UnsupportedModelError(f"{source}: GRU node {name!r} has direction='reverse', which a fastgru.GRU "
+                                    f"cannot express; fastgru.Model.from_onnx imports it with ONNX's semantics")
+    return GRUDescription(spec, weights, source)
 
 
-def from_onnx(obj, node_name=None, *, values=None):
-    """An `OnnxGRU` from a ModelProto, a path or serialized bytes.
+def __getattr__(name):
+    raise replaced(__name__, name, {"from_onnx": "fastgru.Model.from_onnx(obj) (ONNX's calling convention) or "
+                                                 "fastgru.GRU.from_onnx(obj) (the GRU alone)",
+                                    "OnnxGRU": "fastgru.Model (fastgru.Model.from_onnx returns one)"})
+
+
+def _read(obj, node_name, values):
+    """``(spec, weights, reverse, node name, source)`` from a ModelProto, a path or serialized bytes.
 
     ``node_name`` picks the GRU node by name (or by its first output's name) when there are several; a
     list of names stacks those nodes, in order, into one multi-layer GRU (as ``torch.onnx.export`` writes
@@ -137,7 +107,7 @@ def from_onnx(obj, node_name=None, *, values=None):
         clip=first["clip"],
         dtype=spec_dtype(*weights.values()),
     )
-    return OnnxGRU(build_gru(spec, weights, source), reverse=first["direction"] == "reverse")
+    return spec, weights, first["direction"] == "reverse", first["name"], source
 
 
 def _load_model(obj):

@@ -4,8 +4,8 @@ The format: an 8-byte little-endian header length N, N bytes of JSON ``{name: {"
 "data_offsets": [begin, end]}, "__metadata__": {str: str}}``, then the raw little-endian tensor bytes,
 offsets relative to the end of the header. A state dict saved from PyTorch
 (``safetensors.torch.save_file(model.state_dict(), path)``) uses PyTorch's names, so the tensors go
-through the PyTorch importer's name matching; a file whose metadata says ``"format": "fastgru"`` is
-fastgru's own file.
+through the PyTorch importer's name matching (`fastgru.io.torch`); a file whose metadata says
+``"format": "fastgru"`` is fastgru's own file (`fastgru.io.native`). This module is only the format.
 """
 
 from __future__ import annotations
@@ -100,18 +100,13 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
         file.write(data)
 
 
-def from_safetensors(path, prefix=None, *, batch_first=False, dtype=None, initial_state=None):
-    """A `fastgru.GRU` from a safetensors file of PyTorch-named GRU weights (or fastgru's own file)."""
-    from fastgru.io import build_gru, native
-    from fastgru.io.torch import initial_state_tensor, spec_from_state_dict, with_initial_state
+def looks_like_safetensors(head: bytes) -> bool:
+    """Whether a file's first bytes are a safetensors header: an 8-byte length, then a JSON object."""
+    return len(head) >= 9 and head[8:9] == b"{"
 
-    tensors, metadata = read_safetensors(path)
-    if metadata.get("format") == native.FORMAT:
-        if prefix is not None or batch_first or dtype is not None or initial_state is not None:
-            raise TypeError(f"{os.fspath(path)}: a fastgru file holds its own spec; "
-                            f"prefix/batch_first/dtype/initial_state do not apply")
-        return native.load(path)
-    source = os.fspath(path)
-    spec, weights = spec_from_state_dict(tensors, prefix, batch_first=batch_first, dtype=dtype, source=source)
-    return with_initial_state(build_gru(spec, weights, source), initial_state_tensor(tensors, initial_state, source),
-                              source)
+
+def __getattr__(name):
+    from fastgru.io.common import replaced
+
+    raise replaced(__name__, name, {"from_safetensors": "fastgru.load(path) (fastgru's own files and torch "
+                                                        "state dicts) or fastgru.GRU.from_torch(path)"})

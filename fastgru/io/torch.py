@@ -1,8 +1,10 @@
-"""PyTorch: an `nn.GRU` / `nn.GRUCell`, a module containing one, a state dict, or a ``torch.save``d file.
+"""PyTorch: an `nn.GRU` / `nn.GRUCell`, a module containing one, a state dict, a ``torch.save``d file, or
+a safetensors file of a state dict.
 
-PyTorch's layout *is* fastgru's layout, so this importer only finds the tensors and infers the sizes.
-State dicts carry no ``batch_first``: pass ``batch_first=True`` if the model was used that way (a module
-carries it and it is taken from there). ``dropout`` only acts in training and is not imported.
+PyTorch's layout *is* fastgru's layout, so this importer only finds the tensors and infers the sizes; it
+returns a `fastgru.io.common.GRUDescription` and `fastgru.GRU.from_torch` builds the model. State dicts carry
+no ``batch_first``: pass ``batch_first=True`` if the model was used that way (a module carries it and it is
+taken from there). ``dropout`` only acts in training and is not imported.
 
 A learned initial state (a parameter such as ``self.h0 = nn.Parameter(torch.zeros(L * D, 1, H))`` next to
 the GRU) is imported only when named: ``initial_state="h0"`` (its full name in the state dict, e.g.
@@ -16,7 +18,8 @@ import re
 
 import numpy as np
 
-from fastgru.io import build_gru, spec_dtype
+from fastgru.io.common import GRUDescription, replaced, spec_dtype
+from fastgru.io.safetensors import looks_like_safetensors, read_safetensors
 from fastgru.spec import GRUSpec, check_weights
 
 # weight_ih_l0, bias_hh_l1_reverse, ... (nn.GRU) and weight_ih, bias_hh (nn.GRUCell).
@@ -153,20 +156,20 @@ def _module_spec(module, *, batch_first=None, dtype=None):
     return spec, weights
 
 
-def from_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None, initial_state=None):
-    """A `fastgru.GRU` from an `nn.GRU`/`nn.GRUCell`, a module containing one, a state dict or a file path.
+def read_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None, initial_state=None) -> GRUDescription:
+    """The `GRUDescription` of an `nn.GRU`/`nn.GRUCell`, a module containing one, a state dict or a file path
+    (``torch.save`` or safetensors).
 
     In a module with several GRUs, ``prefix`` is the submodule's name (``"encoder.rnn"``); the error for an
     ambiguous module or state dict lists the prefixes found. ``initial_state`` names the tensor of a
     learned h0 in the module's state dict (``"h0"``), or is that array itself.
     """
     if isinstance(obj, (str, os.PathLike)):
-        return load_torch_file(obj, prefix=prefix, batch_first=batch_first, dtype=dtype, initial_state=initial_state)
+        return read_torch_file(obj, prefix=prefix, batch_first=batch_first, dtype=dtype, initial_state=initial_state)
     if isinstance(obj, dict):
         source = source or "state dict"
         spec, weights = spec_from_state_dict(obj, prefix, batch_first=bool(batch_first), dtype=dtype, source=source)
-        return with_initial_state(build_gru(spec, weights, source), initial_state_tensor(obj, initial_state, source),
-                                  source)
+        return GRUDescription(spec, weights, source, initial_state_tensor(obj, initial_state, source))
 
     import torch
 
@@ -188,23 +191,28 @@ def from_torch(obj, prefix=None, *, batch_first=None, dtype=None, source=None, i
             raise ValueError(f"{source}: {what} {_dotted(grus)}")
     spec, weights = _module_spec(module, batch_first=batch_first, dtype=dtype)
     learned = None if initial_state is None else initial_state_tensor(obj.state_dict(), initial_state, source)
-    return with_initial_state(build_gru(spec, weights, source), learned, source)
-
-
-def with_initial_state(gru, initial_state, source: str):
-    """``gru`` with the learned initial state (None: unchanged); shape errors name ``source``."""
-    return gru if initial_state is None else gru.with_initial_state(initial_state, source=source)
+    return GRUDescription(spec, weights, source, learned)
 
 
 def _dotted(modules) -> list[str]:
     return [name + "." for name in modules]
 
 
-def load_torch_file(path, prefix=None, *, batch_first=None, dtype=None, initial_state=None):
-    """A ``torch.save``d state dict (or checkpoint dict holding one), read with ``weights_only=True``."""
+def read_torch_file(path, prefix=None, *, batch_first=None, dtype=None, initial_state=None) -> GRUDescription:
+    """The `GRUDescription` of a state dict in a file: a safetensors file (read with numpy alone), or a
+    ``torch.save``d state dict (or checkpoint dict holding one), read with ``weights_only=True``."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if looks_like_safetensors(head):
+        tensors, metadata = read_safetensors(path)
+        if metadata.get("format") == "fastgru":
+            raise ValueError(f"{path}: fastgru's own file, not a torch state dict: load it with fastgru.load")
+        return read_torch(tensors, prefix, batch_first=batch_first, dtype=dtype, source=path,
+                          initial_state=initial_state)
+
     import torch
 
-    path = os.fspath(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and unsafe-global errors all mean "not a readable state dict"
@@ -212,4 +220,10 @@ def load_torch_file(path, prefix=None, *, batch_first=None, dtype=None, initial_
                          f"(torch.load(weights_only=True) said: {error})") from error
     if isinstance(state, torch.nn.Module) or not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return from_torch(state, prefix, batch_first=batch_first, dtype=dtype, source=path, initial_state=initial_state)
+    return read_torch(state, prefix, batch_first=batch_first, dtype=dtype, source=path, initial_state=initial_state)
+
+
+def __getattr__(name):
+    raise replaced(__name__, name, {"from_torch": "fastgru.GRU.from_torch(obj) (this module's read_torch returns "
+                                                  "the spec and weights)",
+                                    "load_torch_file": "fastgru.load(path) or fastgru.GRU.from_torch(path)"})
