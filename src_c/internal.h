@@ -32,15 +32,6 @@ static inline int64_t fg_packed_index(int64_t hidden, int ngates, int gate, int6
     return ngates * start + gate * width + unit % FG_BLOCK;
 }
 
-/* The (gate, unit) at position `row` of a packed layout of `ngates` gates: the inverse of
- * fg_packed_index. */
-static inline void fg_packed_unit(int64_t hidden, int ngates, int64_t row, int *gate, int64_t *unit) {
-    int64_t start = row / (ngates * FG_BLOCK) * FG_BLOCK;
-    int64_t width = hidden - start < FG_BLOCK ? hidden - start : FG_BLOCK;
-    *gate = (int)((row - ngates * start) / width);
-    *unit = start + (row - ngates * start) % width;
-}
-
 /* A weight row (gate, unit) is column fg_panel_column of panel block fg_unit_block (fg_packed_direction);
  * `gate` counts from the panel set's first gate (fg_panel_set). In a float panel set over `inputs`
  * inputs with `columns` columns, its element k lies at fg_panel_index. */
@@ -114,8 +105,8 @@ fg_status fg_gru_allocate(const fg_spec *spec, fg_weight_format format, fg_gru *
  *
  * An int8 model (fg_gru_quantize, weight_format FG_WEIGHTS_INT8) is the same layout in another format:
  * the same fg_packed_layer / fg_packed_direction, the same unit blocks and panel columns (c = g*8 + w),
- * the same biases (float32, folded and as given), and the forward pass is the same template (forward_impl.h compiled
- * with FG_QUANTIZED). What changes:
+ * the same biases (float32, folded and as given), and the forward pass is the same template
+ * (forward_impl.h compiled with FG_QUANTIZED). What changes:
  *   - panels_ih, panels and panels_n hold int8 panel blocks. Block u of a panel with C columns over K
  *     inputs is fg_i8_block_bytes(C, K) bytes, 64-byte aligned, starting at u * that:
  *         int32  column_sum[C]    sum over k of q[k][c] (the VNNI kernels' zero-point correction)

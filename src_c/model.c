@@ -36,6 +36,13 @@ fg_status fg_check_spec(const fg_spec *spec) {
 #define SFX f64
 #include "pack_impl.h"
 
+/* Bytes of a panel set of `columns` columns over `inputs` inputs: float panels hold whole blocks (zeros
+ * past H), int8 ones fg_i8_block_bytes per block; -1 on overflow (fg_layout_take reports it). */
+static int64_t panel_bytes(int int8, int64_t blocks, int columns, int64_t inputs, size_t elem) {
+    if (int8) return fg_mul(blocks, fg_i8_block_bytes(columns, inputs));
+    return fg_mul(fg_mul(blocks * columns, inputs), (int64_t)elem);
+}
+
 /* Assigns every packed array of the model (counting only, while layout->base is NULL). An int8 model
  * has int8 panel blocks and float32 biases (internal.h, "int8 panels"). */
 static fg_status layout_model(fg_gru *gru, fg_layout *layout) {
@@ -44,10 +51,6 @@ static fg_status layout_model(fg_gru *gru, fg_layout *layout) {
     const int64_t blocks = fg_num_blocks(hidden), gates = 3 * hidden;
     const int lbr = spec->variant == FG_LINEAR_BEFORE_RESET, int8 = gru->weight_format == FG_WEIGHTS_INT8;
     const size_t elem = int8 ? sizeof(float) : fg_dtype_size(spec->dtype);
-    /* Bytes of a panel set of C columns over K inputs: float panels hold whole blocks (zero past H), int8
-     * ones fg_i8_block_bytes per block. */
-#define PANEL_BYTES(columns, inputs) \
-    (int8 ? fg_mul(blocks, fg_i8_block_bytes(columns, inputs)) : fg_mul(fg_mul(blocks * (columns), inputs), (int64_t)elem))
     fg_packed_layer *table = (fg_packed_layer *)fg_layout_take(layout, layers, sizeof(fg_packed_layer));
     if (layout->base) gru->layers = table;
     for (int64_t k = 0; k < layers; k++) {
@@ -56,15 +59,14 @@ static fg_status layout_model(fg_gru *gru, fg_layout *layout) {
         layer->bias_x = fg_layout_take(layout, dirs * gates, elem);
         for (int64_t d = 0; d < dirs; d++) {
             fg_packed_direction *dir = &layer->directions[d];
-            dir->panels_ih = fg_layout_take(layout, PANEL_BYTES(3 * FG_BLOCK, layer->input_size), 1);
-            dir->panels = fg_layout_take(layout, PANEL_BYTES((lbr ? 3 : 2) * FG_BLOCK, hidden), 1);
-            dir->panels_n = fg_layout_take(layout, lbr ? 0 : PANEL_BYTES(FG_BLOCK, hidden), 1);
+            dir->panels_ih = fg_layout_take(layout, panel_bytes(int8, blocks, 3 * FG_BLOCK, layer->input_size, elem), 1);
+            dir->panels = fg_layout_take(layout, panel_bytes(int8, blocks, (lbr ? 3 : 2) * FG_BLOCK, hidden, elem), 1);
+            dir->panels_n = fg_layout_take(layout, lbr ? 0 : panel_bytes(int8, blocks, FG_BLOCK, hidden, elem), 1);
             dir->bias_hn = fg_layout_take(layout, hidden, elem);
             dir->bias_ih = fg_layout_take(layout, gates, elem);
             dir->bias_hh = fg_layout_take(layout, gates, elem);
         }
     }
-#undef PANEL_BYTES
     return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
 }
 
