@@ -12,7 +12,9 @@ name                       shape           meaning
 =========================  ==============  ==========================================
 
 ``sfx`` is ``""`` for direction 0 and ``"_reverse"`` for direction 1; ``I_0 = input_size`` and
-``I_k = D * hidden_size`` for k > 0.
+``I_k = D * hidden_size`` for k > 0. An int8 model's arrays (`fastgru.GRU.int8_weights`,
+`int8_weight_shapes`) hold int8 codes under the weights' names and their float32 row scales (3H,) under
+``<name>.scale``.
 """
 
 from __future__ import annotations
