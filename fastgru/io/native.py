@@ -9,10 +9,13 @@ Layout (readable with numpy and ``json`` alone, or with any safetensors reader):
   - ``"model": <JSON>`` for anything else: ``{"class": "Model", "convention", "name", "layers": [{"class",
     "name", "config"}, ...]}`` with the tensors of layer i named ``layers.<i>.<name>`` (a recurrent
     layer's config holds its GRU's ``{"class": "GRU", "spec", "weight_format"}``), or ``{"class": "GRU",
-    ...}`` for a GRU that carries more than float weights: int8 (its float32 weights; loading quantizes
-    them again, deterministically) or a learned initial state, the tensor ``initial_state`` (L*D, H)
-    beside the weights (optional: a file without it loads with none; ``GRU._portable`` decides what a
-    GRU stores, so a Model's GRU layers keep theirs too).
+    ...}`` for a GRU that carries more than float weights: int8 (``"weight_format": "int8"``: its int8
+    codes as I8 tensors under the weights' names, their float32 row scales as ``<name>.scale`` and the
+    float32 biases, loaded exactly, never quantized again; docs/int8.md, "Stored int8 models"; files
+    that hold float32 weights under that flag, as fastgru wrote them before, are quantized on load) or a
+    learned initial state, the tensor ``initial_state`` (L*D, H) beside the weights (optional: a file
+    without it loads with none; ``GRU._portable`` decides what a GRU stores, so a Model's GRU layers keep
+    theirs too).
 
 Files written before whole models existed (a Keras or ONNX GRU wrapper: ``"spec"`` plus ``"call"``) load
 as the equivalent one-layer `fastgru.Model`. Any extension works; ``.fastgru`` is the conventional one.
