@@ -30,6 +30,7 @@ if str(REPO_DIR) not in sys.path:
 
 # The worker machinery, the timing and the machine description live in the package (fastgru.benchmark), where
 # the `fastgru bench` command uses them too; these names are the benchmark scripts' handles on them.
+from fastgru.benchmark.frameworks import pin_torch_threads  # noqa: E402,F401
 from fastgru.benchmark.machine import cpu_info, fastgru_config  # noqa: E402,F401
 from fastgru.benchmark.timing import format_seconds  # noqa: E402,F401
 from fastgru.benchmark.workers import (BLAS_PIN_VARS, THREAD_ENV_VARS, WorkerError,  # noqa: E402,F401
@@ -84,16 +85,6 @@ def worker_main(script: str, doc: str, worker, markdown, default_threads: str = 
     (out / f"{stem}.json").write_text(json.dumps(workers, indent=1))
     print()
     print(text)
-
-
-def pin_torch_threads(num_threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(num_threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set, or inter-op work already started
-        pass
 
 
 def parse_cache_size(text: str) -> int | None:

@@ -80,3 +80,14 @@ def fastgru_config() -> dict:
 
 def _json_safe(value):
     return json.loads(json.dumps(value, default=str))
+
+
+def kernel_table() -> str:
+    """The kernel table fastgru picks on this CPU (``fastgru._core.best_isa()``: "avx512vnni", "avx2" or
+    "generic"); `fastgru_config` has the whole configuration."""
+    try:
+        from fastgru import _core
+
+        return str(_core.best_isa())
+    except (ImportError, AttributeError) as error:
+        return f"unknown ({type(error).__name__}: {error})"

@@ -48,16 +48,18 @@ def thread_env(num_threads: int, unpin_blas: bool = True, base: dict[str, str] |
     return env
 
 
-def run_worker(command: list[str], num_threads: int, unpin_blas: bool = True) -> dict:
+def run_worker(command: list[str], num_threads: int, unpin_blas: bool = True,
+               base: dict[str, str] | None = None) -> dict:
     """Runs ``command --worker --threads <num_threads> --json <file>`` in a fresh process with
-    `thread_env`; returns the JSON the worker wrote to ``<file>``.
+    `thread_env` (of ``base``, default this process's environment); returns the JSON the worker wrote
+    to ``<file>``.
 
     The worker's stdout and stderr are this process's (its progress shows as it comes); a worker that
     exits non-zero or writes no result raises `WorkerError`."""
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
         cmd = [*command, "--worker", "--threads", str(num_threads), "--json", str(result_path)]
-        proc = subprocess.run(cmd, env=thread_env(num_threads, unpin_blas))
+        proc = subprocess.run(cmd, env=thread_env(num_threads, unpin_blas, base))
         if proc.returncode != 0 or not result_path.exists():
             raise WorkerError(f"worker for {num_threads} thread(s) failed with exit code {proc.returncode}",
                               proc.returncode or 1)
