@@ -245,4 +245,9 @@ def table(result: dict) -> str:
                  f"|output - reference|, the reference being {result['reference']}.")
     for name, why in result["not_run"].items():
         lines.append(f"not run: {name}: {why}")
+    # The load average counts this worker itself (about one per thread it keeps busy).
+    busiest = max((value for value in result["loadavg"] if value is not None), default=0.0)
+    if busiest > threads + 0.5:
+        lines.append(f"warning: the 1-minute load average reached {busiest:.2f} on a {threads}-thread run: other "
+                     f"processes competed for the cores, so these timings are unreliable.")
     return "\n".join(lines) + "\n"
