@@ -297,7 +297,7 @@ def build_peer(name: str, source: Source, model, inputs: Inputs, threads: int) -
         if name == "torch":
             return _torch_peer(model, inputs, threads)
         if name == "keras":
-            return _keras_peer(source, inputs)
+            return _keras_peer(source, inputs, threads)
         if source.kind == "onnx":
             return _onnx_file_peer(inputs, threads)
         return _onnx_export_peer(model, inputs, threads)
@@ -411,7 +411,7 @@ def _export(module, example, names) -> tuple[bytes, str]:
         return buffer.getvalue(), "TorchScript exporter"
 
 
-def _keras_peer(source: Source, inputs) -> Peer:
+def _keras_peer(source: Source, inputs, threads) -> Peer:
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
 
@@ -425,6 +425,9 @@ def _keras_peer(source: Source, inputs) -> Peer:
     if backend == "torch":
         import torch
 
+        from fastgru.benchmark.frameworks import pin_torch_threads
+
+        pin_torch_threads(threads)  # Keras on torch computes on torch's threads
         x, quiet = torch.from_numpy(x), torch.no_grad
     else:
         quiet = contextlib.nullcontext
