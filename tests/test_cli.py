@@ -25,8 +25,11 @@ torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
+# torch.onnx.export's TorchScript exporter (the two-node file) warns about itself and about tracing.
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:.*mask.*:UserWarning")]
+              pytest.mark.filterwarnings("ignore:.*mask.*:UserWarning"),
+              pytest.mark.filterwarnings("ignore:Exporting a model to ONNX:UserWarning"),
+              pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE, INT8_TOLERANCE = 1e-5, 0.05
@@ -73,6 +76,11 @@ def files(tmp_path_factory):
     torch.onnx.export(chain, (torch.randn(6, 2, 3),), str(tmp / "chain.onnx"), input_names=["x"], dynamo=False)
     out["onnx-chain"] = {"path": tmp / "chain.onnx", "framework": "pytorch",
                          "parameters": sum(p.numel() for p in chain.parameters())}
+
+    flat = _randomized(keras.Sequential([keras.Input((8, 5)), L.GRU(4, return_sequences=True), L.Flatten(),
+                                         L.Dense(2)]), seed=2)
+    flat.save(tmp / "flat.keras")  # Flatten before Dense: the model takes T = 8 only
+    out["flat"] = {"path": tmp / "flat.keras"}
 
     refused = keras.Sequential([keras.Input((None, 4)), L.LSTM(3, return_sequences=True, name="lstm"),
                                  L.GRU(2, name="gru")])
@@ -325,6 +333,17 @@ def test_convert_writes_fastgru_and_compares_with_the_source(files, run_main, tm
     converted = fastgru.load(out_path)
     assert converted.weight_format == ("int8" if int8 else "float32")
     assert ("quantization error" in out) is int8
+
+
+def test_convert_checks_a_model_of_fixed_length_on_that_length(files, run_main, tmp_path):
+    out_path = tmp_path / "flat.fastgru"
+    status, _, err = run_main("convert", files["flat"]["path"], out_path)
+    line = _one_line_error(err, files["flat"]["path"])
+    assert status == 2 and "--seq-len" in line and f"{out_path} removed" in line
+    assert not out_path.exists()  # exit status 0 means written and checked
+    status, out, err = run_main("convert", files["flat"]["path"], out_path, "--seq-len", "8", "--batch", "3")
+    assert status == 0, err
+    assert "B=3, T=8" in out and _reported_diff(out, "keras") <= TOLERANCE
 
 
 def _example_inputs(name, rng):

@@ -166,12 +166,27 @@ def smoke(modules_list: str | None) -> int:
         path = Path(directory) / "gru.fastgru"
         gru.save(path)
         loaded = fastgru.load(path)
+        report = _console_script("inspect", str(path), "--json")
+    assert report["parameters"] == sum(value.size for value in gru.weights.values()), report
+    print(f"the fastgru console script ({sysconfig.get_path('scripts')}): inspect reads the saved file")
     for name, value in gru.weights.items():
         np.testing.assert_array_equal(loaded.weights[name], value, err_msg=f"loaded {name}")
     np.testing.assert_array_equal(loaded(x, lengths=lengths)[0], gru(x, lengths=lengths)[0], err_msg="loaded model")
     print("save -> load: same weights, same output")
 
     return check_installed(package_dir, package_modules(_tracked(modules_list)) if modules_list else None)
+
+
+def _console_script(*args: str) -> dict:
+    """The JSON that the installed ``fastgru`` command (the wheel's entry point) prints for ``args``."""
+    import json
+    import subprocess
+
+    script = Path(sysconfig.get_path("scripts")) / "fastgru"
+    result = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} exited with {result.returncode}: {result.stderr}")
+    return json.loads(result.stdout)
 
 
 def main(argv=None) -> int:

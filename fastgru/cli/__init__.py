@@ -1,7 +1,7 @@
 """The ``fastgru`` command (also ``python -m fastgru``): the user's own model file, from the shell.
 
     fastgru inspect FILE [--layer NAME] [--json]       what fastgru reads in the file, and what it refuses
-    fastgru convert FILE OUT [--int8] [--layer NAME]   fastgru's own file (loads with numpy alone), checked
+    fastgru convert FILE OUT [--int8] [--layer NAME] [--batch B] [--seq-len T]   fastgru's own file, checked
     fastgru bench FILE [--batch B] [--seq-len T] [--threads 1,2] [--int8] [--against torch,onnxruntime,keras]
 
 No framework is imported unless a subcommand compares with it. Exit status: 0 on success, 2 on a refused
@@ -70,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     convert.add_argument("out")
     convert.add_argument("--int8", action="store_true", help="quantize the GRUs' weights to int8")
     convert.add_argument("--layer", help=layer_help)
+    convert.add_argument("--batch", type=_positive, default=2, help="batch size of the check's input (default 2)")
+    convert.add_argument("--seq-len", type=_positive, default=16,
+                         help="sequence length of the check's input (default 16)")
 
     bench = commands.add_parser("bench", help="time the model in fastgru against its framework",
                                 description="Times the model in FILE in fastgru against the framework that wrote "

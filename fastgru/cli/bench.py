@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from fastgru.cli.source import CommandError, Source, open_source, require
+from fastgru.cli.source import CommandError, Source, one_line, open_source, require
 
 PEERS = ("torch", "onnxruntime", "keras")
 # What each peer imports here (onnxruntime on a bare GRU also exports it with torch.onnx, which needs onnx).
@@ -161,7 +161,8 @@ def worker(args) -> int:
     them interleaved and writes the result to ``--json``."""
     from fastgru.benchmark.machine import fastgru_config
     from fastgru.benchmark.timing import interleaved
-    from fastgru.cli.peers import PeerUnavailable, build_peer, make_inputs, max_diff, reference_peer
+    from fastgru.cli.peers import (PeerUnavailable, build_peer, does_not_run, make_inputs, max_diff,
+                                   reference_peer)
 
     threads = args.threads[0]
     progress = Progress(f"fastgru bench, {threads} thread{'s' if threads > 1 else ''}")
@@ -191,11 +192,21 @@ def worker(args) -> int:
             not_run[name] = str(error)
     progress.step("running the float64 reference")
     reference = reference_peer(source, model, inputs)
-    expected = reference.output()
+    try:
+        expected = reference.output()
+    except ValueError as error:
+        raise does_not_run(source, inputs, error) from None
     rows = {}
-    for name, engine in engines.items():
-        rows[name] = {"version": engine.version, "what": engine.what,
-                      "max_abs_diff": max_diff(engine.output(), expected)}
+    for name, engine in list(engines.items()):
+        try:
+            got = engine.output()
+        except Exception as error:  # noqa: BLE001 - a peer that fails on the input is reported, not fatal
+            if name.startswith("fastgru"):
+                raise does_not_run(source, inputs, error) from None
+            not_run[name] = f"{type(error).__name__}: {one_line(error, '')}"
+            del engines[name]
+            continue
+        rows[name] = {"version": engine.version, "what": engine.what, "max_abs_diff": max_diff(got, expected)}
     progress.step("timing")
     start = time.perf_counter()
     stats = interleaved({name: engine.run for name, engine in engines.items()}, budget_s=args.budget,

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-from fastgru.cli.peers import (PeerUnavailable, build_peer, make_inputs, max_diff, outputs, reference_peer,
-                               source_framework)
+from fastgru.cli.peers import (PeerUnavailable, build_peer, does_not_run, make_inputs, max_diff, outputs,
+                               reference_peer, source_framework)
 from fastgru.cli.report import footprint, inspect, text
 from fastgru.cli.source import CommandError, one_line, open_source, require
-
-# The random input `convert` checks the converted model on: small, so the float64 reference stays quick.
-CHECK_BATCH, CHECK_STEPS = 2, 16
-
 
 def inspect_command(args) -> int:
     """Prints the report (text, or JSON with ``--json``); a refused file still gets its report, then the
@@ -27,7 +23,8 @@ def inspect_command(args) -> int:
 
 def convert_command(args) -> int:
     """Writes fastgru's own file, loads it back, and prints its largest difference from the source's
-    framework (else the float64 reference) on a random input."""
+    framework (else the float64 reference) on a random input. A check that cannot run removes the file
+    again: exit status 0 means a file that was written and checked."""
     import fastgru
 
     source = require(open_source(args.file, args.layer))
@@ -41,18 +38,15 @@ def convert_command(args) -> int:
         model.save(args.out)
     except OSError as error:
         raise CommandError(f"{args.out}: cannot write it ({error.strerror or error})") from None
-    converted = fastgru.load(args.out)  # the comparison runs what the user will load
-    kind = type(converted).__name__
-    print(f"wrote {args.out}: a fastgru.{kind} with {converted.weight_format} weights, {os.path.getsize(args.out)} "
-          f"bytes on disk, {footprint(converted)['total_bytes']} bytes in memory; it loads with numpy alone: "
-          f"fastgru.load({args.out!r})")
-
-    inputs = make_inputs(source, converted, CHECK_BATCH, CHECK_STEPS)
-    peer, fallback = _check_peer(source, inputs)
     try:
-        diff = max_diff(outputs(converted(*inputs.args)), peer.output())
-    except ValueError as error:
-        raise CommandError(f"{source.path}: the converted model and {peer.name} disagree: {error}") from None
+        converted = fastgru.load(args.out)  # the comparison runs what the user will load
+        diff, peer, fallback, inputs = _check(source, converted, args)
+    except CommandError as error:
+        os.remove(args.out)
+        raise CommandError(f"{error} ({args.out} removed)") from None
+    print(f"wrote {args.out}: a fastgru.{type(converted).__name__} with {converted.weight_format} weights, "
+          f"{os.path.getsize(args.out)} bytes on disk, {footprint(converted)['total_bytes']} bytes in memory; it "
+          f"loads with numpy alone: fastgru.load({args.out!r})")
     if fallback:
         print(f"not compared with {fallback[0]}: {fallback[1]}")
     against = peer.what if peer.name == "reference" else f"{peer.name} {peer.version} ({peer.what})"
@@ -61,6 +55,20 @@ def convert_command(args) -> int:
     if converted.weight_format == "int8":
         print("  (int8 weights: that is the quantization error, about 1e-2 on trained models: docs/int8.md)")
     return 0
+
+
+def _check(source, converted, args):
+    """(max difference, the peer, why the source's framework was not used or None, the inputs)."""
+    inputs = make_inputs(source, converted, args.batch, args.seq_len)
+    try:
+        got = outputs(converted(*inputs.args))
+    except ValueError as error:
+        raise does_not_run(source, inputs, error) from None
+    peer, fallback = _check_peer(source, inputs)
+    try:
+        return max_diff(got, peer.output()), peer, fallback, inputs
+    except ValueError as error:
+        raise CommandError(f"{source.path}: the converted model and {peer.name} disagree: {error}") from None
 
 
 def _check_peer(source, inputs):

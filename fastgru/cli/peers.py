@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from fastgru.cli.source import Source, missing_package, one_line
+from fastgru.cli.source import CommandError, Source, missing_package, one_line
 
 
 class PeerUnavailable(Exception):
@@ -55,6 +55,12 @@ class Peer:
     what: str  # what runs, for the report
     output: Callable[[], list]  # one call: the outputs as numpy arrays
     run: Callable[[int], None]  # n calls, timed by `fastgru bench`
+
+
+def does_not_run(source: Source, inputs: "Inputs", error: Exception) -> CommandError:
+    """The error for a model that refuses the random input (a Keras model whose Flatten fixes T, ...)."""
+    return CommandError(f"{source.path}: the model does not run on the input ({inputs.shape}): {one_line(error, '')} "
+                        f"(--batch and --seq-len set the input's shape)")
 
 
 def outputs(value) -> list:
@@ -303,6 +309,11 @@ def build_peer(name: str, source: Source, model, inputs: Inputs, threads: int) -
         return _onnx_export_peer(model, inputs, threads)
     except ImportError as error:
         raise PeerUnavailable(missing_package(error, f"comparing with {name}")) from None
+    except PeerUnavailable:
+        raise
+    except Exception as error:  # noqa: BLE001 - a framework that cannot run the model is reported, not fatal
+        raise PeerUnavailable(f"{name} could not run the model ({type(error).__name__}: {one_line(error, '')})") \
+            from None
 
 
 def _torch_module(model):

@@ -58,8 +58,8 @@ def one_line(error: BaseException, path: str) -> str:
     return text if path in text else f"{path}: {text}"
 
 
-def open_source(path, layer: str | None = None, *, build_model: bool = True) -> Source:
-    """Recognises, describes and (with ``build_model``) builds the model in ``path``.
+def open_source(path, layer: str | None = None) -> Source:
+    """Recognises, describes and builds the model in ``path``.
 
     A file whose format is not recognised, or that cannot be opened, raises `CommandError`; a file that
     the importer refuses comes back with ``refused`` set (``inspect`` reports what it could read)."""
@@ -72,12 +72,13 @@ def open_source(path, layer: str | None = None, *, build_model: bool = True) -> 
     try:
         found = describe(path, **_selector(source, layer))
         kind = source.kind = found.kind
-        if build_model:
-            source.model = build(found)
+        source.model = build(found)
         source.found = found
     except ImportError as error:
         raise CommandError(missing_package(error, f"{path}: reading a {FORMATS[kind][0]}")) from None
-    except (OSError, ValueError) as error:  # UnsupportedModelError is a ValueError
+    except (OSError, ValueError, TypeError, MemoryError) as error:
+        # UnsupportedModelError is a ValueError; the options are the command's own, so a TypeError or
+        # MemoryError comes from the file's content (a damaged header, a tensor claiming terabytes)
         source.refused = one_line(error, path)
         if layer is None and re.search(r"\b(prefix|layer|node_name)=", source.refused):
             chain = ", or --layer NAME1,NAME2 for a chain of nodes" if kind == "onnx" else ""
