@@ -25,8 +25,8 @@ from pathlib import Path
 # into every sdist.
 NOT_IN_SDIST = [".ci/*", ".gitignore"]
 SDIST_METADATA = {"PKG-INFO", "setup.cfg", "fastgru.egg-info/PKG-INFO", "fastgru.egg-info/SOURCES.txt",
-                  "fastgru.egg-info/dependency_links.txt", "fastgru.egg-info/requires.txt",
-                  "fastgru.egg-info/top_level.txt"}
+                  "fastgru.egg-info/dependency_links.txt", "fastgru.egg-info/entry_points.txt",
+                  "fastgru.egg-info/requires.txt", "fastgru.egg-info/top_level.txt"}
 # What a build generates: never in an sdist or a wheel.
 GENERATED = ["*.c", "*.so", "*.o", "*.pyd", "*.py[cod]", "bench/results/*", "build/*"]
 
@@ -58,9 +58,10 @@ def check_sdist(sdist: str, tracked_list: str) -> int:
         members = [member.name for member in archive.getmembers() if member.isfile()]
     root = members[0].split("/", 1)[0]
     held = {name.split("/", 1)[1] for name in members}
-    # C sources in src_c/ and tests/c/ are the project's own; only Cython's output is generated
+    # C sources in src_c/, tests/c/ and bench/ (its measuring loops) are the project's own; only Cython's
+    # output is generated
     generated = {name for name in held
-                 if _matches(name, GENERATED) and not name.startswith(("src_c/", "tests/c/"))}
+                 if _matches(name, GENERATED) and not name.startswith(("src_c/", "tests/c/", "bench/"))}
     expected = {name for name in tracked if not _matches(name, NOT_IN_SDIST)} | SDIST_METADATA
     status = _report(f"sdist {root}", expected - held, (held - expected) | generated)
     if status == 0:
