@@ -593,3 +593,18 @@ def test_the_console_script_is_fastgru_cli_main():
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     assert {"fastgru.cli", "fastgru.benchmark"} <= set(packages)
     assert run_module("--version")[1].strip() == f"fastgru {fastgru.__version__}"
+
+
+def test_workers_import_the_same_fastgru(tmp_path, monkeypatch):
+    """A source tree goes first on the workers' PYTHONPATH; a site-packages folder never does (it would
+    come before the standard library)."""
+    import site
+
+    from fastgru.cli.bench import _worker_env
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    tree = tmp_path / "src"
+    env = _worker_env(str(tree / "fastgru" / "__init__.py"))
+    assert env["PYTHONPATH"] == os.pathsep.join([os.path.realpath(tree), "/elsewhere"])
+    installed = Path(site.getsitepackages()[0])
+    assert _worker_env(str(installed / "fastgru" / "__init__.py"))["PYTHONPATH"] == "/elsewhere"

@@ -55,9 +55,7 @@ def bench_command(args) -> int:
                "--seq-len", str(args.seq_len), "--budget", str(args.budget), "--against", ",".join(against) or "none"]
     command += ["--int8"] if args.int8 else []
     command += ["--layer", args.layer] if args.layer else []
-    # The worker imports the same fastgru as this process, also when it runs from a source tree.
-    package_root = str(Path(fastgru.__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    env = _worker_env(fastgru.__file__)
     for threads in args.threads:
         sys.stdout.flush()
         try:
@@ -67,6 +65,19 @@ def bench_command(args) -> int:
         print()
         print(table(result))
     return 0
+
+
+def _worker_env(package_file: str) -> dict:
+    """This environment, with the folder this fastgru was imported from first on PYTHONPATH unless it is a
+    site-packages folder (an installed fastgru is found there anyway; putting site-packages ahead of the
+    standard library could shadow it): the worker imports the same fastgru, also from a source tree."""
+    import site
+
+    root = os.path.realpath(Path(package_file).resolve().parent.parent)
+    installed = {os.path.realpath(path) for path in [*site.getsitepackages(), site.getusersitepackages()]}
+    if root in installed:
+        return dict(os.environ)
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
 
 
 def _convention(model) -> str:
