@@ -445,7 +445,8 @@ def opened(files):
 def test_peers_compute_what_the_frameworks_compute(files, opened):
     import onnxruntime
 
-    from fastgru.cli.peers import build_peer, make_inputs
+    from fastgru.cli.inputs import make_inputs
+    from fastgru.cli.peers import build_peer
 
     source, model = opened("torch")
     inputs = make_inputs(source, model, 3, 9)
@@ -472,7 +473,9 @@ def test_peers_compute_what_the_frameworks_compute(files, opened):
 
 @pytest.mark.parametrize("name", ["keras", "keras-h5", "onnx", "learned"])
 def test_the_float64_reference_computes_what_the_framework_computes(files, opened, name):
-    from fastgru.cli.peers import make_inputs, max_diff, reference_peer
+    from fastgru.cli.inputs import make_inputs
+    from fastgru.cli.peers import max_diff
+    from fastgru.cli.reference_peer import reference_peer
 
     source, model = opened(name)
     inputs = make_inputs(source, model, 3, 9)

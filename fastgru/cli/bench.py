@@ -172,8 +172,9 @@ def worker(args) -> int:
     them interleaved and writes the result to ``--json``."""
     from fastgru.benchmark.machine import fastgru_config
     from fastgru.benchmark.timing import interleaved
-    from fastgru.cli.peers import (PeerUnavailable, build_peer, does_not_run, make_inputs, max_diff,
-                                   reference_peer)
+    from fastgru.cli.inputs import does_not_run, make_inputs
+    from fastgru.cli.peers import PeerUnavailable, build_peer, max_diff
+    from fastgru.cli.reference_peer import reference_peer
 
     threads = args.threads[0]
     progress = Progress(f"fastgru bench, {threads} thread{'s' if threads > 1 else ''}")

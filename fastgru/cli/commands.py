@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from fastgru.cli.peers import (PeerUnavailable, build_peer, does_not_run, make_inputs, max_diff, outputs,
-                               reference_peer, source_framework)
+from fastgru.cli.inputs import does_not_run, make_inputs
+from fastgru.cli.peers import PeerUnavailable, build_peer, max_diff, outputs, source_framework
+from fastgru.cli.reference_peer import reference_peer
 from fastgru.cli.report import footprint, inspect, text
 from fastgru.cli.source import CommandError, one_line, open_source, require
 

@@ -1,5 +1,6 @@
-"""The user's model outside fastgru: the same random input, run through the framework that wrote the file
-(`convert` prints the difference, `bench` times it), and through the float64 reference.
+"""The user's model outside fastgru: the same random input (`fastgru.cli.inputs`), run through the framework
+that wrote the file (`convert` prints the difference, `bench` times it); the float64 reference that every
+engine is compared with is `fastgru.cli.reference_peer`.
 
 ======================  =========================================================================================
 peer                    what runs
@@ -11,7 +12,6 @@ peer                    what runs
                         the ``torch.nn.GRU`` above, exported on the fly with ``torch.onnx.export``
 ``keras``               ``keras.saving.load_model(file)`` (``KERAS_BACKEND=torch`` unless set), called eagerly under
                         ``torch.no_grad()``; with ``--layer``, that layer of the loaded model
-``reference``           float64: `fastgru.reference` for every GRU, the model's other layers in numpy in float64
 ======================  =========================================================================================
 
 Every peer returns its outputs as a list of arrays in the fastgru model's own output convention: a GRU's
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import warnings
@@ -30,22 +29,13 @@ from typing import Callable
 
 import numpy as np
 
-from fastgru.cli.source import CommandError, Source, missing_package, one_line
+from fastgru.cli.inputs import Inputs, is_gru
+from fastgru.cli.source import Source, missing_package, one_line
 
 
 class PeerUnavailable(Exception):
     """A peer that cannot run here (not installed, not applicable to this model, or failed to load the file);
     the message says why."""
-
-
-@dataclasses.dataclass
-class Inputs:
-    """A random input for the model, and how each peer takes it."""
-
-    args: tuple  # the fastgru model is called as model(*args)
-    shape: str  # for people: "B=2, T=16, 5 features"
-    note: str | None = None  # e.g. the file fixes the shape
-    onnx: "OnnxGraph | None" = None  # an .onnx file's GRU node(s), cut out of its graph
 
 
 @dataclasses.dataclass
@@ -55,12 +45,6 @@ class Peer:
     what: str  # what runs, for the report
     output: Callable[[], list]  # one call: the outputs as numpy arrays
     run: Callable[[int], None]  # n calls, timed by `fastgru bench`
-
-
-def does_not_run(source: Source, inputs: "Inputs", error: Exception) -> CommandError:
-    """The error for a model that refuses the random input (a Keras model whose Flatten fixes T, ...)."""
-    return CommandError(f"{source.path}: the model does not run on the input ({inputs.shape}): {one_line(error, '')} "
-                        f"(--batch and --seq-len set the input's shape)")
 
 
 def outputs(value) -> list:
@@ -84,183 +68,6 @@ def max_diff(actual: list, expected: list) -> float:
         worst = max(worst, float(np.abs(a[~both] - e[~both]).max(initial=0.0)))
     return worst
 
-
-def is_gru(model) -> bool:
-    from fastgru import GRU
-
-    return isinstance(model, GRU)
-
-
-# --------------------------------------------------------------------------------------------- inputs
-
-
-def make_inputs(source: Source, model, batch: int, seq_len: int, seed: int = 0) -> Inputs:
-    """A random input of ``batch`` sequences of ``seq_len`` steps for ``model``; for a Keras model that
-    starts with Masking or Embedding(mask_zero=True), the second sequence ends in padding (its last third
-    masked), so that masks are part of what is compared."""
-    rng = np.random.default_rng(seed)
-    if is_gru(model):
-        spec = model.spec
-        shape = (batch, seq_len, spec.input_size) if spec.batch_first else (seq_len, batch, spec.input_size)
-        x = rng.standard_normal(shape).astype(model.dtype)
-        return Inputs((x,), f"B={batch}, T={seq_len}, {spec.input_size} features")
-    if model.convention == "onnx":
-        return OnnxGraph.inputs(source, model, batch, seq_len, rng)
-    from fastgru.layers import Embedding, Masking
-
-    first = model.layers[0]
-    padded = batch > 1 and (isinstance(first, Masking) or (isinstance(first, Embedding) and first.mask_zero))
-    if isinstance(first, Embedding):
-        x = rng.integers(1, first.embeddings.shape[0], size=(batch, seq_len))
-        if padded:
-            x[1, seq_len - seq_len // 3:] = 0
-        return Inputs((x,), f"B={batch}, T={seq_len} token ids" + (", row 1 padded" if padded else ""))
-    features = next(layer.input_features for layer in model.layers if layer.input_features is not None)
-    x = rng.standard_normal((batch, seq_len, features)).astype(model.dtype)
-    if padded:
-        x[1, seq_len - seq_len // 3:] = first.mask_value
-    return Inputs((x,), f"B={batch}, T={seq_len}, {features} features" + (", row 1 padded" if padded else ""))
-
-
-class OnnxGraph:
-    """The GRU node(s) a `fastgru.Model` of an ``.onnx`` file runs, cut out of the file's graph with the ops
-    between them (``torch.onnx.export`` puts a Squeeze or a Transpose and Reshape between layers), from the
-    first node's ``X`` (and any ``sequence_lens`` / ``initial_h`` that are graph inputs) to the last node's
-    ``Y`` and every node's ``Y_h``."""
-
-    def __init__(self, source: Source, model):
-        import onnx
-        import onnx.utils
-
-        proto = onnx.load(source.path)
-        grus = [node for node in proto.graph.node if node.op_type == "GRU"]
-        wanted = [n.strip() for n in source.layer.split(",")] if source.layer else None
-        self.nodes = grus if wanted is None else [next(node for node in grus if name in (node.name, *node.output))
-                                                  for name in wanted]
-        graph_inputs = {value.name for value in proto.graph.input} - {init.name for init in proto.graph.initializer}
-        self.x_name = self.nodes[0].input[0]
-        self.extra = {}  # graph inputs the nodes read: name -> "sequence_lens" | ("initial_h", node index)
-        for index, node in enumerate(self.nodes):
-            for slot, role in ((4, "sequence_lens"), (5, "initial_h")):
-                if len(node.input) > slot and node.input[slot] in graph_inputs:
-                    self.extra[node.input[slot]] = role if role == "sequence_lens" else (role, index)
-        self.y_h = all(len(node.output) > 1 and node.output[1] for node in self.nodes)
-        self.output_names = [self.nodes[-1].output[0]] + ([node.output[1] for node in self.nodes] if self.y_h else [])
-        inferred = onnx.shape_inference.infer_shapes(proto)
-        extracted = onnx.utils.Extractor(inferred).extract_model([self.x_name, *self.extra], self.output_names)
-        self.model_bytes = extracted.SerializeToString()
-        x_value = next(value for value in extracted.graph.input if value.name == self.x_name)
-        self.x_dims = [d.dim_value if d.HasField("dim_value") else None for d in x_value.type.tensor_type.shape.dim]
-        self.spec = model.gru.spec
-        self.feed: dict = {}
-
-    @classmethod
-    def inputs(cls, source, model, batch, seq_len, rng) -> Inputs:
-        spec = model.gru.spec
-        order = ("B", "T") if spec.batch_first else ("T", "B")
-        wanted = {"B": batch, "T": seq_len}
-        try:
-            graph = cls(source, model)
-        except Exception as error:  # noqa: BLE001 - then the GRU's input is made up from its layout alone
-            graph, dims, note = None, None, f"onnxruntime cannot run the GRU node(s) alone ({one_line(error, '')})"
-        else:
-            dims, note = graph.x_dims, None
-        if dims and len(dims) == 3 and any(d is not None for d in dims[:2]):
-            fixed = {axis: dim for axis, dim in zip(order, dims[:2]) if dim is not None and dim != wanted[axis]}
-            wanted.update({axis: dim for axis, dim in zip(order, dims[:2]) if dim is not None})
-            if fixed:
-                note = "the file fixes " + " and ".join(f"{axis}={dim}" for axis, dim in fixed.items())
-        b, t = wanted["B"], wanted["T"]
-        shape = (b, t, spec.input_size) if spec.batch_first else (t, b, spec.input_size)
-        x = rng.standard_normal(shape).astype(model.dtype)
-        lengths = initial_h = None
-        if graph is not None:
-            graph.feed[graph.x_name] = x
-            directions, hidden = spec.num_directions, spec.hidden_size
-            per_node = [np.zeros((directions, b, hidden), model.dtype) for _ in graph.nodes]
-            for name, role in graph.extra.items():
-                if role == "sequence_lens":
-                    lengths = graph.feed[name] = rng.integers(1, t + 1, size=b).astype(np.int32)
-                    continue
-                per_node[role[1]] = (0.5 * rng.standard_normal((directions, b, hidden))).astype(model.dtype)
-                graph.feed[name] = per_node[role[1]].transpose(1, 0, 2).copy() if spec.batch_first else per_node[role[1]]
-                initial_h = np.concatenate(per_node)
-            if initial_h is not None and spec.batch_first:
-                initial_h = initial_h.transpose(1, 0, 2).copy()
-        text = f"X {'(B, T, I)' if spec.batch_first else '(T, B, I)'} with B={b}, T={t}, I={spec.input_size}"
-        return Inputs((x, lengths, initial_h), text, note, graph)
-
-    def results(self, values: list) -> list:
-        """ONNX Runtime's outputs as the fastgru model's ``[Y, Y_h]`` (every node's Y_h, stacked)."""
-        if not self.y_h:
-            return [values[0]]
-        return [values[0], np.concatenate(values[1:], axis=1 if self.spec.batch_first else 0)]
-
-
-# ------------------------------------------------------------------------------------------ reference
-
-
-class ReferenceGRU:
-    """Stands in for a `fastgru.GRU` (a layer calls ``gru(x, h0, lengths, mask=)``): `fastgru.reference`
-    in float64 on the GRU's weights (for an int8 GRU, the float32 weights it was quantized from)."""
-
-    def __init__(self, gru):
-        self.spec = dataclasses.replace(gru.spec, dtype="float64")
-        self.weights = {name: np.asarray(value, np.float64) for name, value in gru.weights.items()}
-        self.initial_state = gru.initial_state
-        self.dtype = np.dtype(np.float64)
-        self._check_lengths = gru._check_lengths
-
-    def __call__(self, x, h0=None, lengths=None, *, mask=None, num_threads=None):
-        from fastgru import reference
-
-        if h0 is None and self.initial_state is not None:
-            batch = np.shape(x)[0 if self.spec.batch_first else 1]
-            h0 = np.repeat(np.asarray(self.initial_state, np.float64)[:, None], batch, axis=1)
-        if lengths is not None:
-            lengths = np.asarray(lengths).astype(np.int64)
-        return reference.forward(self.spec, self.weights, x, h0, lengths, mask)
-
-
-def reference_peer(source: Source, model, inputs: Inputs) -> Peer:
-    """The float64 reference: for a GRU, `fastgru.reference` itself; for a Model, a float64 twin of the
-    model built from the file's description, each of its GRUs replaced by a `ReferenceGRU`, so that the
-    other layers (numpy, the same code as the model's) run in float64 around the reference GRUs."""
-    if is_gru(model):
-        twin = ReferenceGRU(model)
-    else:
-        twin = _float64_twin(source)
-        for layer in twin.layers:
-            if layer.grus:
-                layer.gru = ReferenceGRU(layer.gru)  # the twin is ours alone: nothing else holds it
-    others = not is_gru(model) and any(not layer.grus for layer in model.layers)
-    what = "fastgru.reference (float64)" + (", the other layers in float64 numpy" if others else "")
-    args = tuple(np.asarray(a, np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
-                 for a in inputs.args)
-    return Peer("reference", "float64", what, lambda: outputs(twin(*args)), lambda n: None)
-
-
-def _float64_twin(source: Source):
-    """A Model from the file's description with every float array, GRU spec and weight format in float64."""
-    from fastgru.io.load import FileDescription, build
-
-    config, arrays, label = source.found.description
-    config = json.loads(json.dumps(config))
-
-    def widen(node):
-        if isinstance(node, dict):
-            if node.get("class") == "GRU" and isinstance(node.get("spec"), dict):
-                node["spec"]["dtype"] = node["weight_format"] = "float64"
-            for value in node.values():
-                widen(value)
-        elif isinstance(node, list):
-            for value in node:
-                widen(value)
-
-    widen(config)
-    arrays = {key: np.asarray(value, np.float64) if np.asarray(value).dtype.kind == "f" else value
-              for key, value in arrays.items()}
-    return build(FileDescription(source.found.kind, (config, arrays, label), source.path))
 
 
 # ---------------------------------------------------------------------------------------- frameworks
