@@ -143,9 +143,14 @@ def loads(data: bytes, label: str = "<fastgru bytes>"):
     """The object that `dumps` turned into ``data``; errors name ``label``. Unpickling calls this."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{label}: expected the bytes written by fastgru.io.native.dumps, got {type(data).__name__}")
-    config, arrays = parse(data, label)
-    build = _BUILDERS.get(config["class"])
-    if build is None:
+    return build(*parse(data, label), label)
+
+
+def build(config: dict, arrays: dict, label: str):
+    """The object a parsed description (`parse`) stands for, built by the constructor registered for its
+    class; errors name ``label``."""
+    builder = _BUILDERS.get(config["class"])
+    if builder is None:
         raise ValueError(f"{label}: unknown object class {config['class']!r} in metadata "
                          f"(this fastgru builds {sorted(_BUILDERS)})")
-    return build(config, arrays, label)
+    return builder(config, arrays, label)
