@@ -2,7 +2,7 @@
 
 Thread counts are fixed per process: each thread count runs in its own fresh subprocess whose
 environment pins every thread pool before any library is imported (OpenBLAS, OpenMP and MKL read
-their variables once, at load time).
+their variables once, at load time; `fastgru.benchmark.workers`, which ``fastgru bench`` uses too).
 
 The same environment drops OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE where they are set: they pin
 OpenBLAS (scipy's and numpy's) to one CPU's kernels (e.g. Haswell, AVX2 only), which makes every BLAS
@@ -28,26 +28,14 @@ REPO_DIR = BENCH_DIR.parent
 if str(REPO_DIR) not in sys.path:
     sys.path.append(str(REPO_DIR))
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-# Variables that pin OpenBLAS to one CPU's kernels instead of the one it detects (module docstring).
-BLAS_PIN_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
-
-def thread_env(num_threads: int, unpin_blas: bool = True, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a worker that must use ``num_threads`` threads everywhere.
-
-    A new dict built from ``base`` (default: this process's environment, which is left as it is);
-    with ``unpin_blas`` it lacks BLAS_PIN_VARS, so OpenBLAS picks the kernels of the CPU it runs on."""
-    env = dict(os.environ if base is None else base)
-    for name in THREAD_ENV_VARS:
-        env[name] = str(num_threads)
-    if unpin_blas:
-        for name in BLAS_PIN_VARS:
-            env.pop(name, None)
-    # Keras must not pick TensorFlow (not installed) and must not print its banner.
-    env.setdefault("KERAS_BACKEND", "torch")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return env
+# The worker machinery, the timing and the machine description live in the package (fastgru.benchmark), where
+# the `fastgru bench` command uses them too; these names are the benchmark scripts' handles on them.
+from fastgru.benchmark.frameworks import pin_torch_threads  # noqa: E402,F401
+from fastgru.benchmark.machine import cpu_info, fastgru_config  # noqa: E402,F401
+from fastgru.benchmark.timing import format_seconds  # noqa: E402,F401
+from fastgru.benchmark.workers import (BLAS_PIN_VARS, THREAD_ENV_VARS, WorkerError,  # noqa: E402,F401
+                                       thread_env)
+from fastgru.benchmark import workers as _workers  # noqa: E402
 
 
 def run_worker(script: str, args: list[str], num_threads: int, unpin_blas: bool = True) -> dict:
@@ -56,16 +44,17 @@ def run_worker(script: str, args: list[str], num_threads: int, unpin_blas: bool 
 
     The worker's progress goes to our stdout as it comes; its result is the JSON file it writes.
     """
-    import tempfile
+    try:
+        return _workers.run_worker([sys.executable, str(BENCH_DIR / script), *args], num_threads, unpin_blas)
+    except WorkerError as error:
+        raise SystemExit(str(error)) from None
 
-    with tempfile.TemporaryDirectory() as tmp:
-        result_path = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(BENCH_DIR / script), "--worker", "--threads", str(num_threads),
-               "--json", str(result_path), *args]
-        proc = subprocess.run(cmd, env=thread_env(num_threads, unpin_blas))
-        if proc.returncode != 0 or not result_path.exists():
-            raise SystemExit(f"worker for {num_threads} thread(s) failed with exit code {proc.returncode}")
-        return json.loads(result_path.read_text())
+
+def parse_threads(text: str) -> list[int]:
+    try:
+        return _workers.parse_threads(text)
+    except ValueError as error:
+        raise SystemExit(f"--threads: {error}") from None
 
 
 def worker_main(script: str, doc: str, worker, markdown, default_threads: str = "1,2") -> None:
@@ -96,54 +85,6 @@ def worker_main(script: str, doc: str, worker, markdown, default_threads: str = 
     (out / f"{stem}.json").write_text(json.dumps(workers, indent=1))
     print()
     print(text)
-
-
-def pin_torch_threads(num_threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(num_threads)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set, or inter-op work already started
-        pass
-
-
-def cpu_info() -> dict:
-    info: dict = {"model": platform.processor() or "unknown", "flags": [], "caches": {}}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "model name" and info["model"] in ("unknown", "x86_64", ""):
-                info["model"] = value.strip()
-            elif key == "flags" and not info["flags"]:
-                wanted = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile")
-                present = set(value.split())
-                info["flags"] = [f for f in wanted if f in present]
-            elif key == "cpu family":
-                info["family"] = value.strip()
-            elif key == "model" and "model_number" not in info:
-                info["model_number"] = value.strip()
-    except OSError:
-        pass
-    cache_dir = Path("/sys/devices/system/cpu/cpu0/cache")
-    if cache_dir.is_dir():
-        for index in sorted(cache_dir.glob("index*")):
-            try:
-                level = (index / "level").read_text().strip()
-                kind = (index / "type").read_text().strip()
-                size = (index / "size").read_text().strip()
-            except OSError:
-                continue
-            name = f"L{level}" + ("d" if kind == "Data" else "i" if kind == "Instruction" else "")
-            info["caches"][name] = size
-    info["logical_cpus"] = os.cpu_count()
-    try:
-        info["usable_cpus"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        info["usable_cpus"] = os.cpu_count()
-    return info
 
 
 def parse_cache_size(text: str) -> int | None:
@@ -258,39 +199,6 @@ def blas_warning(blas: dict, cpu_flags: list[str]) -> str | None:
     return None
 
 
-def fastgru_config() -> dict:
-    """fastgru's own description of its configuration: ``fastgru.show_config(mode="dicts")`` where
-    that function exists, else what ``fastgru._core.best_isa()`` and ``cpu_info()`` say. Returns
-    {"source": how it was obtained, "config": the dict (JSON-safe)}."""
-    import fastgru
-
-    show_config = getattr(fastgru, "show_config", None)
-    reason = "fastgru.show_config does not exist in this version"
-    if callable(show_config):
-        try:
-            config = show_config(mode="dicts")
-            return {"source": 'fastgru.show_config(mode="dicts")', "config": _json_safe(config)}
-        except Exception as exc:  # noqa: BLE001 - a broken show_config is reported, not fatal
-            reason = f'fastgru.show_config(mode="dicts") failed: {type(exc).__name__}: {exc}'.splitlines()[0][:200]
-    config: dict = {"fastgru": str(getattr(fastgru, "__version__", "unknown"))}
-    try:
-        from fastgru import _core
-
-        config["kernel table"] = _core.best_isa()
-        config["kernel tables this CPU runs"] = list(_core.supported_isas())
-    except (ImportError, AttributeError) as exc:
-        config["kernel table"] = f"unknown ({type(exc).__name__}: {exc})"
-    cpu = cpu_info()
-    config["cpu"] = {k: cpu.get(k) for k in ("model", "family", "model_number", "flags", "caches",
-                                             "logical_cpus", "usable_cpus")}
-    return {"source": f"fallback ({reason}): fastgru._core.best_isa() and bench/common.py cpu_info()",
-            "config": config}
-
-
-def _json_safe(value):
-    return json.loads(json.dumps(value, default=str))
-
-
 def describe_machine() -> dict:
     return {
         "cpu": cpu_info(),
@@ -339,20 +247,3 @@ def versions(modules=("numpy", "scipy", "torch", "onnx", "onnxruntime", "keras",
     except Exception:  # noqa: BLE001
         pass
     return out
-
-
-def parse_threads(text: str) -> list[int]:
-    counts = [int(t) for t in text.split(",") if t.strip()]
-    if not counts or any(t < 1 for t in counts):
-        raise SystemExit(f"--threads must be a comma-separated list of positive integers, got {text!r}")
-    return counts
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} us"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.3f} s"

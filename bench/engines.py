@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from fastgru.benchmark.frameworks import ort_session
 from shapes import Shape
 
 
@@ -340,17 +341,6 @@ def onnx_gru_model(module, hidden: int) -> bytes:
     model.ir_version = 8  # accepted by every ONNX Runtime from 1.10 on
     onnx.checker.check_model(model)
     return model.SerializeToString()
-
-
-def ort_session(model_bytes: bytes, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
 class OnnxRuntime(Engine):

@@ -74,7 +74,7 @@ def _calibrate(run, target_s: float) -> int:
 def _interleaved(runs: dict, target_s: float, samples: int, calibration: dict | None = None) -> dict:
     """{key: {"best": work/s, "median": work/s}} (work in units of 1e9) of every ``run(reps) ->
     (work, seconds)`` in ``runs``, sampled in rounds that take one sample of each in an order rotated
-    from round to round, as timing.py does for the engines: a burst of load from other processes
+    from round to round, as fastgru/benchmark/timing.py does for the engines: a burst of load from other processes
     then lands on all of them alike instead of on whichever was being measured.
 
     ``calibration[key]``, where given, is a one-thread run of one thread's share of the work, used to

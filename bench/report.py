@@ -199,7 +199,7 @@ def markdown(meta: dict, workers: list[dict]) -> str:
         "- load average (1/5/15 min) per worker, start -> end: " + "; ".join(
             f"{w['threads']} thr {w['loadavg_start']} -> {w['loadavg_end']}" for w in workers),
         "- FLOPs per call = 2*T*B*3H*(I+H), I = H, one layer, float32. Median and p90 are per call, "
-        "over samples interleaved round-robin with the other engines (timing.py). `max diff` is the "
+        "over samples interleaved round-robin with the other engines (fastgru/benchmark/timing.py). `max diff` is the "
         "max abs difference of the output sequence from float64 PyTorch on the same weights and input.",
         "",
         *_busy_warning(meta, workers),

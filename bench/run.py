@@ -6,7 +6,7 @@
 Each thread count runs in a fresh subprocess with OMP/OPENBLAS/MKL_NUM_THREADS set and
 OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE removed before any import (see common.py; --quick and
 --keep-blas-pins keep them); inside it the machine's limits are measured first (limits.py), then
-every shape is timed with all engines interleaved round by round (timing.py), after each engine's
+every shape is timed with all engines interleaved round by round (fastgru/benchmark/timing.py), after each engine's
 output was compared once with float64 PyTorch. Results: <out>/bench.md, bench.png, bench.json.
 """
 
@@ -82,12 +82,12 @@ def worker(args) -> None:
 
     import engines
     import limits
-    import timing
+    from fastgru.benchmark import timing
 
     quick = args.quick
     budget = args.budget if args.budget is not None else (0.3 if quick else 6.0)
     # With several threads, a pause before each sample lets the previous engine's spinning pool go to
-    # sleep (timing.py: ONNX Runtime's spins 40-50 ms): otherwise it competes with the engine timed.
+    # sleep (fastgru/benchmark/timing.py: ONNX Runtime's spins 40-50 ms): otherwise it competes with the engine timed.
     timing_opts = dict(budget_s=budget, sample_s=0.001 if quick else 0.005,
                        min_rounds=2 if quick else 5, max_rounds=5 if quick else 60,
                        settle_s=0.25 if threads > 1 else 0.0)

@@ -84,7 +84,7 @@ def worker(args) -> None:
 
     threads = common.parse_threads(args.threads)[0]
     common.pin_torch_threads(threads)
-    import timing
+    from fastgru.benchmark import timing
 
     say = lambda text: print(f"[train, {threads} thread(s)] {text}", flush=True)  # noqa: E731
     result = {"threads": threads, "versions": common.versions(("numpy", "scipy", "torch", "fastgru")), "cases": [],

@@ -12,7 +12,7 @@ under ``torch.no_grad()``, its fastest call path), and streaming at B = 1: fastg
 against Keras calling a ``stateful=True`` copy of the model on one frame (the Keras way to score frame
 by frame). The ``GRU alone`` rows time fastgru's GRU without the head (``model.gru(x)``, a GRUStream),
 so that the head's share is measured in the same run. Outputs are compared with Keras once per row.
-Timing is interleaved (timing.py), at normal priority; the report names the CPU.
+Timing is interleaved (fastgru/benchmark/timing.py), at normal priority; the report names the CPU.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def worker(args) -> None:
     threads = common.parse_threads(args.threads)[0]
     common.pin_torch_threads(threads)
     import fastgru
-    import timing
+    from fastgru.benchmark import timing
 
     steps = QUICK["steps"] if args.quick else STEPS
     batches = QUICK["batches"] if args.quick else (1, 32)

@@ -8,7 +8,7 @@ copies what C needs into locals, releases the GIL for the whole computation, and
 into Python exceptions.
 """
 
-from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int8_t, int64_t, uint8_t, uintptr_t
 from libc.limits cimport INT_MAX
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
@@ -31,6 +31,7 @@ cdef extern from "fastgru.h" nogil:
         FG_ERR_UNSUPPORTED
         FG_ERR_THREAD
         FG_ERR_NO_BLAS
+        FG_ERR_INVALID_WEIGHTS
     const char *fg_status_string(fg_status status)
 
     ctypedef enum fg_dtype:
@@ -68,6 +69,17 @@ cdef extern from "fastgru.h" nogil:
         FG_WEIGHTS_INT8
     fg_status fg_gru_quantize(const fg_gru *gru, fg_weight_format format, fg_gru **out)
     fg_weight_format fg_gru_weight_format(const fg_gru *gru)
+    const fg_spec *fg_gru_spec(const fg_gru *gru)
+    fg_status fg_gru_get_weights(const fg_gru *gru, const fg_layer_weights *weights)
+    ctypedef struct fg_int8_layer_weights:
+        int8_t *weight_ih
+        float *weight_ih_scale
+        int8_t *weight_hh
+        float *weight_hh_scale
+        float *bias_ih
+        float *bias_hh
+    fg_status fg_gru_get_int8_weights(const fg_gru *gru, const fg_int8_layer_weights *weights)
+    fg_status fg_gru_create_int8(const fg_spec *spec, const fg_int8_layer_weights *weights, fg_gru **out)
 
     ctypedef void (*fg_sgemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
                                  const float *, int64_t, float, float *, int64_t) noexcept
@@ -225,7 +237,8 @@ cdef int _check(fg_status status, str what) except -1:
         raise MemoryError(message)
     if status == FG_ERR_UNSUPPORTED:
         raise NotImplementedError(message)
-    if status in (FG_ERR_INVALID_SIZE, FG_ERR_INVALID_LENGTHS, FG_ERR_INVALID_SPEC, FG_ERR_SIZE_OVERFLOW):
+    if status in (FG_ERR_INVALID_SIZE, FG_ERR_INVALID_LENGTHS, FG_ERR_INVALID_SPEC, FG_ERR_SIZE_OVERFLOW,
+                  FG_ERR_INVALID_WEIGHTS):
         raise ValueError(message)
     raise RuntimeError(message)  # the binding handed C something it should have refused: a fastgru bug
 
@@ -319,58 +332,158 @@ cdef int _layer_table(fg_layer_weights *table, list entries, object dtype, int64
 
 # ------------------------------------------------------------------ the model
 
+cdef fg_spec _make_spec(int64_t input_size, int64_t hidden_size, int64_t num_layers, int64_t num_directions,
+                        object dtype, bint reset_after, object gate_activation, double clip) except *:
+    # The Fortran BLAS takes 32-bit sizes: every GEMM dimension must fit.
+    if input_size >= INT_MAX // 4 or 6 * hidden_size >= INT_MAX // 4:
+        raise ValueError(f"input_size {input_size} or hidden_size {hidden_size} too large for 32-bit BLAS")
+    cdef fg_spec spec
+    spec.input_size = input_size
+    spec.hidden_size = hidden_size
+    spec.num_layers = num_layers
+    spec.num_directions = num_directions
+    spec.dtype = FG_FLOAT32 if dtype == np.float32 else FG_FLOAT64
+    spec.variant = FG_LINEAR_BEFORE_RESET if reset_after else FG_RESET_BEFORE
+    spec.gate_activation = FG_SIGMOID if gate_activation is None else FG_HARD_SIGMOID
+    spec.gate_alpha = 0 if gate_activation is None else gate_activation[0]
+    spec.gate_beta = 0 if gate_activation is None else gate_activation[1]
+    spec.clip = clip
+    return spec
+
+
+cdef int _int8_table(fg_int8_layer_weights *table, list entries, int64_t input_size, int64_t hidden_size,
+                     int64_t num_layers, int64_t num_directions, bint writable) except -1:
+    """Fills table[k * D + d] from entries of (weight_ih, weight_ih_scale, weight_hh, weight_hh_scale,
+    bias_ih, bias_hh): int8 codes, float32 scales and biases (biases may be None)."""
+    cdef int64_t k, d, in_k, index
+    cdef int64_t gates = 3 * hidden_size
+    for k in range(num_layers):
+        in_k = input_size if k == 0 else num_directions * hidden_size
+        for d in range(num_directions):
+            index = k * num_directions + d
+            q_ih, s_ih, q_hh, s_hh, b_ih, b_hh = entries[index]
+            if q_ih is None or s_ih is None or q_hh is None or s_hh is None:
+                raise ValueError("int8 weights need codes and scales for weight_ih and weight_hh")
+            table[index].weight_ih = <int8_t *>_buffer(q_ih, np.int8, gates * in_k, "weight_ih codes", writable)
+            table[index].weight_ih_scale = <float *>_buffer(s_ih, np.float32, gates, "weight_ih scales", writable)
+            table[index].weight_hh = <int8_t *>_buffer(q_hh, np.int8, gates * hidden_size, "weight_hh codes",
+                                                       writable)
+            table[index].weight_hh_scale = <float *>_buffer(s_hh, np.float32, gates, "weight_hh scales", writable)
+            table[index].bias_ih = <float *>_buffer(b_ih, np.float32, gates, "bias_ih", writable)
+            table[index].bias_hh = <float *>_buffer(b_hh, np.float32, gates, "bias_hh", writable)
+    return 0
+
+
 cdef class Model:
     """A packed fg_gru. Immutable once built: safe to call from many threads, each with its own
-    workspace and pool."""
+    workspace and pool. ``Model(...)`` packs float weights; `quantize` and `from_int8` make int8 models."""
     cdef fg_gru *gru
     cdef readonly object dtype
     cdef readonly int64_t input_size, hidden_size, num_layers, num_directions
     cdef readonly bint reset_after
     cdef readonly str weight_format
 
-    def __cinit__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers, int64_t num_directions,
-                  dtype, bint reset_after, gate_activation, double clip, list weights, str weight_format="native"):
+    def __cinit__(self, *args, **kwargs):
+        self.gru = NULL
+
+    def __init__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers, int64_t num_directions,
+                 dtype, bint reset_after, gate_activation, double clip, list weights):
         """weights: per (layer, direction), layer-major, a tuple (weight_ih, weight_hh, bias_ih, bias_hh)
         of C-contiguous arrays in PyTorch's layout; biases may be None. gate_activation is None for the
-        sigmoid or (alpha, beta) for a hard sigmoid. weight_format "int8" packs the weights, then keeps
-        only their int8 form (fg_gru_quantize): float32 models only, inference only."""
-        cdef fg_spec spec
-        cdef fg_gru *packed
-        cdef fg_status status
+        sigmoid or (alpha, beta) for a hard sigmoid."""
         cdef fg_layer_weights[2048] table
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        cdef fg_gru *gru
+        if self.gru != NULL:
+            raise RuntimeError("a Model is built once")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         if num_layers * num_directions != len(weights) or len(weights) > 2048:
             raise ValueError("weights must hold one entry per layer and direction (at most 2048)")
-        # The Fortran BLAS takes 32-bit sizes: every GEMM dimension must fit.
-        if input_size >= INT_MAX // 4 or 6 * hidden_size >= INT_MAX // 4:
-            raise ValueError(f"input_size {input_size} or hidden_size {hidden_size} too large for 32-bit BLAS")
-        spec.input_size = input_size
-        spec.hidden_size = hidden_size
-        spec.num_layers = num_layers
-        spec.num_directions = num_directions
-        spec.dtype = FG_FLOAT32 if self.dtype == np.float32 else FG_FLOAT64
-        spec.variant = FG_LINEAR_BEFORE_RESET if reset_after else FG_RESET_BEFORE
-        spec.gate_activation = FG_SIGMOID if gate_activation is None else FG_HARD_SIGMOID
-        spec.gate_alpha = 0 if gate_activation is None else gate_activation[0]
-        spec.gate_beta = 0 if gate_activation is None else gate_activation[1]
-        spec.clip = clip
-        _layer_table(table, weights, self.dtype, input_size, hidden_size, num_layers, num_directions, False, "")
-        if weight_format not in ("native", "int8"):
-            raise ValueError(f"weight_format must be 'native' or 'int8', got {weight_format!r}")
-        _check(fg_gru_create(&spec, table, &self.gru), "creating the model")
-        if weight_format == "int8":
-            packed = self.gru
-            status = fg_gru_quantize(packed, FG_WEIGHTS_INT8, &self.gru)
-            fg_gru_destroy(packed)
-            _check(status, "quantizing the model to int8")
-        self.weight_format = weight_format
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.num_directions = num_directions
-        self.reset_after = reset_after
+        cdef fg_spec spec = _make_spec(input_size, hidden_size, num_layers, num_directions, dtype, reset_after,
+                                       gate_activation, clip)
+        _layer_table(table, weights, dtype, input_size, hidden_size, num_layers, num_directions, False, "")
+        _check(fg_gru_create(&spec, table, &gru), "creating the model")
+        self._adopt(gru)
+
+    cdef _adopt(self, fg_gru *gru):
+        """Takes ownership of a created model and reads its sizes."""
+        cdef const fg_spec *spec = fg_gru_spec(gru)
+        self.gru = gru
+        self.dtype = np.dtype(np.float32 if spec.dtype == FG_FLOAT32 else np.float64)
+        self.input_size = spec.input_size
+        self.hidden_size = spec.hidden_size
+        self.num_layers = spec.num_layers
+        self.num_directions = spec.num_directions
+        self.reset_after = spec.variant == FG_LINEAR_BEFORE_RESET
+        self.weight_format = "int8" if fg_gru_weight_format(gru) == FG_WEIGHTS_INT8 else "native"
+
+    @staticmethod
+    def from_int8(int64_t input_size, int64_t hidden_size, int64_t num_layers, int64_t num_directions,
+                  bint reset_after, gate_activation, double clip, list weights):
+        """An int8 model (float32 activations) from per (layer, direction) tuples (weight_ih codes,
+        weight_ih scales, weight_hh codes, weight_hh scales, bias_ih, bias_hh): int8 (3H, I_k) and
+        (3H, H) codes, float32 (3H,) scales and biases (biases may be None) (fg_gru_create_int8)."""
+        cdef fg_int8_layer_weights[2048] table
+        cdef fg_gru *gru
+        if num_layers * num_directions != len(weights) or len(weights) > 2048:
+            raise ValueError("weights must hold one entry per layer and direction (at most 2048)")
+        cdef fg_spec spec = _make_spec(input_size, hidden_size, num_layers, num_directions, np.float32, reset_after,
+                                       gate_activation, clip)
+        _int8_table(table, weights, input_size, hidden_size, num_layers, num_directions, False)
+        _check(fg_gru_create_int8(&spec, table, &gru), "creating the int8 model")
+        cdef Model model = Model.__new__(Model)
+        model._adopt(gru)
+        return model
+
+    def quantize(self):
+        """A new int8 model holding this float32 model's weights as int8 codes (fg_gru_quantize)."""
+        cdef fg_gru *gru
+        _check(fg_gru_quantize(self.gru, FG_WEIGHTS_INT8, &gru), "quantizing the model to int8")
+        cdef Model model = Model.__new__(Model)
+        model._adopt(gru)
+        return model
+
+    def weights(self, bint bias):
+        """A float model's weights as new arrays in PyTorch's layout, unpacked from the panels
+        (fg_gru_get_weights): per (layer, direction), layer-major, (weight_ih, weight_hh, bias_ih,
+        bias_hh), the biases None unless `bias`."""
+        cdef fg_layer_weights[2048] table
+        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size, k, d
+        cdef fg_status status
+        entries = []
+        for k in range(L):
+            for d in range(D):
+                in_k = self.input_size if k == 0 else D * H
+                entries.append((np.empty((3 * H, in_k), self.dtype), np.empty((3 * H, H), self.dtype),
+                                np.empty(3 * H, self.dtype) if bias else None,
+                                np.empty(3 * H, self.dtype) if bias else None))
+        _layer_table(table, entries, self.dtype, self.input_size, H, L, D, True, "")
+        with nogil:
+            status = fg_gru_get_weights(self.gru, table)
+        _check(status, "reading the weights")
+        return entries
+
+    def int8_weights(self, bint bias):
+        """An int8 model's codes, scales and biases as new arrays (fg_gru_get_int8_weights): per (layer,
+        direction), (weight_ih codes, weight_ih scales, weight_hh codes, weight_hh scales, bias_ih,
+        bias_hh), the biases None unless `bias`."""
+        cdef fg_int8_layer_weights[2048] table
+        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size, k, d
+        cdef fg_status status
+        entries = []
+        for k in range(L):
+            for d in range(D):
+                in_k = self.input_size if k == 0 else D * H
+                entries.append((np.empty((3 * H, in_k), np.int8), np.empty(3 * H, np.float32),
+                                np.empty((3 * H, H), np.int8), np.empty(3 * H, np.float32),
+                                np.empty(3 * H, np.float32) if bias else None,
+                                np.empty(3 * H, np.float32) if bias else None))
+        _int8_table(table, entries, self.input_size, H, L, D, True)
+        with nogil:
+            status = fg_gru_get_int8_weights(self.gru, table)
+        _check(status, "reading the int8 weights")
+        return entries
 
     def __dealloc__(self):
         fg_gru_destroy(self.gru)

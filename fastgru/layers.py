@@ -879,7 +879,7 @@ class _Recurrent(Layer):
         raise NotImplementedError
 
     def config(self):
-        gru_config, _ = self.gru._portable()
+        gru_config = self.gru._portable_config()
         return {"gru": gru_config, **self._options()}
 
     def arrays(self):
@@ -1178,10 +1178,12 @@ def build_layer(description: dict, arrays: dict, where: str, dtype) -> Layer:
         raise ConfigError(f"{where}: layer {name!r}: config must be a JSON object")
     layer = LAYER_CLASSES[class_name].from_config(name, config, arrays, f"{where}: layer {name!r}", dtype)
     # Whatever this fastgru does not know is refused, not skipped: it may change what the layer computes
-    # (a file from a newer fastgru, or damaged). A layer's own description names all it reads.
+    # (a file from a newer fastgru, or damaged). A layer's own description names all it reads; a GRU
+    # refuses tensors it does not read itself (check_weights, check_int8_weights), without the cost of
+    # unpacking its weights again here.
     unknown = {"key(s)": sorted(set(description) - {"class", "name", "config"}),
                "option(s)": sorted(set(config) - set(layer.config())),
-               "tensor(s)": sorted(set(arrays) - set(layer.arrays()))}
+               "tensor(s)": [] if layer.grus else sorted(set(arrays) - set(layer.arrays()))}
     unknown = [f"{what} {names}" for what, names in unknown.items() if names]
     if unknown:
         raise ConfigError(f"{where}: layer {name!r} ({class_name}) has {' and '.join(unknown)} that this fastgru "

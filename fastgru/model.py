@@ -40,7 +40,7 @@ import numpy as np
 from . import _core
 from .backward import Tape, backward as _backward
 from .runtime import _as_real_array, _c_array, _thread_pool, _thread_workspace
-from .spec import GATE_ACTIVATIONS, GRUSpec, check_weights
+from .spec import GATE_ACTIVATIONS, SCALE_SUFFIX, GRUSpec, check_int8_weights, check_weights
 from .threads import check_num_threads, default_num_threads, resolve_num_threads  # noqa: F401 (re-exported)
 
 _INITIAL_STATE = "initial_state"  # the array of a learned h0 in the portable form (fastgru.io.native)
@@ -48,6 +48,18 @@ _PORTABLE_KEYS = {"class", "spec", "weight_format"}  # what GRU._portable writes
 _WEIGHT_NAME = re.compile(r"^(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
 _INT8_INFERENCE_ONLY = ("int8 models are inference-only: there is no backward pass through int8 weights; "
                         "train (and call backward on) the float32 model, then quantize() it")
+
+
+def _named(spec: GRUSpec, entries: list, kinds: tuple) -> dict[str, np.ndarray]:
+    """Per (layer, direction) tuples of arrays (None: absent) as a dict of the spec's weight names; a kind
+    such as ``"weight_ih.scale"`` names ``weight_ih_l0.scale``."""
+    named = {}
+    for (layer, suffix), arrays in zip(spec.layer_keys(), entries):
+        for kind, array in zip(kinds, arrays):
+            if array is not None:
+                base, dot, extra = kind.partition(".")
+                named[f"{base}_l{layer}{suffix}{dot}{extra}"] = array
+    return named
 
 
 def _checked_initial_state(spec: GRUSpec, value, source: str) -> np.ndarray:
@@ -89,22 +101,24 @@ class GRU:
 
     # ------------------------------------------------------------ construction
 
-    def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads, weight_format: str = "native") -> None:
-        self.spec = spec
-        self._dtype = np.dtype(spec.dtype)
-        self._initial_state = None
-        self.num_threads = num_threads
-        for array in weights.values():
-            array.flags.writeable = False
-        self._weights = weights
+    def _build(self, spec: GRUSpec, weights: dict[str, np.ndarray], num_threads) -> None:
+        # The core packs its own copy and the arrays are dropped: the model holds its weights once, as the
+        # core's panels, and `weights` unpacks them on demand.
         per_direction = []
         for layer, suffix in spec.layer_keys():
             per_direction.append(tuple(weights.get(f"{kind}_l{layer}{suffix}")
                                        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
         clip = 0.0 if spec.clip is None else float(spec.clip)
-        self._model = _core.Model(spec.input_size, spec.hidden_size, spec.num_layers, spec.num_directions,
-                                  spec.dtype, spec.reset_after, GATE_ACTIVATIONS[spec.gate_activation], clip,
-                                  per_direction, weight_format)
+        self._adopt(spec, _core.Model(spec.input_size, spec.hidden_size, spec.num_layers, spec.num_directions,
+                                      spec.dtype, spec.reset_after, GATE_ACTIVATIONS[spec.gate_activation], clip,
+                                      per_direction), num_threads)
+
+    def _adopt(self, spec: GRUSpec, model, num_threads) -> None:
+        self.spec = spec
+        self._dtype = np.dtype(spec.dtype)
+        self._initial_state = None
+        self.num_threads = num_threads
+        self._model = model
 
     @classmethod
     def from_spec(cls, spec: GRUSpec, weights: Mapping[str, np.ndarray], *, num_threads: int | None = None,
@@ -222,17 +236,48 @@ class GRU:
         if weight_format != "int8":
             raise ValueError(f"weight_format must be 'int8', got {weight_format!r}")
         if self.weight_format == "int8":
-            raise ValueError("this model's weights are already int8")
+            raise ValueError("this model's weights are already int8: quantize() takes a float32 model (the int8 "
+                             "codes are kept exactly; int8_weights returns them)")
         if self.dtype != np.float32:
             raise TypeError(f"int8 weights need a float32 model, this one is {self.dtype}: build it with "
                             "dtype=np.float32 (e.g. GRU.from_spec(dataclasses.replace(gru.spec, dtype='float32'), "
                             "gru.weights)) and quantize that")
-        for name, value in self._weights.items():
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"{name} holds non-finite values: int8 scales need finite weights")
+        try:
+            model = self._model.quantize()
+        except ValueError:  # a weight is not finite: name it (the error path alone unpacks the weights)
+            for name, value in self.weights.items():
+                if name.startswith("weight") and not np.all(np.isfinite(value)):
+                    raise ValueError(f"{name} holds non-finite values: int8 scales need finite weights") from None
+            raise
         gru = GRU.__new__(GRU)
-        gru._build(self.spec, self._weights, self._num_threads, weight_format="int8")
+        gru._adopt(self.spec, model, self._num_threads)
         gru._initial_state = self._initial_state
+        return gru
+
+    @classmethod
+    def from_int8_weights(cls, spec: GRUSpec, weights: Mapping[str, np.ndarray], *, num_threads: int | None = None,
+                          source: str = "int8 weights", initial_state=None) -> "GRU":
+        """An int8 model from its codes and scales, as :attr:`int8_weights` returns them (and fastgru's
+        file stores them): exact, not quantized again, so the model computes bit for bit what the one
+        they came from did. ``spec.dtype`` must be float32 (the activations' dtype). Errors name
+        ``source`` and the tensor (docs/int8.md, "Stored int8 models")."""
+        if spec.dtype != "float32":
+            raise TypeError(f"{source}: an int8 model runs float32 activations; its spec must say dtype='float32', "
+                            f"got {spec.dtype!r}")
+        checked = check_int8_weights(spec, dict(weights), source)
+        per_direction = []
+        for layer, suffix in spec.layer_keys():
+            ih, hh = f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"
+            per_direction.append((checked[ih], checked[ih + SCALE_SUFFIX], checked[hh], checked[hh + SCALE_SUFFIX],
+                                  checked.get(f"bias_ih_l{layer}{suffix}"), checked.get(f"bias_hh_l{layer}{suffix}")))
+        clip = 0.0 if spec.clip is None else float(spec.clip)
+        gru = cls.__new__(cls)
+        gru._adopt(spec, _core.Model.from_int8(spec.input_size, spec.hidden_size, spec.num_layers,
+                                               spec.num_directions, spec.reset_after,
+                                               GATE_ACTIVATIONS[spec.gate_activation], clip, per_direction),
+                   num_threads)
+        if initial_state is not None:
+            gru._initial_state = _checked_initial_state(spec, initial_state, source)
         return gru
 
     @property
@@ -277,9 +322,9 @@ class GRU:
         return loads, (dumps(self),)
 
     def __copy__(self) -> "GRU":
-        # A model never changes its packed core or its (read-only) weight arrays, so copies share them:
-        # a copy costs no memory and packs nothing, and no one can tell it from a duplicate. Only the
-        # Python object is new, with its own num_threads.
+        # A model never changes its packed core (which holds its weights) or its read-only initial state,
+        # so copies share them: a copy costs no memory and packs nothing, and no one can tell it from a
+        # duplicate. Only the Python object is new, with its own num_threads.
         clone = self.__class__.__new__(self.__class__)
         clone.__dict__.update(self.__dict__)
         return clone
@@ -292,19 +337,24 @@ class GRU:
         clone = self.__class__.__new__(self.__class__)
         memo[id(self)] = clone
         for name, value in self.__dict__.items():
-            shared = name in ("_model", "_weights", "_initial_state")  # immutable: the core, read-only arrays
+            shared = name in ("_model", "_initial_state")  # immutable: the core (the weights), a read-only array
             clone.__dict__[name] = value if shared else copy.deepcopy(value, memo)
         return clone
 
     def _portable(self) -> tuple[dict, dict]:
         """What fastgru's file stores for this model (fastgru.io.native): a JSON config and the weights.
-        An int8 model stores the float32 weights it was quantized from and ``weight_format: "int8"``;
-        loading quantizes them again, which is deterministic, so the model comes back bit-exact. A learned
-        :attr:`initial_state` is the array ``"initial_state"`` beside the weights (its name is no weight's)."""
-        arrays = dict(self._weights)
+        An int8 model stores its codes and row scales exactly (:attr:`int8_weights`, docs/int8.md) and
+        ``weight_format: "int8"``; loading builds the same model from them, never quantizing again. A
+        learned :attr:`initial_state` is the array ``"initial_state"`` beside the weights (its name is no
+        weight's)."""
+        arrays = self.int8_weights if self.weight_format == "int8" else self.weights
         if self._initial_state is not None:
             arrays[_INITIAL_STATE] = self._initial_state
-        return {"class": "GRU", "spec": self.spec.to_dict(), "weight_format": self.weight_format}, arrays
+        return self._portable_config(), arrays
+
+    def _portable_config(self) -> dict:
+        """The config half of `_portable`, without unpacking the weights (a layer's description nests it)."""
+        return {"class": "GRU", "spec": self.spec.to_dict(), "weight_format": self.weight_format}
 
     @classmethod
     def _from_portable(cls, config: dict, arrays: Mapping[str, np.ndarray], label: str) -> "GRU":
@@ -324,15 +374,18 @@ class GRU:
                              f"(int8 is for float32 models only)")
         weights = dict(arrays)
         initial_state = weights.pop(_INITIAL_STATE, None)
-        gru = cls.from_spec(spec, weights, source=label)
+        if weight_format == "int8" and any(name.endswith(SCALE_SUFFIX) for name in weights):
+            gru = cls.from_int8_weights(spec, weights, source=label)  # the codes, exactly
+        else:
+            gru = cls.from_spec(spec, weights, source=label)
+            if weight_format == "int8":  # float32 weights flagged int8 (files of earlier versions)
+                try:
+                    gru = gru.quantize("int8")
+                except ValueError as error:
+                    raise ValueError(f"{label}: {error}") from None
         if initial_state is not None:  # optional: files without one load with none
             gru._initial_state = _checked_initial_state(spec, initial_state, f"{label}: tensor {_INITIAL_STATE!r}")
-        if weight_format != "int8":
-            return gru
-        try:
-            return gru.quantize("int8")
-        except ValueError as error:  # non-finite weights: a damaged file that passed the checksum, or none
-            raise ValueError(f"{label}: {error}") from None
+        return gru
 
     # ------------------------------------------------------------ properties
 
@@ -349,9 +402,39 @@ class GRU:
 
     @property
     def weights(self) -> dict[str, np.ndarray]:
-        """The weights in PyTorch's names, layout and gate order (read-only arrays); for an int8 model,
-        the float32 weights it was quantized from."""
-        return dict(self._weights)
+        """The weights in PyTorch's names, layout and gate order, as new read-only arrays, bit for bit as
+        they were given. The model holds them once, as the core's packed panels: each access unpacks a
+        fresh copy (as many bytes as the weights; 0.3 ms for the 6 MiB of I = H = 512 in float32), so keep
+        the dict rather than reading it in a loop. For an int8 model:
+        the dequantized weights ``codes * scale`` (float32) and the float32 biases; :attr:`int8_weights`
+        has the codes themselves."""
+        spec = self.spec
+        if self.weight_format == "int8":
+            stored = self.int8_weights
+            weights = {name: (stored[name].astype(np.float32) * stored[name + SCALE_SUFFIX][:, None]
+                              if name.startswith("weight") else stored[name].copy())
+                       for name in spec.weight_shapes()}
+        else:
+            weights = _named(spec, self._model.weights(spec.bias), ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        for array in weights.values():
+            array.flags.writeable = False
+        return weights
+
+    @property
+    def int8_weights(self) -> dict[str, np.ndarray]:
+        """An int8 model's weights exactly, as new read-only arrays in PyTorch's names, layout and gate
+        order: ``weight_ih_l0`` int8 codes (3H, I) in -127..127 with ``weight_ih_l0.scale`` float32 (3H,),
+        row j standing for ``scale[j] * codes[j]``, the same for every ``weight_hh`` and ``weight_ih``, and
+        the biases float32. :meth:`from_int8_weights` turns them back into the same model, bit for bit.
+        ValueError for a float model (:meth:`quantize` it first)."""
+        if self.weight_format != "int8":
+            raise ValueError(f"this model's weights are {self.weight_format}, not int8: quantize() it first")
+        weights = _named(self.spec, self._model.int8_weights(self.spec.bias),
+                         ("weight_ih", "weight_ih" + SCALE_SUFFIX, "weight_hh", "weight_hh" + SCALE_SUFFIX,
+                          "bias_ih", "bias_hh"))
+        for array in weights.values():
+            array.flags.writeable = False
+        return weights
 
     @property
     def dtype(self) -> np.dtype:
@@ -365,7 +448,8 @@ class GRU:
 
     @property
     def packed_bytes(self) -> int:
-        """Bytes of the packed weights the core holds."""
+        """Bytes the model holds: its weights once, as the core's panels (hidden units rounded up to
+        blocks of 8), and its biases; all the memory a model keeps (docs/errors.md, "Memory")."""
         return self._model.packed_bytes
 
     def __repr__(self) -> str:

@@ -1,7 +1,7 @@
 """A plain float64 numpy GRU: the executable spec the tests hold the C core against.
 
 Nothing here is fast on purpose. Every layer, direction and time step is an explicit loop, and the
-formulas are those of DESIGN.md section 1 (forward) and section 2 (backward), written out once.
+formulas are those of docs/design.md ("The GRU" and "Backward"), written out once.
 
 Semantics (PyTorch's, see ``fastgru.spec``):
 

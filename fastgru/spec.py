@@ -12,7 +12,9 @@ name                       shape           meaning
 =========================  ==============  ==========================================
 
 ``sfx`` is ``""`` for direction 0 and ``"_reverse"`` for direction 1; ``I_0 = input_size`` and
-``I_k = D * hidden_size`` for k > 0.
+``I_k = D * hidden_size`` for k > 0. An int8 model's arrays (`fastgru.GRU.int8_weights`,
+`int8_weight_shapes`) hold int8 codes under the weights' names and their float32 row scales (3H,) under
+``<name>.scale``.
 """
 
 from __future__ import annotations
@@ -124,4 +126,56 @@ def check_weights(spec: GRUSpec, weights: dict, source: str = "weights") -> dict
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
             raise TypeError(f"{source}: tensor {name!r} has dtype {array.dtype}, expected a float array")
         checked[name] = np.array(array, dtype=spec.dtype, order="C", copy=True)
+    return checked
+
+
+# An int8 weight's row scales are stored beside its codes under this suffix: weight_ih_l0.scale.
+SCALE_SUFFIX = ".scale"
+
+
+def int8_weight_shapes(spec: GRUSpec) -> dict[str, tuple[int, ...]]:
+    """The name -> shape of every array of an int8 model (`fastgru.GRU.int8_weights`): each weight's
+    int8 codes under its own name, its float32 row scales (3H,) under ``name + ".scale"``, the biases."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, shape in spec.weight_shapes().items():
+        shapes[name] = shape
+        if name.startswith("weight"):
+            shapes[name + SCALE_SUFFIX] = (shape[0],)
+    return shapes
+
+
+def check_int8_weights(spec: GRUSpec, weights: dict, source: str = "int8 weights") -> dict[str, np.ndarray]:
+    """Validates the arrays of an int8 model (names, shapes, dtypes, codes in -127..127, scales finite and
+    >= 0) and returns them C-contiguous: codes int8, scales and biases float32, converted only where that
+    is exact (integer codes of another dtype, float32 values stored wider). Errors name ``source`` and the
+    tensor."""
+    expected = int8_weight_shapes(spec)
+    missing = [name for name in expected if name not in weights]
+    if missing:
+        raise ValueError(f"{source}: missing tensor(s) {missing}; expected {list(expected)}")
+    extra = [name for name in weights if name not in expected]
+    if extra:
+        raise ValueError(f"{source}: unexpected tensor(s) {extra} for an int8 {spec}")
+    checked = {}
+    for name, shape in expected.items():
+        array = np.asarray(weights[name])
+        if array.shape != shape:
+            raise ValueError(f"{source}: tensor {name!r} has shape {array.shape}, expected {shape}")
+        codes = name.startswith("weight") and not name.endswith(SCALE_SUFFIX)
+        if codes:
+            if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+                raise TypeError(f"{source}: tensor {name!r} holds int8 codes, got dtype {array.dtype}")
+            if array.size and (array.min() < -127 or array.max() > 127):
+                raise ValueError(f"{source}: tensor {name!r} holds codes outside -127..127 "
+                                 f"(min {array.min()}, max {array.max()})")
+            checked[name] = np.array(array, dtype=np.int8, order="C", copy=True)
+            continue
+        if not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(f"{source}: tensor {name!r} has dtype {array.dtype}, expected float32")
+        value = np.array(array, dtype=np.float32, order="C", copy=True)
+        if not np.array_equal(value.astype(array.dtype), array, equal_nan=True):
+            raise ValueError(f"{source}: tensor {name!r} holds values that float32 cannot represent exactly")
+        if name.endswith(SCALE_SUFFIX) and not (np.all(np.isfinite(value)) and np.all(value >= 0)):
+            raise ValueError(f"{source}: tensor {name!r} holds scales that are negative or not finite")
+        checked[name] = value
     return checked

@@ -21,9 +21,10 @@ typedef struct backward_buffers {
     void *grad_reset_h;   /* (B, H) dL/d(r * h), reset-before only */
     void *grad_rows;      /* (T*B, max(I, D*H)) dL/d(layer output), (t, i) rows; then dL/d(layer input) */
     void *input_rows;     /* (T*B, max(I, D*H)) the layer input gathered into (t, i) rows */
-    void *grad_weight;    /* (D*3H, max(I, D*H, H)) a weight gradient in packed row order */
+    void *grad_weight;    /* (D*3H, max(I, D*H, H)) a layer's W_ih (packed rows), then a weight gradient */
     double *bias_sums;    /* (2 * D*3H) column sums of the gate gradients */
-    void *panels;         /* one direction's weight_hh as column panels (backward_kernels.h), AVX2 only */
+    void *panels;         /* one direction's W_hh (3H, H): column panels (backward_kernels.h) for the
+                           * panel kernel, else row-major for the BLAS */
     int64_t panel_stride; /* elements from one panel to the next: 3H * panel width */
 } backward_buffers;
 

@@ -10,6 +10,9 @@
  *   3. after the loop, over all steps at once: dL/d(input) = dG_x . W_ih (both directions in one GEMM),
  *      dW_ih = dG_x^T . X (both directions in one GEMM), dW_hh = dG_h^T . H_prev, biases = column
  *      sums; weight gradients are unpacked into the caller's (r, z, n) layout.
+ * The model holds its weights as the forward's panels only: the row-major W_ih and W_hh that the GEMMs
+ * take are built from them into this call's workspace (prepare_recurrent_weights, and W_ih in
+ * grad_weight), so nothing is cached in the shared, immutable model.
  *
  * Formulas (docs/design.md, "Backward"), with dh' = dL/dh_t and a_* the pre-activations:
  *   dn = dh' (1 - z)   dz = dh' (h - n)   dh = dh' z   da_n = dn (1 - n^2)   da_z = dz z'
@@ -222,22 +225,28 @@ static const REAL *FN(layer_input_rows)(const FN(backward_state) *s, int64_t l) 
     return rows;
 }
 
-/* weight_hh (3H, H) as column panels (backward_kernels.h) in the workspace. */
-static void FN(pack_panels)(const FN(backward_state) *s, const REAL *w_hh) {
+/* The per-step products' W_hh (3H, H), rows in the backward's order (dgh's columns), built from the
+ * model's panels into the workspace (buf.panels) on each call: as column panels (backward_kernels.h)
+ * when the panel kernel runs, else row-major for the BLAS. Returns the row-major matrix (NULL for
+ * panels). Costs one pass over W_hh per call and direction, against T of them in the products. */
+static const REAL *FN(prepare_recurrent_weights)(const FN(backward_state) *s, int64_t l, int d) {
     const int64_t H = s->gru->spec.hidden_size, K = 3 * H, P = FG_PANEL_BYTES / sizeof(REAL);
     REAL *panels = (REAL *)s->buf.panels;
-    for (int64_t j0 = 0; j0 < H; j0 += P) {
-        REAL *panel = panels + (j0 / P) * s->buf.panel_stride;
-        const int64_t width = H - j0 < P ? H - j0 : P;
-        for (int64_t k = 0; k < K; k++) {
-            memcpy(panel + k * P, w_hh + k * H + j0, (size_t)width * sizeof(REAL));
-            for (int64_t j = width; j < P; j++) panel[k * P + j] = 0;
-        }
+    if (!s->panel_gemm) {
+        FN(backward_weight_hh)(s->gru, l, d, panels, H, H, 0);
+        return panels;
     }
+    FN(backward_weight_hh)(s->gru, l, d, panels, P, P, s->buf.panel_stride);
+    if (H % P) { /* the last panel's columns past H are zeros */
+        REAL *last = panels + (H / P) * s->buf.panel_stride;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = H % P; j < P; j++) last[k * P + j] = 0;
+    }
+    return NULL;
 }
 
-/* c (rows, H) += a (rows, K; row stride lda) . weight_hh[k0 : k0 + K] (K, H), on the panels when there
- * are (packed by pack_panels), else through the BLAS. */
+/* c (rows, H) += a (rows, K; row stride lda) . W_hh[k0 : k0 + K] (K, H), on the panels when there
+ * are (prepare_recurrent_weights), else through the BLAS on the row-major w_hh. */
 static void FN(recurrent_product)(const FN(backward_state) *s, int64_t rows, int64_t k0, int64_t K, const REAL *a,
                                   int64_t lda, const REAL *w_hh, REAL *c) {
     const int64_t H = s->gru->spec.hidden_size, P = FG_PANEL_BYTES / sizeof(REAL);
@@ -253,7 +262,6 @@ static void FN(reverse_loop)(const FN(backward_state) *s, int64_t l, int d, cons
     const int64_t T = seq->seq_len, B = seq->batch, H = spec->hidden_size, D = spec->num_directions;
     const int64_t G = 3 * H, out_width = D * H;
     const int lbr = spec->variant == FG_LINEAR_BEFORE_RESET;
-    const REAL *w_hh = (const REAL *)s->gru->layers[l].directions[d].weight_hh;
     const int64_t *perm = s->buf.perm;
     REAL *dh = (REAL *)s->buf.grad_state + d * B * H;
     REAL *dgx_all = (REAL *)s->buf.grad_gates_x;
@@ -262,7 +270,7 @@ static void FN(reverse_loop)(const FN(backward_state) *s, int64_t l, int d, cons
     REAL *grad_reset_h = (REAL *)s->buf.grad_reset_h;
     const size_t gate_bytes = (size_t)G * sizeof(REAL);
 
-    if (s->panel_gemm) FN(pack_panels)(s, w_hh);
+    const REAL *w_hh = FN(prepare_recurrent_weights)(s, l, d);
     for (int64_t i = 0; i < B; i++) {
         if (s->grad_h_n) memcpy(dh + i * H, s->grad_h_n + ((l * D + d) * B + perm[i]) * H, (size_t)H * sizeof(REAL));
         else memset(dh + i * H, 0, (size_t)H * sizeof(REAL));
@@ -399,25 +407,26 @@ void FN(backward)(const fg_gru *gru, const fg_sequence *seq, const void *tape_ga
                     memcpy(grad_h0 + ((l * D + d) * B + buf->perm[i]) * H, dh + i * H, (size_t)H * sizeof(REAL));
             }
         }
-        const REAL *input = FN(layer_input_rows)(&s, l);
-        FN(weight_gradients)(&s, l, input, grads);
-
         /* dL/d(layer input) = dG_x . W_ih over both directions: the next layer down's output gradient,
-         * or the caller's grad_x, which takes (t, i) rows directly only when they are its layout. */
-        const fg_packed_layer *layer = &gru->layers[l];
-        const int64_t in = layer->input_size;
-        if (l == 0 && !grads->grad_x) break;
-        const int direct = l == 0 && !buf->active && !seq->batch_first;
-        REAL *target = direct ? (REAL *)grads->grad_x : grad_rows;
-        gemm(0, 0, rows, in, D * G, 1, (const REAL *)buf->grad_gates_x, D * G, (const REAL *)layer->weight_ih, in, 0,
-             target, in);
-        if (l == 0 && !direct) {
-            REAL *grad_x = (REAL *)grads->grad_x;
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t i = 0; i < B; i++)
-                    memcpy(grad_x + FN(caller_row)(seq, t, buf->perm[i]) * in, grad_rows + (t * B + i) * in,
-                           (size_t)in * sizeof(REAL));
+         * or the caller's grad_x, which takes (t, i) rows directly only when they are its layout. W_ih
+         * (D*3H, I_k), packed rows, is built from the panels into grad_weight, which the weight
+         * gradients below then overwrite: one pass over W_ih per call, against the GEMM's T*B. */
+        const int64_t in = gru->layers[l].input_size;
+        if (l > 0 || grads->grad_x) {
+            const int direct = l == 0 && !buf->active && !seq->batch_first;
+            REAL *target = direct ? (REAL *)grads->grad_x : grad_rows;
+            REAL *w_ih = (REAL *)buf->grad_weight;
+            FN(backward_weight_ih)(gru, l, w_ih);
+            gemm(0, 0, rows, in, D * G, 1, (const REAL *)buf->grad_gates_x, D * G, w_ih, in, 0, target, in);
+            if (l == 0 && !direct) {
+                REAL *grad_x = (REAL *)grads->grad_x;
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t i = 0; i < B; i++)
+                        memcpy(grad_x + FN(caller_row)(seq, t, buf->perm[i]) * in, grad_rows + (t * B + i) * in,
+                               (size_t)in * sizeof(REAL));
+            }
         }
+        FN(weight_gradients)(&s, l, FN(layer_input_rows)(&s, l), grads);
     }
 }
 

@@ -11,7 +11,7 @@
  *
  * Conventions: all arrays are row-major and contiguous, of the model's dtype unless said otherwise.
  * Sizes and indices are int64_t; byte counts are size_t. Gate order in every array the caller sees is
- * PyTorch's (r, z, n); the core repacks internally (see pack.c).
+ * PyTorch's (r, z, n); the core repacks internally (internal.h, "packed gate order").
  *
  * BLAS reaches the core as a table of row-major GEMM function pointers (fg_blas), passed into each
  * call that needs one (the backward pass; the forward pass runs on the core's own packed kernels). The
@@ -41,7 +41,8 @@ typedef enum fg_status {
     FG_ERR_WORKSPACE_TOO_SMALL, /* the caller's workspace is smaller than *_workspace_size said */
     FG_ERR_UNSUPPORTED,         /* a valid request the core does not implement (e.g. backward on int8) */
     FG_ERR_THREAD,              /* a worker thread could not be started */
-    FG_ERR_NO_BLAS              /* the fg_blas table lacks the routine this dtype needs */
+    FG_ERR_NO_BLAS,             /* the fg_blas table lacks the routine this dtype needs */
+    FG_ERR_INVALID_WEIGHTS      /* an int8 code outside -127..127, or a scale that is negative or not finite */
 } fg_status;
 
 /* A static, human-readable description of a status; never NULL. */
@@ -91,8 +92,18 @@ typedef struct fg_gru fg_gru; /* opaque: the packed model */
 fg_status fg_gru_create(const fg_spec *spec, const fg_layer_weights *weights, fg_gru **out);
 void fg_gru_destroy(fg_gru *gru); /* NULL is a no-op */
 const fg_spec *fg_gru_spec(const fg_gru *gru);
-/* Bytes held by the packed model (for the docs' memory figures). */
+/* Bytes the model holds: every weight once, as the panels the forward pass reads (W_ih and W_hh, the unit
+ * count rounded up to whole blocks of 8), and the biases three ways (as given, folded, and b_hn). The
+ * backward pass builds the row-major copies its GEMMs need in its own workspace, per call. */
 size_t fg_gru_packed_bytes(const fg_gru *gru);
+
+/* Writes a float model's weights back in the layout fg_gru_create took them in: weights[k * D + d]
+ * points at the caller's arrays, weight_ih (3H, I_k), weight_hh (3H, H), bias_ih, bias_hh (3H), of the
+ * spec's dtype, PyTorch's gate order (r, z, n). Every value comes back bit for bit as it was given (a
+ * NULL bias given to fg_gru_create comes back as zeros); a NULL bias pointer here skips that bias.
+ * FG_ERR_UNSUPPORTED for an int8 model (fg_gru_get_int8_weights). Reads the model only: it may run
+ * while other threads run the model. */
+fg_status fg_gru_get_weights(const fg_gru *gru, const fg_layer_weights *weights);
 
 /* How a packed model stores W_ih and W_hh. Activations (x, h0, outputs, states) are always the spec's
  * dtype; the format is about the weights only.
@@ -109,6 +120,33 @@ typedef enum fg_weight_format { FG_WEIGHTS_NATIVE = 0, FG_WEIGHTS_INT8 = 1 } fg_
  * other; fg_tape_size, a forward with a tape and fg_backward return FG_ERR_UNSUPPORTED. */
 fg_status fg_gru_quantize(const fg_gru *gru, fg_weight_format format, fg_gru **out);
 fg_weight_format fg_gru_weight_format(const fg_gru *gru);
+
+/* The weights of one (layer, direction) of an int8 model, portable: the same on every CPU and kernel
+ * set, in PyTorch's layout and gate order (r, z, n). Row j of a weight stands for scale[j] * codes[j]:
+ *   weight_ih (3H, I_k) int8 codes in -127..127, weight_ih_scale (3H) float32 >= 0, finite;
+ *   weight_hh (3H, H) and weight_hh_scale (3H) the same; bias_ih, bias_hh (3H) float32.
+ * (fg_gru_quantize makes scale = max|row| / 127 and codes = round-half-even(w / scale); any codes and
+ * scales in range are a valid model.) */
+typedef struct fg_int8_layer_weights {
+    int8_t *weight_ih;
+    float *weight_ih_scale;
+    int8_t *weight_hh;
+    float *weight_hh_scale;
+    float *bias_ih;
+    float *bias_hh;
+} fg_int8_layer_weights;
+
+/* Writes an int8 model's codes, scales and biases into the caller's arrays (weights[k * D + d]; a NULL
+ * bias pointer skips that bias). FG_ERR_UNSUPPORTED for a float model (fg_gru_get_weights). */
+fg_status fg_gru_get_int8_weights(const fg_gru *gru, const fg_int8_layer_weights *weights);
+
+/* An int8 model from codes, scales and biases (a NULL bias means zeros); the caller's arrays are not
+ * kept. fg_gru_create_int8 of what fg_gru_get_int8_weights wrote gives a model whose outputs are bitwise
+ * identical to the original's, on every kernel set and thread count. The spec must be float32 (the
+ * activations' dtype) with layer inputs and H within fg_gru_quantize's limits (else
+ * FG_ERR_UNSUPPORTED); FG_ERR_INVALID_WEIGHTS for a code of -128 or a scale that is negative, NaN or
+ * infinite. */
+fg_status fg_gru_create_int8(const fg_spec *spec, const fg_int8_layer_weights *weights, fg_gru **out);
 
 /* ---------------------------------------------------------------- BLAS table */
 

@@ -32,32 +32,59 @@ static inline int64_t fg_packed_index(int64_t hidden, int ngates, int gate, int6
     return ngates * start + gate * width + unit % FG_BLOCK;
 }
 
-/* One (layer, direction) of a packed model.
- *   weight_hh, linear-before-reset: (3H, H), rows in packed [r z n] order.
- *   weight_hh, reset-before: (2H, H) rows in packed [r z] order, then (H, H) W_hn in natural order,
- *              because W_hn multiplies r * h, which only exists once r is known.
- *   panels:    the recurrent weights again, transposed block by block for the fused step kernels:
- *              for unit block u, a (H, C) row-major panel with panel[k][g*8 + w] = W_hh[gate g, unit
- *              8u + w][k] (zero past the last unit). C = 24 ([r z n]) for linear-before-reset, 16
- *              ([r z]) for reset-before, whose W_hn panels (C = 8) are panels_n. A step then streams
- *              each block's weights once, contiguously, for every batch row it handles.
+/* A weight row (gate, unit) is column fg_panel_column of panel block fg_unit_block (fg_packed_direction);
+ * `gate` counts from the panel set's first gate (fg_panel_set). In a float panel set over `inputs`
+ * inputs with `columns` columns, its element k lies at fg_panel_index. */
+static inline int64_t fg_unit_block(int64_t unit) { return unit / FG_BLOCK; }
+static inline int fg_panel_column(int gate, int64_t unit) { return gate * FG_BLOCK + (int)(unit % FG_BLOCK); }
+static inline int64_t fg_panel_index(int64_t inputs, int columns, int gate, int64_t unit, int64_t k) {
+    return (fg_unit_block(unit) * inputs + k) * columns + fg_panel_column(gate, unit);
+}
+
+/* One (layer, direction) of a packed model. Each weight is held once, as panels: the layout the
+ * forward's kernels stream.
+ *   panels_ih: W_ih, for unit block u a (I_k, C = 24) row-major panel with panel[k][g*8 + w] =
+ *              W_ih[gate g, unit 8u + w][k] (zero past the last unit).
+ *   panels:    W_hh the same way, transposed block by block for the fused step kernels: for unit block
+ *              u, a (H, C) panel with panel[k][g*8 + w] = W_hh[gate g, unit 8u + w][k]. C = 24
+ *              ([r z n]) for linear-before-reset, 16 ([r z]) for reset-before, whose W_hn panels
+ *              (C = 8) are panels_n, because W_hn multiplies r * h, which only exists once r is known.
+ *              A step then streams each block's weights once, contiguously, for every batch row.
  *   bias_hn:   linear-before-reset only, natural order: b_hn stays inside r * (W_hn h + b_hn).
- * weight_ih / weight_hh (row-major, for the BLAS GEMMs of the backward pass) and the panels hold the
- * same numbers: the forward pass reads only the panels.
- * The row-major input weights of both directions of a layer are stacked in fg_packed_layer.weight_ih
- * so one backward GEMM serves both. */
+ *   bias_ih, bias_hh: the caller's biases as given (3H, natural order; zeros for NULL), kept so that
+ *              fg_gru_get_weights returns them bit for bit: the folded bias_x cannot be split back.
+ * fg_panel_index says where each weight lies. The backward pass's GEMMs want W_ih and W_hh row-major;
+ * it builds them from the panels into its own workspace on each call (backward_impl.h), so a model
+ * holds nothing beyond what the forward reads, and nothing in it is ever written after creation. */
 typedef struct fg_packed_direction {
-    void *panels_ih;        /* W_ih as panels: block u, row k (of I_k), column g*8 + w, C = 24 */
-    void *weight_hh;
+    void *panels_ih;
     void *panels;
     void *panels_n;
     void *bias_hn;
+    void *bias_ih;
+    void *bias_hh;
 } fg_packed_direction;
+
+/* The panel set of one direction that holds `gate` of W_ih (recurrent = 0) or W_hh (1), its column
+ * count, and the gate's index within the set (float and int8 models alike). */
+static inline void *fg_panel_set(const fg_packed_direction *dir, int recurrent, int lbr, int gate, int *columns,
+                                 int *set_gate) {
+    *set_gate = gate;
+    *columns = 3 * FG_BLOCK;
+    if (!recurrent) return dir->panels_ih;
+    if (lbr) return dir->panels;
+    if (gate < 2) {
+        *columns = 2 * FG_BLOCK;
+        return dir->panels;
+    }
+    *columns = FG_BLOCK;
+    *set_gate = 0;
+    return dir->panels_n;
+}
 
 typedef struct fg_packed_layer {
     int64_t input_size;     /* I_k */
-    void *weight_ih;        /* (D*3H, I_k): direction d in rows [d*3H, (d+1)*3H), packed order */
-    void *bias_x;           /* (D*3H): b_ih plus the parts of b_hh that can be folded in */
+    void *bias_x;           /* (D*3H), packed order: b_ih plus the parts of b_hh that can be folded in */
     fg_packed_direction directions[2];
 } fg_packed_layer;
 
@@ -69,13 +96,17 @@ struct fg_gru {
     size_t packed_bytes;
 };
 
+/* model.c: the checks of fg_gru_create's spec, and a model of `format` with every packed array
+ * allocated (zeroed) and assigned, its weights not yet written (the spec is checked). */
+fg_status fg_check_spec(const fg_spec *spec);
+fg_status fg_gru_allocate(const fg_spec *spec, fg_weight_format format, fg_gru **out);
+
 /* ---------------------------------------------------------------- int8 panels
  *
  * An int8 model (fg_gru_quantize, weight_format FG_WEIGHTS_INT8) is the same layout in another format:
  * the same fg_packed_layer / fg_packed_direction, the same unit blocks and panel columns (c = g*8 + w),
- * the same folded biases (float32), and the forward pass is the same template (forward_impl.h compiled
- * with FG_QUANTIZED). What changes:
- *   - weight_ih and weight_hh are NULL (they only serve the backward pass, which int8 models lack);
+ * the same biases (float32, folded and as given), and the forward pass is the same template
+ * (forward_impl.h compiled with FG_QUANTIZED). What changes:
  *   - panels_ih, panels and panels_n hold int8 panel blocks. Block u of a panel with C columns over K
  *     inputs is fg_i8_block_bytes(C, K) bytes, 64-byte aligned, starting at u * that:
  *         int32  column_sum[C]    sum over k of q[k][c] (the VNNI kernels' zero-point correction)
@@ -124,8 +155,9 @@ static inline int8_t fg_quantize_code(float v) {
     return (int8_t)code;
 }
 
-/* Number of unit blocks, and the width of block u. */
+/* Number of unit blocks, the first unit of block u, and its width. */
 static inline int64_t fg_num_blocks(int64_t hidden) { return (hidden + FG_BLOCK - 1) / FG_BLOCK; }
+static inline int64_t fg_block_start(int64_t block) { return block * FG_BLOCK; }
 static inline int fg_block_width(int64_t hidden, int64_t block) {
     int64_t left = hidden - block * FG_BLOCK;
     return (int)(left < FG_BLOCK ? left : FG_BLOCK);

@@ -18,6 +18,7 @@ const char *fg_status_string(fg_status status) {
     case FG_ERR_UNSUPPORTED: return "not supported";
     case FG_ERR_THREAD: return "a worker thread could not be started";
     case FG_ERR_NO_BLAS: return "the BLAS table lacks the GEMM for this dtype";
+    case FG_ERR_INVALID_WEIGHTS: return "an int8 code is outside -127..127, or a scale is negative or not finite";
     }
     return "unknown status";
 }

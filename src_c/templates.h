@@ -53,7 +53,8 @@
  *   forward_impl.h       REAL, SFX, [FG_QUANTIZED]   forward.c: f32, f64, i8
  *   backward_impl.h      REAL, SFX          backward.c: f32, f64
  *   backward_kernels_impl.h  REAL, SFX, ISA backward_kernels_avx2.c: f32, f64 (avx2)
- *   pack_impl.h          REAL, SFX          model.c: f32, f64
+ *   pack_impl.h          REAL, SFX          model.c: f32, f64 (pack_layer, pack_biases, unpack_layer,
+ *                                           backward_weight_ih, backward_weight_hh)
  *   gemm_reference_impl.h    REAL, SFX      gemm_reference.c: f32, f64
  *
  * Adding a kernel table (say `fg_kernels_avx512`, 512-bit vectors):
@@ -171,11 +172,29 @@ FG_INTERNAL void fg_panel_gemm_f64_avx2(int64_t rows, int64_t cols, int64_t K, c
                                         const double *panels, int64_t panel_stride, double *c, int64_t ldc);
 #endif
 
-/* model.c (pack_impl.h): one (layer, direction) of the caller's weights into the packed layout */
+/* model.c (pack_impl.h): one (layer, direction) of the caller's weights into the packed layout
+ * (pack_layer; pack_biases alone for int8 models) and back (unpack_layer); the backward's row-major
+ * operands built from the panels: W_ih of every direction of a layer stacked, (D*3H, I_k) in packed
+ * row order, and one direction's W_hh (3H, H) in the backward's row order, row-major or as column panels
+ * (pack_impl.h, weight_rows) */
 FG_INTERNAL void pack_layer_f32(const fg_spec *spec, const fg_layer_weights *w, int direction,
                                 fg_packed_layer *layer);
 FG_INTERNAL void pack_layer_f64(const fg_spec *spec, const fg_layer_weights *w, int direction,
                                 fg_packed_layer *layer);
+FG_INTERNAL void pack_biases_f32(const fg_spec *spec, const float *b_ih, const float *b_hh, int direction,
+                                 fg_packed_layer *layer);
+FG_INTERNAL void pack_biases_f64(const fg_spec *spec, const double *b_ih, const double *b_hh, int direction,
+                                 fg_packed_layer *layer);
+FG_INTERNAL void unpack_layer_f32(const fg_spec *spec, const fg_packed_layer *layer, int direction,
+                                  const fg_layer_weights *w);
+FG_INTERNAL void unpack_layer_f64(const fg_spec *spec, const fg_packed_layer *layer, int direction,
+                                  const fg_layer_weights *w);
+FG_INTERNAL void backward_weight_ih_f32(const fg_gru *gru, int64_t layer, float *dst);
+FG_INTERNAL void backward_weight_ih_f64(const fg_gru *gru, int64_t layer, double *dst);
+FG_INTERNAL void backward_weight_hh_f32(const fg_gru *gru, int64_t layer, int direction, float *dst,
+                                        int64_t row_stride, int64_t span, int64_t span_stride);
+FG_INTERNAL void backward_weight_hh_f64(const fg_gru *gru, int64_t layer, int direction, double *dst,
+                                        int64_t row_stride, int64_t span, int64_t span_stride);
 
 /* gemm_reference.c (gemm_reference_impl.h): the plain-loop GEMMs of fg_reference_blas */
 FG_INTERNAL void reference_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -84,6 +84,42 @@ def test_threads_calling_with_the_same_input_agree(rng):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+def test_threads_running_backward_on_a_shared_model_get_the_serial_gradients(rng, reset_after, dtype):
+    """A backward builds the row-major weights its GEMMs need from the model's panels into its own
+    workspace: concurrent backward calls (and forwards and weight reads beside them) on one model give
+    exactly the serial gradients."""
+    spec = GRUSpec(7, 21, 2, True, reset_after=reset_after, dtype=dtype)
+    gru = fastgru.GRU.from_spec(spec, random_weights(spec, rng))
+    weights = gru.weights
+    calls = []
+    for index in range(THREADS):
+        x, h0, lengths = random_inputs(spec, rng, 5 + 3 * index, 1 + index % 4, with_h0=index % 2 == 0,
+                                       with_lengths=index % 3 == 0)
+        calls.append((x, h0, lengths, rng.standard_normal((x.shape[0], x.shape[1], 2 * spec.hidden_size))))
+
+    def gradients(index):
+        x, h0, lengths, grad_output = calls[index]
+        # one thread per call: no worker pools, which would outlive these threads a moment and blur the
+        # thread counts of the pool tests after this one
+        _, _, tape = gru.forward(x, h0, lengths, return_tape=True, num_threads=1)
+        return gru.backward(tape, grad_output)
+
+    serial = [gradients(index) for index in range(THREADS)]
+
+    def work(index):
+        results = [gradients(index) for _ in range(2)]
+        read = gru.weights
+        assert all(read[name].tobytes() == value.tobytes() for name, value in weights.items())
+        return results
+
+    for index, repeats in enumerate(_run_in_threads(work)):
+        for grads in repeats:
+            for name, value in serial[index].items():
+                np.testing.assert_array_equal(grads[name], value, err_msg=f"thread {index}: {name}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_one_stream_per_thread_gets_the_serial_results(rng, dtype):
     spec = GRUSpec(6, 24, 2, False, reset_after=dtype == "float32", dtype=dtype)
     gru = fastgru.GRU.from_spec(spec, random_weights(spec, rng))

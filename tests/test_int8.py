@@ -326,11 +326,17 @@ def test_int8_model_is_smaller_and_reports_its_format(rng):
     spec = GRUSpec(64, 64, 2, True)
     model, quantized = _quantized(spec, random_weights(spec, rng))
     assert model.weight_format == "float32" and quantized.weight_format == "int8"
-    assert quantized.packed_bytes < model.packed_bytes / 6  # 1 byte per weight instead of 2 x 4
+    assert quantized.packed_bytes < model.packed_bytes / 3  # 1 byte per weight instead of 4
     assert repr(quantized).endswith(".quantize('int8')")
     assert quantized.spec == model.spec and quantized.dtype == np.float32
-    for name, value in quantized.weights.items():  # the float32 weights it was quantized from
-        np.testing.assert_array_equal(value, model.weights[name])
+    stored = quantized.int8_weights
+    for name, value in quantized.weights.items():  # dequantized: codes * scale, biases as they were
+        if name.startswith("weight"):
+            np.testing.assert_array_equal(value, stored[name].astype(np.float32) * stored[name + ".scale"][:, None])
+            # round to nearest: within half a scale step of the float32 weight it came from
+            assert np.all(np.abs(value - model.weights[name]) <= 0.5001 * stored[name + ".scale"][:, None])
+        else:
+            np.testing.assert_array_equal(value, model.weights[name])
 
 
 def test_int8_of_a_zero_input_and_zero_weights(rng):

@@ -1,5 +1,6 @@
-"""fastgru's own file (save/load round trip, bit-exact, readable with numpy alone; files of older
-versions), format detection in fastgru.load, and the textbook update convention h' = (1 - z) * h + z * n."""
+"""fastgru's own file (save/load round trip, bit-exact, readable with numpy alone; int8 models as their
+codes and scales, exactly; files of older versions), format detection in fastgru.load, and the textbook
+update convention h' = (1 - z) * h + z * n."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import fastgru
 from conftest import random_weights
 from fastgru.io import flip_update_gate
 from fastgru.io.load import sniff
-from fastgru.io.safetensors import write_safetensors
+from fastgru.io.safetensors import decode_safetensors, write_safetensors
 from fastgru.spec import GRUSpec
 
 SPECS = [
@@ -158,6 +159,107 @@ def test_bad_fastgru_files_name_file_and_tensor(rng, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:-20])
     with pytest.raises(ValueError, match=r"truncated\.fastgru.*(outside|truncated)"):
         fastgru.load(truncated)
+
+
+# ---------------------------------------------------------------------------------------------
+# int8 models: their codes and scales, exactly
+
+
+INT8_SPECS = [GRUSpec(3, 5), GRUSpec(4, 13, num_layers=2, bidirectional=True, batch_first=True),
+              GRUSpec(2, 9, bias=False, reset_after=False, gate_activation="hard_sigmoid", clip=3.0)]
+
+
+def _same_int8_model(loaded, quantized, rng):
+    assert loaded.weight_format == "int8" and loaded.spec == quantized.spec
+    stored = quantized.int8_weights
+    assert set(loaded.int8_weights) == set(stored)
+    for name, value in stored.items():
+        assert loaded.int8_weights[name].tobytes() == value.tobytes(), name
+    x = _x(quantized.spec, rng)
+    for actual, expected in zip(loaded(x), quantized(x)):
+        np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("spec", INT8_SPECS, ids=lambda s: f"L{s.num_layers}-D{s.num_directions}-{s.gate_activation}")
+def test_int8_models_save_and_pickle_their_codes_exactly(rng, tmp_path, spec):
+    import pickle
+
+    quantized = _gru(spec, rng).quantize()
+    path = tmp_path / "int8.fastgru"
+    quantized.save(path)
+    _same_int8_model(fastgru.load(path), quantized, rng)
+    _same_int8_model(pickle.loads(pickle.dumps(quantized)), quantized, rng)
+    # the file holds the codes (I8) and row scales (F32), not float weights
+    tensors, metadata = decode_safetensors(path.read_bytes())
+    assert json.loads(metadata["model"])["weight_format"] == "int8"
+    for name, shape in spec.weight_shapes().items():
+        if name.startswith("weight"):
+            assert tensors[name].dtype == np.int8 and tensors[name].shape == shape
+            assert tensors[name + ".scale"].dtype == np.float32 and tensors[name + ".scale"].shape == (shape[0],)
+        else:
+            assert tensors[name].dtype == np.float32
+    # a quarter of the float32 file, give or take the scales and the header
+    float_path = tmp_path / "float.fastgru"
+    _gru(spec, rng).save(float_path)
+    assert path.stat().st_size < 0.5 * float_path.stat().st_size + 1024
+
+
+def test_int8_codes_load_exactly_even_where_quantizing_again_would_differ(rng, tmp_path):
+    """Codes and scales that quantize() would not produce from their own dequantized weights (any codes in
+    range with any scales are a model) come back as they were: loading never quantizes again."""
+    spec = GRUSpec(3, 8)
+    weights = {}
+    for name, shape in spec.weight_shapes().items():
+        if name.startswith("weight"):
+            weights[name] = rng.integers(-60, 61, shape).astype(np.int8)  # max |code| < 127
+            weights[name + ".scale"] = rng.uniform(1e-3, 1e-2, shape[0]).astype(np.float32)
+        else:
+            weights[name] = rng.uniform(-0.1, 0.1, shape).astype(np.float32)
+    model = fastgru.GRU.from_int8_weights(spec, weights)
+    requantized = fastgru.GRU.from_spec(spec, model.weights).quantize()
+    assert not np.array_equal(requantized.int8_weights["weight_hh_l0"], weights["weight_hh_l0"])
+    model.save(tmp_path / "model.fastgru")
+    _same_int8_model(fastgru.load(tmp_path / "model.fastgru"), model, rng)
+
+
+def _write_gru_model(path, spec, tensors, weight_format):
+    """A fastgru file of a GRU described under "model" (how int8 GRUs are stored)."""
+    config = {"class": "GRU", "spec": spec.to_dict(), "weight_format": weight_format}
+    write_safetensors(path, tensors, {"format": "fastgru", "format_version": "1", "model": json.dumps(config)})
+
+
+def test_files_flagging_int8_over_float_weights_still_load(rng, tmp_path):
+    """The form earlier fastgru versions wrote: float32 weights under "weight_format": "int8", quantized
+    on load (deterministic, so the same int8 model)."""
+    spec = GRUSpec(3, 5)
+    gru = _gru(spec, rng)
+    path = tmp_path / "flagged.fastgru"
+    _write_gru_model(path, spec, gru.weights, "int8")
+    _same_int8_model(fastgru.load(path), gru.quantize(), rng)
+
+
+def test_bad_int8_files_name_file_and_tensor(rng, tmp_path):
+    spec = GRUSpec(3, 5)
+    stored = dict(_gru(spec, rng).quantize().int8_weights)
+    codes = dict(stored, weight_hh_l0=np.full((15, 5), -128, np.int8))
+    _write_gru_model(tmp_path / "codes.fastgru", spec, codes, "int8")
+    with pytest.raises(ValueError, match=r"codes\.fastgru.*'weight_hh_l0'.*-127..127"):
+        fastgru.load(tmp_path / "codes.fastgru")
+    scales = dict(stored, **{"weight_ih_l0.scale": np.full(15, -1.0, np.float32)})
+    _write_gru_model(tmp_path / "scales.fastgru", spec, scales, "int8")
+    with pytest.raises(ValueError, match=r"scales\.fastgru.*'weight_ih_l0.scale'.*negative"):
+        fastgru.load(tmp_path / "scales.fastgru")
+    missing = {name: value for name, value in stored.items() if name != "weight_hh_l0.scale"}
+    _write_gru_model(tmp_path / "missing.fastgru", spec, missing, "int8")
+    with pytest.raises(ValueError, match=r"missing\.fastgru.*weight_hh_l0.scale"):
+        fastgru.load(tmp_path / "missing.fastgru")
+    _write_gru_model(tmp_path / "int4.fastgru", spec, stored, "int4")
+    with pytest.raises(ValueError, match=r"int4\.fastgru.*weight_format 'int4'"):
+        fastgru.load(tmp_path / "int4.fastgru")
+    f64 = GRUSpec(3, 5, dtype="float64")
+    _write_gru_model(tmp_path / "f64.fastgru", f64, stored, "int8")
+    with pytest.raises(ValueError, match=r"f64\.fastgru.*float64"):
+        fastgru.load(tmp_path / "f64.fastgru")
 
 
 # ---------------------------------------------------------------------------------------------

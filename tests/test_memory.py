@@ -193,3 +193,45 @@ def test_forward_at_b64_t2000_h512_runs_in_bounded_memory(tmp_path):
     assert extra - results < workspace + (48 << 20), (
         f"peak grew {extra / 2**20:.0f} MiB for {results / 2**20:.0f} MiB of results and a "
         f"{workspace / 2**20:.1f} MiB workspace")
+
+
+# ---------------------------------------------------------------------------------------------
+# what a model holds (docs/errors.md, "Memory"; README, "Memory")
+
+
+def test_models_hold_their_weights_once(tmp_path):
+    """Resident memory grows by about packed_bytes per model built, in a fresh process: the weights once,
+    as the core's panels, with no second row-major copy in the core and no copy in Python (which
+    together made three); int8 models built by quantize() keep nothing of the float32 model."""
+    script = textwrap.dedent("""
+        import gc, resource, numpy as np, fastgru
+        from fastgru.spec import GRUSpec
+        def resident():
+            gc.collect()
+            with open("/proc/self/statm") as statm:
+                return int(statm.read().split()[1]) * resource.getpagesize()
+        spec = GRUSpec(384, 384, 1, False, dtype="float32")
+        rng = np.random.default_rng(0)
+        weights = {name: rng.uniform(-0.05, 0.05, shape).astype(np.float32)
+                   for name, shape in spec.weight_shapes().items()}
+        nbytes = sum(a.nbytes for a in weights.values())
+        fastgru.GRU.from_spec(spec, weights).quantize()  # load everything once
+        before = resident()
+        floats = [fastgru.GRU.from_spec(spec, weights) for _ in range(16)]
+        middle = resident()
+        int8 = [fastgru.GRU.from_spec(spec, weights).quantize() for _ in range(16)]
+        after = resident()
+        x = np.ones((2, 1, 384), np.float32)
+        assert all(np.isfinite(m(x)[0]).all() for m in floats + int8)
+        print(middle - before, after - middle, sum(m.packed_bytes for m in floats),
+              sum(m.packed_bytes for m in int8), 16 * nbytes)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    float_growth, int8_growth, float_packed, int8_packed, given = map(int, result.stdout.split())
+    slack = 16 << 20  # allocator caching of the transient copies check_weights makes, interpreter noise
+    assert given <= float_packed < 1.02 * given  # 384 is a multiple of the 8-unit block: no padding
+    assert float_growth < float_packed + slack, f"{float_growth / 2**20:.0f} MiB for {float_packed / 2**20:.0f} MiB"
+    assert int8_packed < float_packed / 3
+    assert int8_growth < int8_packed + slack, f"{int8_growth / 2**20:.0f} MiB for {int8_packed / 2**20:.0f} MiB"

@@ -49,7 +49,7 @@ def test_forward_matches_torch(torch, rng, layers, bidirectional, batch_first, w
 
 
 def test_one_unit_step_by_hand():
-    """H = I = 1, one step, numbers written out from DESIGN.md section 1."""
+    """H = I = 1, one step, numbers written out from the formulas of docs/design.md, "The GRU"."""
     weights = {
         "weight_ih_l0": np.array([[1.0], [2.0], [3.0]]),
         "weight_hh_l0": np.array([[0.5], [-1.0], [2.0]]),

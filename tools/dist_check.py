@@ -25,8 +25,8 @@ from pathlib import Path
 # into every sdist.
 NOT_IN_SDIST = [".ci/*", ".gitignore"]
 SDIST_METADATA = {"PKG-INFO", "setup.cfg", "fastgru.egg-info/PKG-INFO", "fastgru.egg-info/SOURCES.txt",
-                  "fastgru.egg-info/dependency_links.txt", "fastgru.egg-info/requires.txt",
-                  "fastgru.egg-info/top_level.txt"}
+                  "fastgru.egg-info/dependency_links.txt", "fastgru.egg-info/entry_points.txt",
+                  "fastgru.egg-info/requires.txt", "fastgru.egg-info/top_level.txt"}
 # What a build generates: never in an sdist or a wheel.
 GENERATED = ["*.c", "*.so", "*.o", "*.pyd", "*.py[cod]", "bench/results/*", "build/*"]
 
@@ -58,9 +58,10 @@ def check_sdist(sdist: str, tracked_list: str) -> int:
         members = [member.name for member in archive.getmembers() if member.isfile()]
     root = members[0].split("/", 1)[0]
     held = {name.split("/", 1)[1] for name in members}
-    # C sources in src_c/ and tests/c/ are the project's own; only Cython's output is generated
+    # C sources in src_c/, tests/c/ and bench/ (its measuring loops) are the project's own; only Cython's
+    # output is generated
     generated = {name for name in held
-                 if _matches(name, GENERATED) and not name.startswith(("src_c/", "tests/c/"))}
+                 if _matches(name, GENERATED) and not name.startswith(("src_c/", "tests/c/", "bench/"))}
     expected = {name for name in tracked if not _matches(name, NOT_IN_SDIST)} | SDIST_METADATA
     status = _report(f"sdist {root}", expected - held, (held - expected) | generated)
     if status == 0:
@@ -166,12 +167,27 @@ def smoke(modules_list: str | None) -> int:
         path = Path(directory) / "gru.fastgru"
         gru.save(path)
         loaded = fastgru.load(path)
+        report = _console_script("inspect", str(path), "--json")
+    assert report["parameters"] == sum(value.size for value in gru.weights.values()), report
+    print(f"the fastgru console script ({sysconfig.get_path('scripts')}): inspect reads the saved file")
     for name, value in gru.weights.items():
         np.testing.assert_array_equal(loaded.weights[name], value, err_msg=f"loaded {name}")
     np.testing.assert_array_equal(loaded(x, lengths=lengths)[0], gru(x, lengths=lengths)[0], err_msg="loaded model")
     print("save -> load: same weights, same output")
 
     return check_installed(package_dir, package_modules(_tracked(modules_list)) if modules_list else None)
+
+
+def _console_script(*args: str) -> dict:
+    """The JSON that the installed ``fastgru`` command (the wheel's entry point) prints for ``args``."""
+    import json
+    import subprocess
+
+    script = Path(sysconfig.get_path("scripts")) / "fastgru"
+    result = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} exited with {result.returncode}: {result.stderr}")
+    return json.loads(result.stdout)
 
 
 def main(argv=None) -> int:

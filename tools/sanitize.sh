@@ -9,9 +9,9 @@
 # 2. Builds tests/c/test_core.c and tests/c/test_pool.c against src_c/*.c with the same sanitizers
 #    and runs them with leak detection on: no Python there, so any leak is the core's.
 # 3. Runs the pytest files that drive the core (forward, backward when the core has it, bad input,
-#    properties with few examples, concurrency, streaming) on the sanitized extension, with libasan
-#    preloaded into the Python interpreter. Leak detection is off there: CPython and numpy keep memory
-#    until exit by design. A pytest plugin checks that `import fastgru` is the sanitized build.
+#    properties with few examples, concurrency, streaming, weights out and int8 codes in) on the
+#    sanitized extension, with libasan preloaded into the Python interpreter. Leak detection is off
+#    there: CPython and numpy keep memory until exit by design. A pytest plugin checks that `import fastgru` is the sanitized build.
 # Any sanitizer report aborts the process it happens in, and the script exits nonzero.
 #
 # Environment: PYTHON (default python3), CC (default cc), FASTGRU_HYPOTHESIS_EXAMPLES (default 10),
@@ -87,7 +87,7 @@ EOF
 
 TESTS=()
 for file in tests/test_forward.py tests/test_bad_input.py tests/test_properties.py tests/test_concurrency.py \
-    tests/test_stream.py; do
+    tests/test_stream.py tests/test_weights.py; do
     if [ -e "$WORK/$file" ]; then TESTS+=("$file"); fi
 done
 # the backward tests once the core has a backward pass

@@ -109,6 +109,34 @@ def read_keras_gru(obj, *, layer=None, keras_version=None, **overrides):
     return GRUDescription(spec, weights, found.source)
 
 
+def file_layers(path) -> dict:
+    """What a Keras file records, read before any layer is converted (for reports such as ``fastgru
+    inspect``, which also list the layers of a file that fastgru refuses): ``{"keras_version": str or None,
+    "has_config": bool, "layers": [{"name", "class", "unsupported": None or why}, ...]}`` in the file's
+    order, without InputLayer and the mask operations of a functional graph. ``unsupported`` judges the
+    class only; a supported class may still be refused for an option (the importer's error says which)."""
+    found = _gather_file(os.fspath(path))
+    layers = []
+    for record in found.records:
+        kind, config = record["class_name"], record["config"]
+        if kind in _MASK_OPS + ("InputLayer",):
+            continue
+        inner = config.get("layer", {}).get("class_name") if isinstance(config.get("layer"), dict) else None
+        why = record.get("unsupported")
+        if why is None and kind == "?":
+            why = "weights without a config (their layer's class and options are not in the file)"
+        elif why is None and kind == "Bidirectional" and found.has_config and inner != "GRU":
+            why = f"Bidirectional({inner}) is not a layer fastgru imports"
+        elif why is None and kind == "TimeDistributed" and inner not in ("Dense", "Activation", *_IDENTITY):
+            why = f"TimeDistributed({inner}) is not a layer fastgru imports"
+        elif why is None and kind not in _RECURRENT + _HEAD_CLASSES:
+            why = f"{kind} is not a layer fastgru imports"
+        shown = "unknown" if kind == "?" else kind if inner is None else f"{kind}({inner})"
+        layers.append({"name": record["name"], "class": shown,
+                       "unsupported": why})
+    return {"keras_version": found.version, "has_config": found.has_config, "layers": layers}
+
+
 def __getattr__(name):
     raise replaced(__name__, name, {
         "from_keras": "fastgru.Model.from_keras(obj) (Keras' calling convention) or fastgru.GRU.from_keras(obj) "

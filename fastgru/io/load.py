@@ -1,10 +1,14 @@
 """`load(path, **options)`: recognises the file by its first bytes, then by its extension, and hands it to
-the importer for that format. The top of `fastgru.io`: it builds the objects the importers describe."""
+the importer for that format. The top of `fastgru.io`: it builds the objects the importers describe.
+`describe` stops before building (the ``fastgru inspect`` command reads files that way) and `build`
+finishes the job."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
+from typing import NamedTuple
 
 from fastgru.io.safetensors import looks_like_safetensors
 
@@ -54,6 +58,14 @@ def sniff(path) -> str:
     raise ValueError(f"{path}: unrecognised file (not torch, safetensors, .keras, .h5, .onnx or a fastgru file)")
 
 
+class FileDescription(NamedTuple):
+    """What `describe` found in a file, before anything is built (`build` builds it)."""
+
+    kind: str  # "fastgru" (its own file), "safetensors" or "torch" (state dicts), "npz", "keras", "h5", "onnx"
+    description: object  # a GRUDescription (state dicts, npz), else (config, arrays, source): a Model or fastgru file
+    path: str
+
+
 def load(path, **options):
     """Loads a model from any supported file; ``options`` go to the importer for that format.
 
@@ -70,10 +82,37 @@ def load(path, **options):
     ===============================  ======================  ===================================  =============
 
     torch state dicts, safetensors and ``.npz`` archives also take ``initial_state="<name>"``, the tensor
-    of a learned h0.
+    of a learned h0. ``load(path)`` is ``build(describe(path))``.
     """
+    return build(describe(path, **options))
+
+
+def describe(path, **options) -> FileDescription:
+    """What the file holds, as the importer for its format describes it (`FileDescription`), without
+    building a model; ``options`` as for `load`. Errors as for `load`."""
+    with _errors_name(path):
+        return _describe(os.fspath(path), **options)
+
+
+def build(found: FileDescription):
+    """The `fastgru.GRU` or `fastgru.Model` that `describe` found."""
+    from fastgru.model import GRU
+    from fastgru.whole_model import Model
+
+    with _errors_name(found.path):
+        if found.kind == "fastgru":
+            from fastgru.io import native
+
+            return native.build(*found.description)
+        if found.kind in ("torch", "safetensors", "npz"):
+            return GRU._from_description(found.description)
+        return Model._from_portable(*found.description)
+
+
+@contextlib.contextmanager
+def _errors_name(path):
     try:
-        return _load(path, **options)
+        yield
     except (ImportError, MemoryError, TypeError, FileNotFoundError, PermissionError):
         raise  # a missing optional package, a bad option, no such file: not a damaged file
     except Exception as error:
@@ -84,31 +123,32 @@ def load(path, **options):
         raise ValueError(f"{os.fspath(path)}: not a readable weight file ({type(error).__name__}: {error})") from error
 
 
-def _load(path, **options):
-    from fastgru.model import GRU
-    from fastgru.whole_model import Model
-
+def _describe(path: str, **options) -> FileDescription:
     kind = sniff(path)
     if kind == "safetensors":
         from fastgru.io import native
         from fastgru.io.safetensors import decode_safetensors
 
-        with open(os.fspath(path), "rb") as file:
+        with open(path, "rb") as file:
             data = file.read()
-        if decode_safetensors(data, os.fspath(path))[1].get("format") == native.FORMAT:
+        if decode_safetensors(data, path)[1].get("format") == native.FORMAT:
             if options:
-                raise TypeError(f"{os.fspath(path)}: a fastgru file holds its own description; options "
+                raise TypeError(f"{path}: a fastgru file holds its own description; options "
                                 f"{sorted(options)} do not apply")
-            return native.loads(data, os.fspath(path))
-        kind = "torch"  # a state dict with torch's names (read_torch_file reads safetensors with numpy)
-    if kind == "torch":
+            return FileDescription("fastgru", (*native.parse(data, path), path), path)
+        # a state dict with torch's names (read_torch_file reads safetensors with numpy)
+    if kind in ("torch", "safetensors"):
         from fastgru.io.torch import read_torch_file
 
-        return GRU._from_description(read_torch_file(path, **options))
+        return FileDescription(kind, read_torch_file(path, **options), path)
     if kind == "npz":
         from fastgru.io.npz import read_npz_gru
 
-        return GRU._from_description(read_npz_gru(path, **options))
+        return FileDescription(kind, read_npz_gru(path, **options), path)
     if kind in ("keras", "h5"):
-        return Model.from_keras(os.fspath(path), **options)
-    return Model.from_onnx(os.fspath(path), **options)
+        from fastgru.io.keras import read_keras
+
+        return FileDescription(kind, read_keras(path, **options), path)
+    from fastgru.io.onnx import read_onnx
+
+    return FileDescription(kind, read_onnx(path, **options), path)

@@ -9,10 +9,13 @@ Layout (readable with numpy and ``json`` alone, or with any safetensors reader):
   - ``"model": <JSON>`` for anything else: ``{"class": "Model", "convention", "name", "layers": [{"class",
     "name", "config"}, ...]}`` with the tensors of layer i named ``layers.<i>.<name>`` (a recurrent
     layer's config holds its GRU's ``{"class": "GRU", "spec", "weight_format"}``), or ``{"class": "GRU",
-    ...}`` for a GRU that carries more than float weights: int8 (its float32 weights; loading quantizes
-    them again, deterministically) or a learned initial state, the tensor ``initial_state`` (L*D, H)
-    beside the weights (optional: a file without it loads with none; ``GRU._portable`` decides what a
-    GRU stores, so a Model's GRU layers keep theirs too).
+    ...}`` for a GRU that carries more than float weights: int8 (``"weight_format": "int8"``: its int8
+    codes as I8 tensors under the weights' names, their float32 row scales as ``<name>.scale`` and the
+    float32 biases, loaded exactly, never quantized again; docs/int8.md, "Stored int8 models"; files
+    that hold float32 weights under that flag, as fastgru wrote them before, are quantized on load) or a
+    learned initial state, the tensor ``initial_state`` (L*D, H) beside the weights (optional: a file
+    without it loads with none; ``GRU._portable`` decides what a GRU stores, so a Model's GRU layers keep
+    theirs too).
 - ``"crc32"`` in every file this fastgru writes: the CRC-32 of the whole file with this value read as
   ``00000000`` (eight hex digits, so writing it moves no byte). A file whose bytes were truncated or
   changed anywhere raises ValueError on load instead of loading other weights; files without ``crc32``
@@ -191,9 +194,14 @@ def loads(data: bytes, label: str = _DEFAULT_LABEL):
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{label}: expected the bytes written by fastgru.io.native.dumps, got {type(data).__name__}")
-    config, arrays = parse(bytes(data), label)
-    build = _BUILDERS.get(config["class"])
-    if build is None:
+    return build(*parse(bytes(data), label), label)
+
+
+def build(config: dict, arrays: dict, label: str):
+    """The object a parsed description (`parse`) stands for, built by the constructor registered for its
+    class; errors name ``label``."""
+    builder = _BUILDERS.get(config["class"])
+    if builder is None:
         raise ValueError(f"{label}: unknown object class {config['class']!r} in metadata "
                          f"(this fastgru builds {sorted(_BUILDERS)})")
-    return build(config, arrays, label)
+    return builder(config, arrays, label)

@@ -14,7 +14,11 @@
  *   - the floating-point control word is restored after a call;
  *   - fg_backward, when the core has it, against finite differences;
  *   - int8 models (fg_gru_quantize): refusals, closeness to the reference, identical bits from every
- *     kernel set and thread count, fg_step equal to fg_forward.
+ *     kernel set and thread count, fg_step equal to fg_forward;
+ *   - the weights out again: fg_gru_get_weights returns what fg_gru_create took, bit for bit, and a
+ *     float model holds them once (fg_gru_packed_bytes); an int8 model's codes and scales out
+ *     (fg_gru_get_int8_weights) and back in (fg_gru_create_int8) give the same bits on every kernel
+ *     set; bad codes and scales, NULLs and wrong formats are refused.
  *
  * The last line printed is "N passed, N failed"; the exit status is nonzero on any failure.
  * Build: cc -std=c11 -D_POSIX_C_SOURCE=200809L -Isrc_c tests/c/test_core.c src_c/[a-z]*.c -lm -pthread */
@@ -71,7 +75,7 @@ static void skip(const char *why) {
 static const fg_status ALL_STATUSES[] = {
     FG_OK, FG_ERR_NULL_POINTER, FG_ERR_INVALID_SIZE, FG_ERR_INVALID_LENGTHS, FG_ERR_INVALID_SPEC,
     FG_ERR_SIZE_OVERFLOW, FG_ERR_OUT_OF_MEMORY, FG_ERR_WORKSPACE_TOO_SMALL, FG_ERR_UNSUPPORTED,
-    FG_ERR_THREAD, FG_ERR_NO_BLAS,
+    FG_ERR_THREAD, FG_ERR_NO_BLAS, FG_ERR_INVALID_WEIGHTS,
 };
 #define NUM_STATUSES (sizeof ALL_STATUSES / sizeof ALL_STATUSES[0])
 
@@ -1373,6 +1377,297 @@ static void test_int8_models(void) {
     }
 }
 
+/* ---------------------------------------------------------------- weights out and back in */
+
+/* fg_gru_get_weights returns every array fg_gru_create took, bit for bit; a NULL bias given comes back
+ * as zeros and a NULL bias asked for is skipped; the model holds each weight once. */
+static void test_weights_come_back_bit_for_bit(void) {
+    current_test = "weights_come_back_bit_for_bit";
+    const int64_t sizes[][3] = {{1, 1, 1}, {5, 3, 2}, {7, 13, 3}, {16, 16, 1}, {3, 9, 2}}; /* I, H, L */
+    for (int dtype = 0; dtype < 2; dtype++)
+        for (int variant = 0; variant < 2; variant++)
+            for (int dirs = 1; dirs <= 2; dirs++)
+                for (int has_bias = 0; has_bias < 2; has_bias++)
+                    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+                        model_case m;
+                        fg_spec spec = make_spec(sizes[s][0], sizes[s][1], sizes[s][2], dirs, (fg_dtype)dtype,
+                                                 (fg_variant)variant, 0, 0);
+                        CHECK_STATUS(model_init(&m, spec, has_bias, 1.5), FG_OK);
+                        const int64_t H = spec.hidden_size, LD = spec.num_layers * dirs;
+                        const size_t elem = dtype_size(spec.dtype);
+                        /* a signed zero where a lossy path would lose it */
+                        if (dtype == FG_FLOAT32) ((float *)m.typed_weights[0][1])[0] = -0.0f;
+                        else ((double *)m.typed_weights[0][1])[0] = -0.0;
+                        fg_gru_destroy(m.gru);
+                        CHECK_STATUS(fg_gru_create(&m.spec, m.table, &m.gru), FG_OK);
+                        fg_layer_weights out[MAX_LD];
+                        size_t weight_bytes = 0;
+                        for (int64_t i = 0; i < LD; i++) {
+                            const int64_t in = layer_input(&spec, i / dirs);
+                            out[i].weight_ih = xmalloc((size_t)(3 * H * in) * elem);
+                            out[i].weight_hh = xmalloc((size_t)(3 * H * H) * elem);
+                            out[i].bias_ih = xmalloc((size_t)(3 * H) * elem);
+                            out[i].bias_hh = i == 0 ? NULL : xmalloc((size_t)(3 * H) * elem); /* skipped */
+                            weight_bytes += (size_t)(3 * H * (in + H)) * elem;
+                        }
+                        CHECK_STATUS(fg_gru_get_weights(m.gru, out), FG_OK);
+                        int same = 1, zeros = 1;
+                        for (int64_t i = 0; i < LD; i++) {
+                            const int64_t in = layer_input(&spec, i / dirs);
+                            same &= same_bits(out[i].weight_ih, m.typed_weights[i][0], (size_t)(3 * H * in) * elem);
+                            same &= same_bits(out[i].weight_hh, m.typed_weights[i][1], (size_t)(3 * H * H) * elem);
+                            for (int b = 0; b < 2; b++) {
+                                const void *got = b ? out[i].bias_hh : out[i].bias_ih;
+                                if (!got) continue;
+                                if (has_bias) same &= same_bits(got, m.typed_weights[i][2 + b], (size_t)(3 * H) * elem);
+                                else
+                                    for (int64_t j = 0; j < 3 * H; j++) zeros &= value_at(got, j, spec.dtype) == 0;
+                            }
+                        }
+                        CHECK(same && zeros, "dtype=%d variant=%d D=%d bias=%d I=%lld H=%lld L=%lld: weights differ",
+                              dtype, variant, dirs, has_bias, (long long)sizes[s][0], (long long)H,
+                              (long long)sizes[s][2]);
+                        /* once: the panels round the units up to blocks of 8; biases are a few rows */
+                        const int64_t padded = (H + 7) / 8 * 8;
+                        const size_t bound = weight_bytes * (size_t)padded / (size_t)H + (size_t)(LD * 10 * H) * elem +
+                                             (size_t)(LD * 7 + spec.num_layers * 3) * 64;
+                        CHECK(fg_gru_packed_bytes(m.gru) >= weight_bytes && fg_gru_packed_bytes(m.gru) <= bound,
+                              "packed bytes %zu for %zu bytes of weights (bound %zu)", fg_gru_packed_bytes(m.gru),
+                              weight_bytes, bound);
+                        for (int64_t i = 0; i < LD; i++) {
+                            free(out[i].weight_ih);
+                            free(out[i].weight_hh);
+                            free(out[i].bias_ih);
+                            free(out[i].bias_hh);
+                        }
+                        model_free(&m);
+                    }
+}
+
+static void test_get_weights_rejects_bad_arguments(void) {
+    current_test = "get_weights_rejects_bad_arguments";
+    model_case m;
+    CHECK_STATUS(model_init(&m, make_spec(3, 4, 1, 1, FG_FLOAT32, FG_LINEAR_BEFORE_RESET, 0, 0), 1, 0.5), FG_OK);
+    float w_ih[12 * 3], w_hh[12 * 4];
+    memset(w_ih, 0x5a, sizeof w_ih);
+    fg_layer_weights out = {w_ih, w_hh, NULL, NULL};
+    CHECK_STATUS(fg_gru_get_weights(NULL, &out), FG_ERR_NULL_POINTER);
+    CHECK_STATUS(fg_gru_get_weights(m.gru, NULL), FG_ERR_NULL_POINTER);
+    fg_layer_weights no_hh = {w_ih, NULL, NULL, NULL};
+    CHECK_STATUS(fg_gru_get_weights(m.gru, &no_hh), FG_ERR_NULL_POINTER);
+    CHECK(((unsigned char *)w_ih)[0] == 0x5a, "a refused call writes nothing");
+    fg_gru *q = NULL;
+    CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_OK);
+    CHECK_STATUS(fg_gru_get_weights(q, &out), FG_ERR_UNSUPPORTED);
+    int8_t codes_ih[12 * 3], codes_hh[12 * 4];
+    float scale_ih[12], scale_hh[12];
+    fg_int8_layer_weights int8_out = {codes_ih, scale_ih, codes_hh, scale_hh, NULL, NULL};
+    CHECK_STATUS(fg_gru_get_int8_weights(m.gru, &int8_out), FG_ERR_UNSUPPORTED);
+    CHECK_STATUS(fg_gru_get_int8_weights(NULL, &int8_out), FG_ERR_NULL_POINTER);
+    CHECK_STATUS(fg_gru_get_int8_weights(q, NULL), FG_ERR_NULL_POINTER);
+    for (int missing = 0; missing < 4; missing++) {
+        fg_int8_layer_weights partial = int8_out;
+        if (missing == 0) partial.weight_ih = NULL;
+        if (missing == 1) partial.weight_ih_scale = NULL;
+        if (missing == 2) partial.weight_hh = NULL;
+        if (missing == 3) partial.weight_hh_scale = NULL;
+        CHECK_STATUS(fg_gru_get_int8_weights(q, &partial), FG_ERR_NULL_POINTER);
+    }
+    CHECK_STATUS(fg_gru_get_int8_weights(q, &int8_out), FG_OK);
+    fg_gru_destroy(q);
+    model_free(&m);
+}
+
+/* One int8 model's arrays, allocated for a spec. */
+typedef struct int8_arrays {
+    fg_int8_layer_weights table[MAX_LD];
+} int8_arrays;
+
+static void int8_arrays_init(int8_arrays *a, const fg_spec *spec, int with_bias) {
+    const int64_t H = spec->hidden_size, LD = spec->num_layers * spec->num_directions;
+    memset(a, 0, sizeof *a);
+    for (int64_t i = 0; i < LD; i++) {
+        const int64_t in = layer_input(spec, i / spec->num_directions);
+        a->table[i].weight_ih = (int8_t *)xmalloc((size_t)(3 * H * in));
+        a->table[i].weight_ih_scale = (float *)xmalloc((size_t)(3 * H) * sizeof(float));
+        a->table[i].weight_hh = (int8_t *)xmalloc((size_t)(3 * H * H));
+        a->table[i].weight_hh_scale = (float *)xmalloc((size_t)(3 * H) * sizeof(float));
+        a->table[i].bias_ih = with_bias ? (float *)xmalloc((size_t)(3 * H) * sizeof(float)) : NULL;
+        a->table[i].bias_hh = with_bias ? (float *)xmalloc((size_t)(3 * H) * sizeof(float)) : NULL;
+    }
+}
+
+static int int8_arrays_equal(const int8_arrays *a, const int8_arrays *b, const fg_spec *spec) {
+    const int64_t H = spec->hidden_size, LD = spec->num_layers * spec->num_directions;
+    int same = 1;
+    for (int64_t i = 0; i < LD; i++) {
+        const int64_t in = layer_input(spec, i / spec->num_directions);
+        same &= same_bits(a->table[i].weight_ih, b->table[i].weight_ih, (size_t)(3 * H * in));
+        same &= same_bits(a->table[i].weight_hh, b->table[i].weight_hh, (size_t)(3 * H * H));
+        same &= same_bits(a->table[i].weight_ih_scale, b->table[i].weight_ih_scale, (size_t)(3 * H) * sizeof(float));
+        same &= same_bits(a->table[i].weight_hh_scale, b->table[i].weight_hh_scale, (size_t)(3 * H) * sizeof(float));
+        if (a->table[i].bias_ih && b->table[i].bias_ih) {
+            same &= same_bits(a->table[i].bias_ih, b->table[i].bias_ih, (size_t)(3 * H) * sizeof(float));
+            same &= same_bits(a->table[i].bias_hh, b->table[i].bias_hh, (size_t)(3 * H) * sizeof(float));
+        }
+    }
+    return same;
+}
+
+static void int8_arrays_free(int8_arrays *a) {
+    for (int i = 0; i < MAX_LD; i++) {
+        free(a->table[i].weight_ih);
+        free(a->table[i].weight_ih_scale);
+        free(a->table[i].weight_hh);
+        free(a->table[i].weight_hh_scale);
+        free(a->table[i].bias_ih);
+        free(a->table[i].bias_hh);
+    }
+    memset(a, 0, sizeof *a);
+}
+
+/* fg_gru_create_int8 of fg_gru_get_int8_weights: the same arrays again and the same output bits on every
+ * kernel set; the codes are those of docs/int8.md. */
+static void test_int8_weights_round_trip_exactly(void) {
+    current_test = "int8_weights_round_trip_exactly";
+    const int64_t cases[][5] = {{5, 19, 2, 2, 0}, {33, 8, 1, 1, 1}, {2, 3, 3, 1, 0}, {17, 45, 1, 2, 1}}; /* I H L D variant */
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        model_case m;
+        fg_spec spec = make_spec(cases[k][0], cases[k][1], cases[k][2], cases[k][3], FG_FLOAT32, (fg_variant)cases[k][4],
+                                 k % 2 ? 2 : 0, k % 2 ? 0.9 : 0);
+        CHECK_STATUS(model_init(&m, spec, 1, 0.6), FG_OK);
+        fg_gru *q = NULL, *rebuilt = NULL;
+        CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_OK);
+        int8_arrays first, second;
+        int8_arrays_init(&first, &spec, 1);
+        int8_arrays_init(&second, &spec, 1);
+        CHECK_STATUS(fg_gru_get_int8_weights(q, first.table), FG_OK);
+        /* the documented codes of the first row of W_hh of layer 0 */
+        const double *row = m.weights[0][1];
+        double largest = 0;
+        for (int64_t j = 0; j < spec.hidden_size; j++) largest = fabs(row[j]) > largest ? fabs(row[j]) : largest;
+        const float scale = (float)largest / 127.0f;
+        int codes_ok = first.table[0].weight_hh_scale[0] == scale;
+        for (int64_t j = 0; j < spec.hidden_size; j++)
+            codes_ok &= first.table[0].weight_hh[j] == (int8_t)nearbyintf((float)row[j] / scale);
+        CHECK(codes_ok, "case %zu: the codes and scale of a row are round(w / (max|w| / 127)) and max|w| / 127", k);
+        for (int b = 0; b < 2; b++)
+            CHECK(same_bits(b ? first.table[0].bias_hh : first.table[0].bias_ih, m.typed_weights[0][2 + b],
+                            (size_t)(3 * spec.hidden_size) * sizeof(float)), "case %zu: biases as given", k);
+        CHECK_STATUS(fg_gru_create_int8(&spec, first.table, &rebuilt), FG_OK);
+        CHECK_STATUS(fg_gru_get_int8_weights(rebuilt, second.table), FG_OK);
+        CHECK(int8_arrays_equal(&first, &second, &spec), "case %zu: the rebuilt model's arrays differ", k);
+        CHECK(fg_gru_packed_bytes(rebuilt) == fg_gru_packed_bytes(q) && fg_gru_weight_format(rebuilt) == FG_WEIGHTS_INT8,
+              "case %zu: the rebuilt model's size and format", k);
+        call_data c;
+        fg_gru *float_model = m.gru;
+        call_init(&c, &m, 7, 4, 0, 1, 1, 0);
+        const size_t out_bytes = (size_t)(7 * 4 * spec.num_directions * spec.hidden_size) * sizeof(float);
+        const size_t h_n_bytes = (size_t)(spec.num_layers * spec.num_directions * 4 * spec.hidden_size) * sizeof(float);
+        for (int isa = FG_ISA_GENERIC; isa <= (int)fg_isa_detect(); isa++) {
+            void *out_q, *h_n_q, *out_r, *h_n_r;
+            fg_context ctx = context(NULL, (fg_isa)isa);
+            m.gru = q;
+            run_into(&m, &c, &ctx, &out_q, &h_n_q);
+            m.gru = rebuilt;
+            run_into(&m, &c, &ctx, &out_r, &h_n_r);
+            CHECK(same_bits(out_q, out_r, out_bytes) && same_bits(h_n_q, h_n_r, h_n_bytes),
+                  "case %zu, isa %d: the rebuilt int8 model computes other bits", k, isa);
+            free(out_q);
+            free(h_n_q);
+            free(out_r);
+            free(h_n_r);
+        }
+        call_free(&c);
+        /* NULL biases are zeros: the same as zero arrays */
+        int8_arrays no_bias;
+        int8_arrays_init(&no_bias, &spec, 0);
+        for (int64_t i = 0; i < spec.num_layers * spec.num_directions; i++) {
+            fg_int8_layer_weights *t = &no_bias.table[i];
+            const int64_t in = layer_input(&spec, i / spec.num_directions);
+            memcpy(t->weight_ih, first.table[i].weight_ih, (size_t)(3 * spec.hidden_size * in));
+            memcpy(t->weight_hh, first.table[i].weight_hh, (size_t)(3 * spec.hidden_size * spec.hidden_size));
+            memcpy(t->weight_ih_scale, first.table[i].weight_ih_scale, (size_t)(3 * spec.hidden_size) * sizeof(float));
+            memcpy(t->weight_hh_scale, first.table[i].weight_hh_scale, (size_t)(3 * spec.hidden_size) * sizeof(float));
+        }
+        fg_gru *unbiased = NULL;
+        CHECK_STATUS(fg_gru_create_int8(&spec, no_bias.table, &unbiased), FG_OK);
+        CHECK_STATUS(fg_gru_get_int8_weights(unbiased, second.table), FG_OK);
+        int zeros = 1;
+        for (int64_t j = 0; j < 3 * spec.hidden_size; j++)
+            zeros &= second.table[0].bias_ih[j] == 0 && second.table[0].bias_hh[j] == 0;
+        CHECK(zeros, "case %zu: NULL int8 biases come back as zeros", k);
+        fg_gru_destroy(unbiased);
+        int8_arrays_free(&no_bias);
+        fg_gru_destroy(rebuilt);
+        fg_gru_destroy(q);
+        m.gru = float_model;
+        int8_arrays_free(&first);
+        int8_arrays_free(&second);
+        model_free(&m);
+    }
+}
+
+static void test_create_int8_rejects_bad_arguments(void) {
+    current_test = "create_int8_rejects_bad_arguments";
+    model_case m;
+    fg_spec spec = make_spec(3, 5, 1, 1, FG_FLOAT32, FG_RESET_BEFORE, 0, 0);
+    CHECK_STATUS(model_init(&m, spec, 1, 0.5), FG_OK);
+    fg_gru *q = NULL, *out = NULL;
+    CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_OK);
+    int8_arrays good;
+    int8_arrays_init(&good, &spec, 1);
+    CHECK_STATUS(fg_gru_get_int8_weights(q, good.table), FG_OK);
+    CHECK_STATUS(fg_gru_create_int8(NULL, good.table, &out), FG_ERR_NULL_POINTER);
+    CHECK_STATUS(fg_gru_create_int8(&spec, NULL, &out), FG_ERR_NULL_POINTER);
+    CHECK_STATUS(fg_gru_create_int8(&spec, good.table, NULL), FG_ERR_NULL_POINTER);
+    for (int missing = 0; missing < 4; missing++) {
+        fg_int8_layer_weights partial = good.table[0];
+        if (missing == 0) partial.weight_ih = NULL;
+        if (missing == 1) partial.weight_ih_scale = NULL;
+        if (missing == 2) partial.weight_hh = NULL;
+        if (missing == 3) partial.weight_hh_scale = NULL;
+        CHECK_STATUS(fg_gru_create_int8(&spec, &partial, &out), FG_ERR_NULL_POINTER);
+    }
+    fg_spec other = spec;
+    other.dtype = FG_FLOAT64;
+    CHECK_STATUS(fg_gru_create_int8(&other, good.table, &out), FG_ERR_UNSUPPORTED);
+    other = spec;
+    other.hidden_size = 0;
+    CHECK_STATUS(fg_gru_create_int8(&other, good.table, &out), FG_ERR_INVALID_SIZE);
+    other = spec;
+    other.variant = (fg_variant)5;
+    CHECK_STATUS(fg_gru_create_int8(&other, good.table, &out), FG_ERR_INVALID_SPEC);
+    other = spec;
+    other.input_size = ((int64_t)1 << 17) + 1; /* past FG_INT8_MAX_K: refused before any array is read */
+    CHECK_STATUS(fg_gru_create_int8(&other, good.table, &out), FG_ERR_UNSUPPORTED);
+    fg_int8_layer_weights bad = good.table[0];
+    bad.weight_hh[7] = -128;
+    CHECK_STATUS(fg_gru_create_int8(&spec, &bad, &out), FG_ERR_INVALID_WEIGHTS);
+    bad.weight_hh[7] = 127;
+    bad.weight_ih[3 * 15 - 1] = INT8_MIN;
+    CHECK_STATUS(fg_gru_create_int8(&spec, &bad, &out), FG_ERR_INVALID_WEIGHTS);
+    bad.weight_ih[3 * 15 - 1] = -127;
+    const float bad_scales[] = {-1e-6f, (float)NAN, (float)INFINITY, -(float)INFINITY};
+    for (int i = 0; i < 4; i++)
+        for (int which = 0; which < 2; which++) {
+            float *scales = which ? bad.weight_hh_scale : bad.weight_ih_scale;
+            const float kept = scales[14];
+            scales[14] = bad_scales[i];
+            CHECK_STATUS(fg_gru_create_int8(&spec, &bad, &out), FG_ERR_INVALID_WEIGHTS);
+            scales[14] = kept;
+        }
+    CHECK(out == NULL, "a refused create leaves *out NULL");
+    bad.weight_ih_scale[2] = -0.0f; /* a zero scale of either sign is a row of zeros */
+    CHECK_STATUS(fg_gru_create_int8(&spec, &bad, &out), FG_OK);
+    fg_gru_destroy(out);
+    CHECK(strcmp(fg_status_string(FG_ERR_INVALID_WEIGHTS), fg_status_string(FG_ERR_INVALID_SPEC)) != 0,
+          "FG_ERR_INVALID_WEIGHTS has its own description");
+    int8_arrays_free(&good);
+    fg_gru_destroy(q);
+    model_free(&m);
+}
+
 /* Prints 'N passed, N failed' last; exits non-zero on any failure. */
 int main(void) {
     test_status_strings();
@@ -1397,6 +1692,10 @@ int main(void) {
     test_non_finite_inputs_propagate();
     test_backward_matches_finite_differences();
     test_int8_models();
+    test_weights_come_back_bit_for_bit();
+    test_get_weights_rejects_bad_arguments();
+    test_int8_weights_round_trip_exactly();
+    test_create_int8_rejects_bad_arguments();
     /* undefined behaviour once, caught by the UBSan build of tests/test_c_core.py */
     test_hidden_size_past_half_int64_is_an_overflow();
     test_call_sizes_near_int64_max_are_an_overflow();

@@ -1,4 +1,5 @@
-"""Interleaved timing: every engine of a case is sampled in each round, round after round.
+"""Interleaved timing: every engine of a case is sampled in each round, round after round. Used by the
+scripts in ``bench/`` and by ``fastgru bench``.
 
 Measuring one engine after another lets a change in machine load (this machine is shared) or clock
 land on one engine only. Here each round takes one sample of every engine, in an order rotated
@@ -29,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 Runner = Callable[[int], None]  # runner(n) makes n calls
+Progress = Callable[[int, int], None]  # progress(rounds done, rounds planned), after each round
 
 
 def _time_once(run: Runner, n: int) -> float:
@@ -64,10 +66,12 @@ def calibrate(run: Runner, sample_s: float, warmup_calls: int) -> tuple[int, flo
 
 
 def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
-                min_rounds: int, max_rounds: int, warmup_calls: int = 2, settle_s: float = 0.0) -> dict[str, dict]:
+                min_rounds: int, max_rounds: int, warmup_calls: int = 2, settle_s: float = 0.0,
+                progress: Progress | None = None) -> dict[str, dict]:
     """Times every runner in round-robin rounds; returns per-runner stats (seconds per call).
 
-    settle_s > 0: before each sample, wait (at most that long) for the process to go quiet."""
+    settle_s > 0: before each sample, wait (at most that long) for the process to go quiet.
+    ``progress(done, planned)`` is called after each round (outside the timed samples)."""
     plan = {}
     for name, run in runners.items():
         inner, per_call = calibrate(run, sample_s, warmup_calls)
@@ -91,6 +95,8 @@ def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
                 if settle_s:
                     settle(settle_s)
                 samples[name].append(_time_once(runners[name], inner) / inner)
+            if progress is not None:
+                progress(r + 1, rounds)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -106,3 +112,14 @@ def summarize(samples: list[float], inner: int) -> dict:
         "samples": len(samples),
         "calls_per_sample": inner,
     }
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A time per call for a table: µs below 1 ms, ms below 1 s ("-" for None)."""
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.3f} s"
