@@ -3,27 +3,40 @@
  * the 512-bit kernels (docs/kernels.md says what it measured and what was chosen), not part of
  * fastgru; built by hand:
  *
- *     cc -O3 -pthread -Ibench bench/panel_product.c -o /tmp/panel_product && /tmp/panel_product
+ *     cc -O3 -std=c11 -D_POSIX_C_SOURCE=200809L bench/panel_product.c -o /tmp/panel_product && /tmp/panel_product
  *
- * Candidates, each over the packed layout of internal.h (8-unit blocks, panels (K, 24) per block):
- *   ymm8    8 rows x 3 ymm over one block: today's avx512vl tile (AVX-512VL's 32 registers)
- *   zmm8x2  8 rows x 3 zmm over two adjacent blocks u, u+1: 48 columns, the middle zmm built from
- *           block u's columns 16..23 and block u+1's columns 0..7 (one 256-bit load + one insert)
- *   zmm16   8 rows x 3 zmm over one 16-unit block: a (K, 48) panel, the layout a 16-unit packing
- *           would need (models, tape and backward following the block width)
- * At batch 1 (one row, the step bound by reading W_hh) the same three with even and odd k in
- * separate accumulators, over a whole W_hh (3H x H floats) in L2 or L3.
+ * Candidates over 8 batch rows (one recurrent step's products, block-outer as the step kernels run):
+ *   ymm8           8 rows x 3 ymm over one 8-unit block, a (K, 24) panel: the avx512vl table's tile
+ *                  (kernels_avx2.c's product, in AVX-512VL's 32 registers)
+ *   zmm8x2         8 rows x 3 zmm over two adjacent 8-unit blocks u, u+1: 48 columns, the middle zmm
+ *                  built from u's columns 16..23 and u+1's 0..7 (one 256-bit load + one insert)
+ *   zmm16          8 rows x 3 zmm over one 16-unit block, a (K, 48) panel: the layout a 16-unit packing
+ *                  would need (models, tape and backward following the block width)
+ *   zmm8x2/padded  zmm8x2 with the block panels 64 bytes further apart than their size
+ * Candidates over one row (batch 1: bound by reading W_hh, all of it, from L2 or L3), each with two
+ * independent sets of accumulators:
+ *   ymm            one block, 3 ymm per k, even and odd k apart (the 256-bit tables)
+ *   zmm8x2         two blocks, 3 zmm per k
+ *   zmm16          one 16-unit block, 3 zmm per k
+ *   zmm+ymm        one block, one zmm and one ymm per k
+ *   kpair          one block, two k at once: rows k and k+1 are 48 adjacent floats, 3 full zmm loads
  *
- * Each kernel is compiled for its own target by __attribute__((target)); the file is built with
- * -O3 (as the core: the tiles' small loops must unroll into registers), never -march=native. Every figure is the best of several repetitions (load only ever
- * lowers a rate). */
-#include "pinned_threads.h"
-
+ * Each kernel is compiled for its own target by __attribute__((target)); the file is built with -O3
+ * (as the core: the tiles' small loops must unroll into registers), never -march=native. The
+ * candidates take one sample each in turn, 40 rounds, and each reports its best sample (load from
+ * other processes only ever lowers a rate). */
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 #define TARGET512 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq,avx512bw")))
 
@@ -73,29 +86,6 @@ TARGET512 static void tile_zmm8x2(long K, const float *a, long lda, const float 
     for (int r = 0; r < 8; r++)
         for (int v = 0; v < 3; v++) s[r][v] = _mm512_setzero_ps();
     for (long k = 0; k < K; k++) {
-        const float *wu = pu + k * 24, *wv = pv + k * 24;
-        const __m512 w0 = _mm512_loadu_ps(wu);
-        const __m512 w1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(wu + 16)), _mm256_loadu_ps(wv), 1);
-        const __m512 w2 = _mm512_loadu_ps(wv + 8);
-        for (int r = 0; r < 8; r++) {
-            const __m512 x = _mm512_set1_ps(a[r * lda + k]);
-            s[r][0] = _mm512_fmadd_ps(x, w0, s[r][0]);
-            s[r][1] = _mm512_fmadd_ps(x, w1, s[r][1]);
-            s[r][2] = _mm512_fmadd_ps(x, w2, s[r][2]);
-        }
-    }
-    for (int r = 0; r < 8; r++)
-        for (int v = 0; v < 3; v++) _mm512_storeu_ps(acc + r * 48 + 16 * v, s[r][v]);
-}
-
-/* tile_zmm8x2 over rows [k0, k1) of the panels, continuing the sums in acc (K-blocking: the panels'
- * rows of one K block stay in L1 while every row tile passes) */
-TARGET512 static void tile_zmm8x2_kblock(long k0, long k1, int first, const float *a, long lda, const float *pu,
-                                         const float *pv, float *acc) {
-    __m512 s[8][3];
-    for (int r = 0; r < 8; r++)
-        for (int v = 0; v < 3; v++) s[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + r * 48 + 16 * v);
-    for (long k = k0; k < k1; k++) {
         const float *wu = pu + k * 24, *wv = pv + k * 24;
         const __m512 w0 = _mm512_loadu_ps(wu);
         const __m512 w1 = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(wu + 16)), _mm256_loadu_ps(wv), 1);
@@ -315,10 +305,7 @@ static volatile double sink;
 
 /* ------------------------------------------------------------------ harness */
 
-#define BEST_OF 15
-
-static const char *NAMES[3] = {"ymm8 (8-unit blocks, 256-bit)", "zmm8x2 (two 8-unit blocks, 512-bit)",
-                               "zmm16 (16-unit blocks, 512-bit)"};
+#define BEST_OF 15 /* samples of the FMA peak */
 
 /* Rounds in which every candidate takes one sample, in turn, so load bursts from other processes hit
  * all of them alike; each candidate's figure is its best sample. */
@@ -418,6 +405,5 @@ int main(void) {
         free(panels);
         free(acc);
     }
-    printf("\nkernels: %s; %s; %s\n", NAMES[0], NAMES[1], NAMES[2]);
     return 0;
 }
