@@ -143,18 +143,21 @@ int fg_parse_amd_legacy_caches(uint32_t ecx_80000005, uint32_t ecx_80000006, uin
 }
 
 void fg_blocking_for(int64_t l2_bytes, int64_t *chunk_bytes, int64_t *k_block) {
-    /* The input projection of a chunk writes its gates_x while the recurrence of the previous chunk's
-     * last steps and the projection's panels pass through L2: a chunk's gates_x of about one L2 is
-     * what one core's cache can hand to the steps (and bounds the workspace). Not under 256 KiB, so
-     * a projection keeps enough rows per panel pass; not over 4 MiB. */
-    int64_t chunk = l2_bytes;
-    chunk = chunk < ((int64_t)256 << 10) ? (int64_t)256 << 10 : chunk;
-    chunk = chunk > ((int64_t)4 << 20) ? (int64_t)4 << 20 : chunk;
+    /* The input projection runs for a chunk of time steps at once (forward.c): its gates_x is written
+     * block by block and read back by the steps, so it lives in the L3 between the two, and a chunk
+     * of more rows streams W_ih's panels (from L3) once for more of them. Four L2s of gates_x: on the
+     * servers of docs/kernels.md (L2 of 1-2 MiB, L3 of 2-4 MiB or more per core) it stays within a
+     * core's share of the L3, and the workspace stays bounded for any sequence length. Measured on a
+     * Zen 5 (1 MiB L2), batch 16 and 64 at H = 512 and batch 32 at H = 1024 ran alike from 1 to 8
+     * MiB chunks, and batch 4 at H = 1024 lost 15% at 0.5 MiB. Within [1 MiB, 16 MiB]. */
+    int64_t chunk = 4 * l2_bytes;
+    chunk = chunk < ((int64_t)1 << 20) ? (int64_t)1 << 20 : chunk;
+    chunk = chunk > ((int64_t)16 << 20) ? (int64_t)16 << 20 : chunk;
     *chunk_bytes = chunk;
-    /* A multi-row product streams a panel of K rows once per 8-row tile. Two blocks' panel rows are
+    /* A multi-row product streams a panel of K rows once per tile of rows. Two blocks' panel rows are
      * 2 x 24 float32 = 192 bytes; a panel that would not fit half the L2 is taken in row blocks that
-     * do, so each block stays in L2 while every tile passes over it. A multiple of 16 rows (the int8
-     * padding, and whole cache lines), at least 64. */
+     * do (kernels_impl.h), so each block stays in L2 while every tile of a group passes over it. A
+     * multiple of 16 rows (whole cache lines), at least 64. */
     int64_t rows = l2_bytes / 2 / (2 * FG_PANEL_BLOCK_BYTES);
     rows = rows / 16 * 16;
     *k_block = rows < 64 ? 64 : rows;

@@ -15,10 +15,6 @@
 #define FG_GATE_SPAN (2 * FG_BLOCK)
 /* Every workspace segment and packed array starts on a cache line. */
 #define FG_ALIGN 64
-/* The input projection is computed for a chunk of time steps at once: enough rows to stream W_ih's
- * panels once for many rows, few enough that the chunk's gates stay in cache and the workspace stays
- * bounded for any sequence length. Budget in elements of gates_x per chunk. */
-#define FG_CHUNK_ELEMENTS ((int64_t)1 << 20)
 
 /* ---------------------------------------------------------------- packed gate order
  *
@@ -184,6 +180,7 @@ typedef struct fg_step_args {
     int8_t *reset_h_q;          /* reset-before (rows, Hp) */
     const float *state_scale;   /* (rows) */
     const float *state_inverse; /* (rows) */
+    int64_t k_block;            /* panel rows per pass of a multi-row product (fg_cpu_info.k_block) */
 } fg_step_args;
 
 typedef void (*fg_step_fn)(const fg_step_args *args, int64_t block_begin, int64_t block_end);
@@ -201,6 +198,7 @@ typedef struct fg_project_args {
     const void *bias_x;         /* this direction's folded bias (3H, packed) */
     void *gates_x;              /* row i at gates_x + i * gates_x_stride */
     int64_t gates_x_stride;
+    int64_t k_block;            /* as fg_step_args.k_block */
 } fg_project_args;
 
 typedef void (*fg_project_fn)(const fg_project_args *args, int64_t block_begin, int64_t block_end);

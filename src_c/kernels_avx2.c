@@ -28,16 +28,19 @@
 #define SFX f64
 #include "gates_impl.h"
 
-/* acc[r][0:C] = sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart; R <= 8, and R > 4
- * only where AVX-512VL gives 32 registers). Each weight vector is loaded once and used for all R rows.
+/* acc[r][0:C] (+)= sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart; R <= 8, and R > 4
+ * only where AVX-512VL gives 32 registers; accumulate: continue the sums in acc, kernels_impl.h's
+ * K-blocking). Each weight vector is loaded once and used for all R rows.
  * With one row, even and odd k go to separate accumulators: three FMA chains alone would wait on the
  * FMA latency instead of on memory. */
 static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int64_t K, const float *a,
-                                                               int64_t lda, const float *panel, float *acc) {
+                                                               int64_t lda, const float *panel, float *acc,
+                                                               int accumulate) {
     const int V = C / 8;
     __m256 sum[8][3], odd[3];
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 3; v++) sum[r][v] = _mm256_setzero_ps();
+        for (int v = 0; v < 3; v++)
+            sum[r][v] = accumulate && v < V ? _mm256_loadu_ps(acc + r * 24 + 8 * v) : _mm256_setzero_ps();
     for (int v = 0; v < 3; v++) odd[v] = _mm256_setzero_ps();
     int64_t k = 0;
     if (R == 1) {

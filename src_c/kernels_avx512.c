@@ -103,20 +103,21 @@ FG_INLINE void row_f32_avx512(int C, int64_t K, const float *a, const float *pan
 
 /* ---------------------------------------------------------------- one block, R rows
  *
- * acc[r][0:C] = sum_k a[r][k] * panel[k][0:C], acc rows 48 apart (kernels_impl.h, FG_ACC_COLUMNS): a
- * block left without a partner. Its columns 0..15 are one 512-bit vector and 16..23 a 256-bit one, each
+ * acc[r][0:C] (+)= sum_k a[r][k] * panel[k][0:C], acc rows 48 apart (kernels_impl.h, FG_ACC_COLUMNS;
+ * accumulate continues the sums in acc, its K-blocking): a block left without a partner. Its columns 0..15 are one 512-bit vector and 16..23 a 256-bit one, each
  * output the same chain of FMAs in k order as in the two-block product below, so pairing changes no
  * bit. One row: row_f32_avx512. */
-FG_INLINE void dot_f32_avx512(int R, int C, int64_t K, const float *a, int64_t lda, const float *panel, float *acc) {
-    if (R == 1) {
+FG_INLINE void dot_f32_avx512(int R, int C, int64_t K, const float *a, int64_t lda, const float *panel, float *acc,
+                              int accumulate) {
+    if (R == 1) { /* never continued: kernels_impl.h takes a single row's K in one pass */
         row_f32_avx512(C, K, a, panel, acc, 8);
         return;
     }
     __m512 wide[8];
     __m256 narrow[8];
     for (int r = 0; r < R; r++) {
-        wide[r] = _mm512_setzero_ps();
-        narrow[r] = _mm256_setzero_ps();
+        wide[r] = accumulate && C >= 16 ? _mm512_loadu_ps(acc + r * 48) : _mm512_setzero_ps();
+        narrow[r] = accumulate && C != 16 ? _mm256_loadu_ps(acc + r * 48 + (C == 24 ? 16 : 0)) : _mm256_setzero_ps();
     }
     for (int64_t k = 0; k < K; k++) {
         const float *w = panel + k * C;
@@ -144,16 +145,18 @@ FG_INLINE void dot_f32_avx512(int R, int C, int64_t K, const float *a, int64_t l
  * that order) or deinterleaved, gate g of both blocks in [16g, 16g + 16) (the step's gate math).
  * One row: row_f32_avx512 for each block. */
 FG_INLINE void pair_dot_f32_avx512(int R, int C, int64_t K, const float *a, int64_t lda, const float *panel_u,
-                                   const float *panel_v, float *acc, int deinterleave) {
-    if (R == 1) {
+                                   const float *panel_v, float *acc, int deinterleave, int accumulate) {
+    if (R == 1) { /* never continued (kernels_impl.h) */
         row_f32_avx512(C, K, a, panel_u, acc, deinterleave ? 16 : 8);
         row_f32_avx512(C, K, a, panel_v, acc + (deinterleave ? 8 : C), deinterleave ? 16 : 8);
         return;
     }
     const int V = 2 * C / 16;
     __m512 sum[8][3];
+    /* continued sums come back in the order the vectors hold them: u's C columns, then v's */
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 3; v++) sum[r][v] = _mm512_setzero_ps();
+        for (int v = 0; v < 3; v++)
+            sum[r][v] = accumulate && v < V ? _mm512_loadu_ps(acc + r * 48 + 16 * v) : _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
         const float *wu = panel_u + k * C, *wv = panel_v + k * C;
         __m512 weights[3];

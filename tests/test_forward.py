@@ -147,12 +147,13 @@ def test_bias_false_matches_torch(torch, rng, dtype, bias):
     _assert_max_diff(h_n, expected_h_n.double().numpy(), TOLERANCE[dtype], "h_n")
 
 
-# Shapes past the covering grid's: several input-projection chunks (the core projects about 2**20
-# gate values at a time, so B=37, D=2, H=45 gives 104-step chunks and T=250 three of them, the last
-# one partial, with the reverse direction walking them mirrored), hidden sizes over many SIMD blocks,
-# and worker threads splitting units or batch rows.
+# Shapes past the covering grid's: several input-projection chunks (the core projects about four L2s
+# of gate values at a time, src_c/cpu.c: with a 1 MiB L2, B=37, D=2, H=45 gives 104-step chunks in
+# float32 and T=250 three of them, the last one partial, with the reverse direction walking them
+# mirrored), hidden sizes over many SIMD blocks, and worker threads splitting units or batch rows.
 LARGE_SHAPES = {
-    "chunked": dict(steps=250, batch=37, input_size=5, hidden_size=45, layers=2, bidirectional=True),
+    "chunked": dict(steps=int(2.4 * _core.cpu_info()["chunk bytes"] / (37 * 2 * 3 * 45 * 4)), batch=37, input_size=5,
+                    hidden_size=45, layers=2, bidirectional=True),
     "wide_hidden": dict(steps=12, batch=33, input_size=70, hidden_size=130, layers=1, bidirectional=True),
     "batch_one_wide": dict(steps=20, batch=1, input_size=16, hidden_size=200, layers=2, bidirectional=False),
 }
@@ -212,10 +213,10 @@ def test_every_kernel_set_matches_reference(rng, backend, gate_activation, clip,
 @pytest.mark.parametrize("dtype", DTYPES)
 @VARIANTS
 def test_each_table_gives_the_same_bits_for_any_thread_count_and_run(rng, table, reset_after, dtype):
-    """Threads split unit blocks (never a sum), so a table's results do not depend on the thread count.
-    45 units are five full blocks and a tail: 2 and 3 threads cut the pairs the 512-bit tables take
-    together at odd blocks, and a block taken alone must give the bits it gives in its pair. 24 rows
-    of lengths 1..9 pass every tile size from 8 down to 1."""
+    """Threads split unit blocks (never a sum, and never a pair the 512-bit tables take together), so
+    a table's results do not depend on the thread count, nor on the run. 45 units are five full blocks
+    and a tail, which 2 and 3 threads split unevenly; 24 rows of lengths 1..9 pass every tile size from
+    8 down to 1."""
     if table not in _core.supported_isas():
         pytest.skip(f"this CPU lacks {', '.join(_core.missing_features(table))}")
     spec = GRUSpec(6, 45, 2, True, reset_after=reset_after, dtype=dtype)

@@ -852,8 +852,7 @@ static void test_thread_counts_give_identical_bits(void) {
     for (int i = 1; i < 4; i++) CHECK_STATUS(fg_pool_create(i, &pools[i]), FG_OK);
     /* The core splits a step only when each part carries >= 64K multiply-adds (FG_MIN_PARALLEL_MACS):
      * these shapes give 2 or 3 parts. 45 units are six blocks, the last a 5-wide tail, which 2 or 3
-     * threads split unevenly; 100 units are 13 blocks, one direction. A split at an odd block takes a
-     * block alone that one thread takes with its neighbour in the 512-bit tables: the same bits. */
+     * threads split unevenly; 100 units are 13 blocks, one direction. */
     const int64_t shapes[2][3] = {{45, 24, 2}, {100, 6, 1}}; /* H, B, D */
     for (int isa = FG_ISA_GENERIC; isa < FG_ISA_COUNT; isa++) {
     if (!fg_isa_supported((fg_isa)isa)) continue;

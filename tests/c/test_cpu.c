@@ -1,11 +1,13 @@
 /* test_cpu.c: the parts of the core's CPU reading that are pure functions (cpu.c, internal.h), handed
  * CPUs other than the one the test runs on: the table decision from vendor, family, model, features
  * and calibration timings; the cache sizes from cpuid's cache leaves; the signature fields; the blocking
- * derived from an L2 size. The last line printed is "N passed, N failed".
+ * derived from an L2 size; and, on this CPU, that K-blocking changes no bit of any table's results.
+ * The last line printed is "N passed, N failed".
  * Build: cc -std=c11 -D_POSIX_C_SOURCE=200809L -Isrc_c tests/c/test_cpu.c src_c/[a-z]*.c -lm -pthread */
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int passed, failed;
@@ -165,7 +167,7 @@ static void test_blocking(void) {
     const int64_t l2s[] = {256 << 10, 512 << 10, 1 << 20, 2 << 20, 0, 64 << 20};
     for (size_t i = 0; i < sizeof l2s / sizeof l2s[0]; i++) {
         fg_blocking_for(l2s[i], &chunk, &k_block);
-        CHECK(chunk >= 256 << 10 && chunk <= 4 << 20, "L2 %lld: chunk %lld", (long long)l2s[i], (long long)chunk);
+        CHECK(chunk >= 1 << 20 && chunk <= 16 << 20, "L2 %lld: chunk %lld", (long long)l2s[i], (long long)chunk);
         CHECK(k_block >= 64 && k_block % 16 == 0, "L2 %lld: k_block %lld", (long long)l2s[i], (long long)k_block);
         /* two blocks' panel rows of one K block fit half the L2 (for any L2 that holds the minimum) */
         CHECK(l2s[i] < 64 * 2 * FG_PANEL_BLOCK_BYTES * 2 || k_block * 2 * FG_PANEL_BLOCK_BYTES <= l2s[i] / 2,
@@ -176,7 +178,78 @@ static void test_blocking(void) {
     fg_blocking_for(2 << 20, &chunk_big, &k_big);
     CHECK(chunk_big > chunk_small && k_big > k_small, "a bigger L2 gives bigger blocks");
     fg_blocking_for(1 << 20, &chunk, &k_block);
-    CHECK(chunk == 1 << 20 && k_block == 2720, "1 MiB L2: chunk %lld k_block %lld", (long long)chunk, (long long)k_block);
+    CHECK(chunk == 4 << 20 && k_block == 2720, "1 MiB L2: chunk %lld k_block %lld", (long long)chunk, (long long)k_block);
+}
+
+/* fg_forward's outputs for a model of hidden size H and input size I, T steps, B rows with lengths
+ * B, B-1, ... (so that every tile size, one row included, occurs), on table isa. */
+static float *run_model(fg_isa isa, fg_dtype dtype, fg_variant variant, int64_t I, int64_t H, int64_t T, int64_t B) {
+    fg_spec spec = {I, H, 1, 1, dtype, variant, FG_SIGMOID, 0, 0, 0};
+    const size_t elem = dtype == FG_FLOAT32 ? 4 : 8;
+    void *w_ih = malloc((size_t)(3 * H * I) * elem), *w_hh = malloc((size_t)(3 * H * H) * elem);
+    void *x = malloc((size_t)(T * B * I) * elem);
+    for (int64_t i = 0; i < 3 * H * I; i++) {
+        const double v = ((i * 37) % 101 - 50) * 0.002;
+        if (dtype == FG_FLOAT32) ((float *)w_ih)[i] = (float)v;
+        else ((double *)w_ih)[i] = v;
+    }
+    for (int64_t i = 0; i < 3 * H * H; i++) {
+        const double v = ((i * 53) % 97 - 48) * 0.002;
+        if (dtype == FG_FLOAT32) ((float *)w_hh)[i] = (float)v;
+        else ((double *)w_hh)[i] = v;
+    }
+    for (int64_t i = 0; i < T * B * I; i++) {
+        const double v = ((i * 29) % 89 - 44) * 0.02;
+        if (dtype == FG_FLOAT32) ((float *)x)[i] = (float)v;
+        else ((double *)x)[i] = v;
+    }
+    fg_layer_weights weights = {w_ih, w_hh, NULL, NULL};
+    fg_gru *gru = NULL;
+    fg_status status = fg_gru_create(&spec, &weights, &gru);
+    CHECK(status == FG_OK, "fg_gru_create: %s", fg_status_string(status));
+    int64_t *lengths = malloc((size_t)B * sizeof(int64_t));
+    for (int64_t b = 0; b < B; b++) lengths[b] = T - b % T;
+    const size_t out_bytes = (size_t)(T * B * H) * elem;
+    float *out = malloc(out_bytes + (size_t)(B * H) * elem);
+    fg_sequence seq = {T, B, 0, x, NULL, lengths, NULL, out, (char *)out + out_bytes};
+    size_t bytes = 0;
+    fg_forward_workspace_size(gru, T, B, &bytes);
+    void *workspace = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    fg_context ctx = {NULL, NULL, isa};
+    status = fg_forward(gru, &seq, NULL, workspace, bytes, &ctx);
+    CHECK(status == FG_OK, "fg_forward: %s", fg_status_string(status));
+    free(workspace);
+    free(lengths);
+    fg_gru_destroy(gru);
+    free(w_ih);
+    free(w_hh);
+    free(x);
+    return out;
+}
+
+/* Taking a panel in K blocks continues each sum where it stopped: the bits are those of one pass, on
+ * every table, for the recurrence (K = H) and the input projection (K = I). The blocks are forced
+ * small through the process's fg_cpu_info (its storage is not const; only this test writes it). */
+static void test_k_blocking_changes_no_bit(void) {
+    fg_cpu_info *cpu = (fg_cpu_info *)fg_cpu_info_get();
+    const int64_t saved = cpu->k_block;
+    const int64_t I = 200, H = 150, T = 4, B = 17;
+    for (int isa = FG_ISA_GENERIC; isa < FG_ISA_COUNT; isa++) {
+        if (!fg_isa_supported((fg_isa)isa)) continue;
+        for (int dtype = 0; dtype < 2; dtype++)
+            for (int variant = 0; variant < 2; variant++) {
+                cpu->k_block = 1 << 20;
+                float *whole = run_model((fg_isa)isa, (fg_dtype)dtype, (fg_variant)variant, I, H, T, B);
+                cpu->k_block = 64;
+                float *blocked = run_model((fg_isa)isa, (fg_dtype)dtype, (fg_variant)variant, I, H, T, B);
+                const size_t bytes = (size_t)(T * B * H + B * H) * (dtype == 0 ? 4 : 8);
+                CHECK(memcmp(whole, blocked, bytes) == 0, "%s dtype=%d variant=%d: K blocks of 64 change the bits",
+                      fg_isa_name((fg_isa)isa), dtype, variant);
+                free(whole);
+                free(blocked);
+            }
+    }
+    cpu->k_block = saved;
 }
 
 int main(void) {
@@ -184,6 +257,7 @@ int main(void) {
     test_caches();
     test_signature();
     test_blocking();
+    test_k_blocking_changes_no_bit();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
