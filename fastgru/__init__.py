@@ -4,6 +4,7 @@
     gru = fastgru.GRU.from_torch(torch_gru)      # or fastgru.load("model.onnx"), GRU.from_keras(...)
     output, h_n = gru(x)                          # torch.nn.GRU's shapes and semantics
 """
+from .config import show_config
 from .model import GRU, GRUStream, Tape, default_num_threads
 from .spec import GRUSpec
 
@@ -17,4 +18,4 @@ def load(path, **options):
     return _load(path, **options)
 
 
-__all__ = ["GRU", "GRUSpec", "GRUStream", "Tape", "load", "default_num_threads", "__version__"]
+__all__ = ["GRU", "GRUSpec", "GRUStream", "Tape", "load", "default_num_threads", "show_config", "__version__"]

@@ -278,19 +278,20 @@ def cpu_info():
     }
 
 
-def _table_from_environment(value):
-    """(fg_isa value, None) for a FASTGRU_KERNELS value, or (None, the error to raise at the first call)."""
+def _table_from_environment(value, missing=missing_features, supported=supported_isas):
+    """(fg_isa value, None) for a FASTGRU_KERNELS value, or (None, the error to raise at the first call).
+    ``missing`` and ``supported`` describe the CPU (tests hand in others)."""
     name = value.strip().lower()
     if name in ("", "auto"):
         return FG_ISA_AUTO, None
     if name not in _TABLE_VALUES:
         return None, ValueError(f"{KERNELS_VARIABLE}={value!r} names no kernel table: use auto or one of "
                                 f"{', '.join(_TABLES)}")
-    missing = missing_features(name)
-    if missing:
+    lacking = missing(name)
+    if lacking:
         return None, NotImplementedError(
-            f"{KERNELS_VARIABLE}={value!r}: this CPU lacks {', '.join(missing)}, which the {name} table needs "
-            f"(it runs {', '.join(supported_isas())})")
+            f"{KERNELS_VARIABLE}={value!r}: this CPU lacks {', '.join(lacking)}, which the {name} table needs "
+            f"(it runs {', '.join(supported())})")
     return _TABLE_VALUES[name], None
 
 
