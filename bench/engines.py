@@ -40,7 +40,7 @@ class Engine:
         raise NotImplementedError
 
     def supports(self, shape: Shape) -> bool:
-        return True
+        return shape.group != "int8-large" or self.precision == "int8"
 
     def not_applicable(self) -> str | None:
         """Why this engine has no place on this CPU (it then appears nowhere in the report), or None."""
