@@ -41,6 +41,43 @@
 /* The upper 256 bits of a, then the lower 256 bits of b. */
 #define FG_HIGH_LOW(a, b) _mm512_shuffle_f32x4((a), (b), 0x4E)
 
+/* Two blocks' rows of C four-byte columns each (a float32 panel row, an int8 panel's 4 k of each
+ * column, a block's int32 column sums: 4C bytes at u and at v) as the 2C / 16 512-bit vectors of the
+ * two-block products: C = 24: u's 0..15, u's 16..23 with v's 0..7, v's 8..23; C = 16: u's, v's; C = 8:
+ * u's with v's. */
+FG_INLINE void pair_vectors(int C, const void *u, const void *v, __m512 *out) {
+    const float *a = (const float *)u, *b = (const float *)v;
+    if (C == 24) {
+        out[0] = _mm512_loadu_ps(a);
+        out[1] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + 16)), _mm256_loadu_ps(b), 1);
+        out[2] = _mm512_loadu_ps(b + 8);
+    } else if (C == 16) {
+        out[0] = _mm512_loadu_ps(a);
+        out[1] = _mm512_loadu_ps(b);
+    } else {
+        out[0] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a)), _mm256_loadu_ps(b), 1);
+    }
+}
+
+/* Stores the 2C / 16 vectors of a two-block product row (pair_vectors' order: u's C columns, then v's)
+ * at out, as they are or deinterleaved by gate: gate g of both blocks at [16g, 16g + 16). Bit moves
+ * only, so int32 sums pass through it as well. */
+FG_INLINE void pair_store(int C, const __m512 *t, int deinterleave, float *out) {
+    if (!deinterleave || C == 8) {
+        /* C = 8: [u's n | v's n] is already gate 0 of both */
+        for (int v = 0; v < 2 * C / 16; v++) _mm512_storeu_ps(out + 16 * v, t[v]);
+    } else if (C == 24) {
+        /* t[0] = [r_u z_u], t[1] = [n_u r_v], t[2] = [z_v n_v] */
+        _mm512_storeu_ps(out, FG_HALVES(t[0], t[1]));
+        _mm512_storeu_ps(out + 16, FG_HIGH_LOW(t[0], t[2]));
+        _mm512_storeu_ps(out + 32, FG_HALVES(t[1], t[2]));
+    } else {
+        /* t[0] = [r_u z_u], t[1] = [r_v z_v] */
+        _mm512_storeu_ps(out, _mm512_shuffle_f32x4(t[0], t[1], 0x44));
+        _mm512_storeu_ps(out + 16, _mm512_shuffle_f32x4(t[0], t[1], 0xEE));
+    }
+}
+
 /* ---------------------------------------------------------------- batch 1: one row, one block
  *
  * At one row the product reads every weight once: its pace is how fast the weights stream in. Rows k
@@ -158,56 +195,24 @@ FG_INLINE void pair_dot_f32_avx512(int R, int C, int64_t K, const float *a, int6
         for (int v = 0; v < 3; v++)
             sum[r][v] = accumulate && v < V ? _mm512_loadu_ps(acc + r * 48 + 16 * v) : _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k++) {
-        const float *wu = panel_u + k * C, *wv = panel_v + k * C;
         __m512 weights[3];
-        if (C == 24) {
-            weights[0] = _mm512_loadu_ps(wu);
-            weights[1] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(wu + 16)), _mm256_loadu_ps(wv), 1);
-            weights[2] = _mm512_loadu_ps(wv + 8);
-        } else if (C == 16) {
-            weights[0] = _mm512_loadu_ps(wu);
-            weights[1] = _mm512_loadu_ps(wv);
-        } else {
-            weights[0] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(wu)), _mm256_loadu_ps(wv), 1);
-        }
+        pair_vectors(C, panel_u + k * C, panel_v + k * C, weights);
         for (int r = 0; r < R; r++) {
             const __m512 x = _mm512_set1_ps(a[r * lda + k]);
             for (int v = 0; v < V; v++) sum[r][v] = _mm512_fmadd_ps(x, weights[v], sum[r][v]);
         }
     }
-    for (int r = 0; r < R; r++) {
-        float *out = acc + r * 48;
-        if (!deinterleave || C == 8) {
-            /* C = 8: [u's n | v's n] is already gate 0 of both */
-            for (int v = 0; v < V; v++) _mm512_storeu_ps(out + 16 * v, sum[r][v]);
-        } else if (C == 24) {
-            /* sum[0] = [r_u z_u], sum[1] = [n_u r_v], sum[2] = [z_v n_v] */
-            _mm512_storeu_ps(out, FG_HALVES(sum[r][0], sum[r][1]));
-            _mm512_storeu_ps(out + 16, FG_HIGH_LOW(sum[r][0], sum[r][2]));
-            _mm512_storeu_ps(out + 32, FG_HALVES(sum[r][1], sum[r][2]));
-        } else {
-            /* sum[0] = [r_u z_u], sum[1] = [r_v z_v] */
-            _mm512_storeu_ps(out, _mm512_shuffle_f32x4(sum[r][0], sum[r][1], 0x44));
-            _mm512_storeu_ps(out + 16, _mm512_shuffle_f32x4(sum[r][0], sum[r][1], 0xEE));
-        }
-    }
+    for (int r = 0; r < R; r++) pair_store(C, sum[r], deinterleave, acc + r * 48);
 }
 
 /* out = the `gates` gates of two adjacent full blocks in packed order ([g0 g1 ..] of u, then of v, 8
  * each) deinterleaved by gate: gate g of both at [16g, 16g + 16). In registers: gathering 8-float
  * halves through memory would make the 512-bit loads after it wait for two stores each. */
 FG_INLINE void pair_gather_f32_avx512(int gates, const float *packed, float *out) {
-    if (gates == 3) {
-        const __m512 x0 = _mm512_loadu_ps(packed), x1 = _mm512_loadu_ps(packed + 16);
-        const __m512 x2 = _mm512_loadu_ps(packed + 32);
-        _mm512_store_ps(out, FG_HALVES(x0, x1));
-        _mm512_store_ps(out + 16, FG_HIGH_LOW(x0, x2));
-        _mm512_store_ps(out + 32, FG_HALVES(x1, x2));
-    } else {
-        const __m512 y0 = _mm512_loadu_ps(packed), y1 = _mm512_loadu_ps(packed + 16);
-        _mm512_store_ps(out, _mm512_shuffle_f32x4(y0, y1, 0x44));
-        _mm512_store_ps(out + 16, _mm512_shuffle_f32x4(y0, y1, 0xEE));
-    }
+    /* the two blocks' gates are adjacent, [u's 8 * gates | v's]: the vectors of a product row */
+    __m512 t[3];
+    for (int v = 0; v < gates; v++) t[v] = _mm512_loadu_ps(packed + 16 * v);
+    pair_store(8 * gates, t, 1, out);
 }
 
 /* step_lbr_f32_avx512, step_rb1_f32_avx512, step_rb2_f32_avx512, project_f32_avx512 */
@@ -317,55 +322,24 @@ FG_INLINE void pair_dot_i8_avx512_vnni(int R, int C, int64_t Kp, const int8_t *a
     for (int r = 0; r < R; r++)
         for (int v = 0; v < 3; v++) sum[r][v] = _mm512_setzero_si512();
     for (int64_t k = 0; k < Kp; k += 4) {
-        const int8_t *qu = panel_u + k * C, *qv = panel_v + k * C;
+        __m512 vectors[3];
+        pair_vectors(C, panel_u + k * C, panel_v + k * C, vectors);
         __m512i weights[3];
-        if (C == 24) {
-            weights[0] = _mm512_loadu_si512(qu);
-            weights[1] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(qu + 64))),
-                                            _mm256_loadu_si256((const __m256i *)qv), 1);
-            weights[2] = _mm512_loadu_si512(qv + 32);
-        } else if (C == 16) {
-            weights[0] = _mm512_loadu_si512(qu);
-            weights[1] = _mm512_loadu_si512(qv);
-        } else {
-            weights[0] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)qu)),
-                                            _mm256_loadu_si256((const __m256i *)qv), 1);
-        }
+        for (int v = 0; v < V; v++) weights[v] = _mm512_castps_si512(vectors[v]);
         for (int r = 0; r < R; r++) {
             const __m512i x = quad_i8(a + r * lda + k);
             for (int v = 0; v < V; v++) FG_DPBUSD512(sum[r][v], x, weights[v]);
         }
     }
-    /* 128 * column sum, in the order of the vectors above, and then of the output */
-    const int32_t *cu = (const int32_t *)block_u, *cv = (const int32_t *)block_v;
-    __m512i offset[3];
-    if (C == 24) {
-        offset[0] = _mm512_loadu_si512(cu);
-        offset[1] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(cu + 16))),
-                                       _mm256_loadu_si256((const __m256i *)cv), 1);
-        offset[2] = _mm512_loadu_si512(cv + 8);
-    } else if (C == 16) {
-        offset[0] = _mm512_loadu_si512(cu);
-        offset[1] = _mm512_loadu_si512(cv);
-    } else {
-        offset[0] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)cu)),
-                                       _mm256_loadu_si256((const __m256i *)cv), 1);
-    }
-    for (int v = 0; v < V; v++) offset[v] = _mm512_slli_epi32(offset[v], 7);
+    /* 128 * column sum, in the order of the vectors above (the column sums head each block) */
+    __m512 sums[3];
+    pair_vectors(C, block_u, block_v, sums);
     for (int r = 0; r < R; r++) {
-        int32_t *out = acc + r * 48;
-        __m512i t[3];
-        for (int v = 0; v < V; v++) t[v] = _mm512_sub_epi32(sum[r][v], offset[v]);
-        if (!deinterleave || C == 8) {
-            for (int v = 0; v < V; v++) _mm512_storeu_si512(out + 16 * v, t[v]);
-        } else if (C == 24) {
-            _mm512_storeu_si512(out, FG_HALVES_I(t[0], t[1]));
-            _mm512_storeu_si512(out + 16, _mm512_shuffle_i32x4(t[0], t[2], 0x4E));
-            _mm512_storeu_si512(out + 32, FG_HALVES_I(t[1], t[2]));
-        } else {
-            _mm512_storeu_si512(out, _mm512_shuffle_i32x4(t[0], t[1], 0x44));
-            _mm512_storeu_si512(out + 16, _mm512_shuffle_i32x4(t[0], t[1], 0xEE));
-        }
+        __m512 t[3];
+        for (int v = 0; v < V; v++)
+            t[v] = _mm512_castsi512_ps(
+                _mm512_sub_epi32(sum[r][v], _mm512_slli_epi32(_mm512_castps_si512(sums[v]), 7)));
+        pair_store(C, t, deinterleave, (float *)(acc + r * 48));
     }
 }
 

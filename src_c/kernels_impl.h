@@ -137,6 +137,31 @@ FG_INLINE void FN_ISA(products)(int C, int64_t K, int64_t k_block, const REAL *a
     (void)panel_v;
 }
 
+/* products for each panel width, as functions of their own: inlined into a step, the product's loop
+ * shared its registers with the gate math around it, and GCC 12 kept one of the 24 accumulators in
+ * memory. */
+__attribute__((noinline)) static void FN_ISA(products_24)(int64_t K, int64_t k_block, const REAL *a, int64_t lda,
+                                                          int64_t n, const REAL *panel_u, const REAL *panel_v,
+                                                          REAL *acc, int deinterleave) {
+    FN_ISA(products)(24, K, k_block, a, lda, n, panel_u, panel_v, acc, deinterleave);
+}
+__attribute__((noinline)) static void FN_ISA(products_16)(int64_t K, int64_t k_block, const REAL *a, int64_t lda,
+                                                          int64_t n, const REAL *panel_u, const REAL *panel_v,
+                                                          REAL *acc, int deinterleave) {
+    FN_ISA(products)(16, K, k_block, a, lda, n, panel_u, panel_v, acc, deinterleave);
+}
+__attribute__((noinline)) static void FN_ISA(products_8)(int64_t K, int64_t k_block, const REAL *a, int64_t lda,
+                                                         int64_t n, const REAL *panel_u, const REAL *panel_v,
+                                                         REAL *acc, int deinterleave) {
+    FN_ISA(products)(8, K, k_block, a, lda, n, panel_u, panel_v, acc, deinterleave);
+}
+FG_INLINE void FN_ISA(products_of)(int C, int64_t K, int64_t k_block, const REAL *a, int64_t lda, int64_t n,
+                                   const REAL *panel_u, const REAL *panel_v, REAL *acc, int deinterleave) {
+    if (C == 24) FN_ISA(products_24)(K, k_block, a, lda, n, panel_u, panel_v, acc, deinterleave);
+    else if (C == 16) FN_ISA(products_16)(K, k_block, a, lda, n, panel_u, panel_v, acc, deinterleave);
+    else FN_ISA(products_8)(K, k_block, a, lda, n, panel_u, panel_v, acc, deinterleave);
+}
+
 #ifdef PAIR_DOT
 /* The gate math of row i (batch entry b) for the two full blocks at j0, from its deinterleaved products. */
 FG_INLINE void FN_ISA(gates_pair)(int kind, const fg_step_args *s, int64_t i, int64_t b, int64_t j0, const REAL *product) {
@@ -174,7 +199,7 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
                 const char *x = (const char *)((const REAL *)s->gates_x + s->perm[i0 + r] * s->gates_x_stride + 3 * j0);
                 for (int64_t line = 0; line < (int64_t)(3 * width * sizeof(REAL)); line += 64) __builtin_prefetch(x + line);
             }
-            FN_ISA(products)(C, H, s->k_block, rows + i0 * H, H, n, panel, span == 2 ? panel + H * C : NULL, acc, 1);
+            FN_ISA(products_of)(C, H, s->k_block, rows + i0 * H, H, n, panel, span == 2 ? panel + H * C : NULL, acc, 1);
             for (int64_t r = 0; r < n; r++) {
                 const int64_t i = i0 + r, b = s->perm[i];
                 if (s->mask && !s->mask[b]) {
@@ -227,8 +252,8 @@ void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t bloc
         const REAL *panel = (const REAL *)p->panels_ih + u * I * 24;
         for (int64_t i0 = 0; i0 < p->rows; i0 += group) {
             const int64_t n = p->rows - i0 < group ? p->rows - i0 : group;
-            FN_ISA(products)(24, I, p->k_block, input + i0 * p->input_stride, p->input_stride, n, panel,
-                             span == 2 ? panel + I * 24 : NULL, acc, 0);
+            FN_ISA(products_of)(24, I, p->k_block, input + i0 * p->input_stride, p->input_stride, n, panel,
+                                span == 2 ? panel + I * 24 : NULL, acc, 0);
             for (int64_t r = 0; r < n; r++) {
                 REAL *out = (REAL *)p->gates_x + (i0 + r) * p->gates_x_stride + 3 * j0;
                 if (span == 2) {
