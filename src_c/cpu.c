@@ -315,7 +315,7 @@ static double seconds_now(void) {
 /* Interleaved rounds of one sample per width, each about 20 us at 4 GHz, the best of each kept: a
  * time slice lost to another process only ever slows a sample, and the first rounds cover the ramp
  * some Intel cores take before they issue 512-bit instructions at full rate. About 0.5 ms in all. */
-static void calibrate(double *gflops_256, double *gflops_512) {
+void fg_calibrate_fma(double *gflops_256, double *gflops_512) {
     enum { ROUNDS = 12, REPS = 6000 };
     volatile float sink = 0;
     double best256 = 0, best512 = 0;
@@ -360,7 +360,7 @@ static void read_cpu(void) {
     info->isa = fg_isa_choose(&facts, 0, 0, &info->width_reason);
 #ifdef FG_X86
     if (info->isa == FG_ISA_AUTO) {
-        calibrate(&info->fma256_gflops, &info->fma512_gflops);
+        fg_calibrate_fma(&info->fma256_gflops, &info->fma512_gflops);
         info->isa = fg_isa_choose(&facts, info->fma256_gflops, info->fma512_gflops, &info->width_reason);
     }
 #endif

@@ -247,6 +247,10 @@ typedef struct fg_cpu_facts {
  * answer is FG_ISA_AUTO: time them first. */
 fg_isa fg_isa_choose(const fg_cpu_facts *cpu, double fma256_gflops, double fma512_gflops, fg_width_reason *reason);
 
+/* The calibration (cpu.c): the best float32 GFLOP/s of 256- and of 512-bit FMA chains on this thread,
+ * about 0.5 ms. x86 CPUs with AVX-512F only (elsewhere neither loop can run). */
+void fg_calibrate_fma(double *gflops_256, double *gflops_512);
+
 /* Display family, model and stepping from cpuid leaf 1's EAX (the extended fields included where
  * Intel's and AMD's rules add them). */
 void fg_parse_signature(uint32_t eax, int *family, int *model, int *stepping);

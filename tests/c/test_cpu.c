@@ -252,12 +252,43 @@ static void test_k_blocking_changes_no_bit(void) {
     cpu->k_block = saved;
 }
 
+/* The calibration runs wherever both widths run, and its figures are rates a core can reach: positive,
+ * 512-bit at 0.5x to 2.5x the 256-bit rate (a full-width unit about 2, a split or single one about 1).
+ * On this CPU the decision of its own figures must be the one fg_cpu_info_get made where it timed. */
+static void test_calibration(void) {
+    const fg_cpu_info *cpu = fg_cpu_info_get();
+    const unsigned avx512 = FG_CPU_AVX2 | FG_CPU_FMA | FG_CPU_AVX512F;
+    if ((cpu->features & avx512) != avx512) {
+        printf("skip calibration: this CPU has no AVX-512F\n");
+        return;
+    }
+#if defined(__x86_64__) || defined(_M_X64)
+    double g256 = 0, g512 = 0;
+    fg_calibrate_fma(&g256, &g512);
+    CHECK(g256 > 1 && g512 > 1, "calibration rates %g, %g GFLOP/s", g256, g512);
+    CHECK(g512 >= 0.5 * g256 && g512 <= 2.5 * g256, "512/256 ratio %g", g512 / g256);
+    printf("calibration on this CPU: 256-bit %.1f GFLOP/s, 512-bit %.1f GFLOP/s (ratio %.2f)\n", g256, g512,
+           g512 / g256);
+    if (cpu->fma256_gflops > 0) {
+        fg_cpu_facts facts_here;
+        memcpy(facts_here.vendor, cpu->vendor, sizeof facts_here.vendor);
+        facts_here.family = cpu->family;
+        facts_here.model = cpu->model;
+        facts_here.features = cpu->features;
+        fg_width_reason why;
+        CHECK(fg_isa_choose(&facts_here, cpu->fma256_gflops, cpu->fma512_gflops, &why) == cpu->isa,
+              "the timed decision is the one recorded");
+    }
+#endif
+}
+
 int main(void) {
     test_decision();
     test_caches();
     test_signature();
     test_blocking();
     test_k_blocking_changes_no_bit();
+    test_calibration();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
