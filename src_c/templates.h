@@ -38,7 +38,8 @@
  *                 instructions, and a table (internal.h) may take kernels of several suffixes.
  *   FG_ROWS       batch rows per panel product in the float kernels: 4 (default) or 8, which needs
  *                 AVX-512VL's 32 vector registers
- *   DOT           the panel product, an always_inline function called with constant rows and columns;
+ *   DOT           the panel product, an always_inline function called with constant rows and columns
+ *                 (float kernels: and whether to continue the sums in its output, for K-blocking);
  *                 default the template's portable one
  *   PAIR_DOT, PAIR_GATHER   (kernels_impl.h, kernels_int8_impl.h) the product of two adjacent unit
  *                 blocks at once and the deinterleaving of their gates: the 512-bit tables, whose
@@ -61,16 +62,17 @@
  *   pack_impl.h          REAL, SFX          model.c: f32, f64
  *   gemm_reference_impl.h    REAL, SFX      gemm_reference.c: f32, f64
  *
- * Adding a kernel table (say `fg_kernels_avx512`, 512-bit vectors):
- *   1. in the kernels_*.c file compiled for its target (kernels_avx2.c holds the x86 ones; a new file
- *      needs its own target pragma, activations.h and one gates_impl.h site per REAL), one
- *      kernels_impl.h site per float dtype (ISA avx512, its DOT and FG_ROWS) and one
+ * Adding a kernel table (say `fg_kernels_avx10`):
+ *   1. in the kernels_*.c file compiled for its target (kernels_avx2.c and kernels_avx512.c hold the
+ *      x86 ones; a new file needs its own target pragma, activations.h and one gates_impl.h site per
+ *      REAL), one kernels_impl.h site per float dtype (its ISA, DOT and FG_ROWS) and one
  *      kernels_int8_impl.h site, as the sites there;
  *   2. declare the new entry points below, one block per table as the ones there;
- *   3. fill `const fg_kernels fg_kernels_avx512 = {...}` from those names at the end of that file
+ *   3. fill `const fg_kernels fg_kernels_avx10 = {...}` from those names at the end of that file
  *      (a table may reuse another's entries, as fg_kernels_avx512 reuses the f64 avx2 kernels),
  *      declare it in internal.h next to fg_kernels_avx2, and return it from fg_select_kernels
- *      (status.c) for the fg_isa (fastgru.h) that runs it. */
+ *      (status.c) for the fg_isa (fastgru.h) that runs it; give that fg_isa its name and the features
+ *      it needs in cpu.c (fg_isa_name, fg_isa_requires) and a place in fg_isa_choose. */
 #ifndef FASTGRU_TEMPLATES_H
 #define FASTGRU_TEMPLATES_H
 
