@@ -6,10 +6,11 @@
  * Why pairs of 8-unit blocks and not 16-unit blocks: the packed layout (internal.h) stays the same
  * for every table, so forcing another table never repacks a model, and the tape, the backward and the
  * int8 panels do not depend on the table. bench/panel_product.c measured the cost on a Zen 5 (family
- * 26 model 2, one core, 512-bit FMA peak 262-272 GFLOP/s in the same run): 8-row tiles over two 8-unit
- * blocks reach 96-100% of that peak at K = 512 and 1024, 16-unit panels 97-101%; at batch 1 the
- * one-block product below (two k at once, three full 512-bit loads per 48 weights) streams W_hh at
- * 96-109% of the 512-bit read loop's rate from L2 and L3, as fast as 16-unit panels within the noise.
+ * 26 model 2, one core, 512-bit FMA peak 265.6 GFLOP/s in the same run; docs/kernels.md has the
+ * table): 8-row tiles over two 8-unit blocks reach 94-96% of that peak at K = 512 and 1024, 16-unit
+ * panels 95-97%; at batch 1 the one-block product below (two k at once, three full 512-bit loads per
+ * 48 weights) streams W_hh at 94-98% of the 512-bit read loop's rate from L2 and L3, 16-unit panels at
+ * 93-97%.
  *
  * Only this file is built for AVX-512 (by pragma, never by a build flag); fg_select_kernels uses its
  * tables only on CPUs that report the features (status.c). */
