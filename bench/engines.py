@@ -41,7 +41,7 @@ class Engine:
         raise NotImplementedError
 
     def supports(self, shape: Shape) -> bool:
-        return True
+        return shape.group != "int8-large" or self.precision == "int8"
 
     def not_applicable(self) -> str | None:
         """Why this engine has no place on this CPU (it then appears nowhere in the report), or None."""
@@ -229,15 +229,16 @@ class FastgruInt8Stream(FastgruStream):
 
 
 # ------------------------------------------------------------------------ fastgru's kernel tables
-# The one place that knows how a benchmark makes fastgru use one kernel table rather than the best
-# its CPU runs. Today: the process-wide ``fastgru._core.set_backend(isa=...)`` (and
-# ``_core.supported_isas()`` for what the CPU runs). When fastgru grows a per-call or per-model
-# choice (or a FASTGRU_KERNELS=generic|avx2|avx512... variable read at import), only these two
-# functions change.
+# The one place that knows how a benchmark makes fastgru use one kernel table rather than the one it
+# picks for its CPU: the process-wide ``fastgru._core.set_backend(isa=...)`` (which takes the names of
+# FASTGRU_KERNELS, and restores that variable's table, or the automatic one, when called without
+# ``isa``), and ``_core.supported_isas()`` for what the CPU runs. When fastgru grows a per-call or
+# per-model choice, only these two functions change.
 
 
 def kernel_tables() -> list[str]:
-    """The kernel tables fastgru runs on this CPU, portable first (e.g. generic, avx2, avx512vnni)."""
+    """The kernel tables fastgru runs on this CPU, portable first (e.g. generic, avx2, avx512vl,
+    avx512vl_vnni, avx512, avx512_vnni)."""
     from fastgru import _core
 
     return list(_core.supported_isas())

@@ -368,6 +368,7 @@ def _worker_section(worker: dict, cpu_flags: list[str] | None = None) -> list[st
 
 INT8_TARGETS = {"onnxruntime": 2.0, "torch-int8": 1.3}
 DEEPBENCH_TITANXP_S = 59.3e-3
+DEEPBENCH_2816_TITANXP_S = 350.6e-3  # DeepBench's published TitanXp figure for H=2816, B=1, T=1500
 
 
 def _int8_section(worker: dict) -> list[str]:
@@ -416,6 +417,13 @@ def _int8_section(worker: dict) -> list[str]:
         if _timed(full):
             lines.append(f"The input projection (I = 1024) adds {format_seconds(full['median_s'] - row['median_s'])} "
                          f"(whole call {format_seconds(full['median_s'])}).")
+    large = cases.get("deepbench-server-2816-recurrent")
+    row = large["rows"].get("fastgru-int8", {}) if large else {}
+    if _timed(row):
+        lines += ["", f"DeepBench's largest GRU server shape (H=2816, B=1, T=1500, 23.8 MB of int8 W_hh), recurrent "
+                  f"part: fastgru int8 **{format_seconds(row['median_s'])}** median, {format_seconds(row['min_s'])} "
+                  f"best, against the TitanXp's {format_seconds(DEEPBENCH_2816_TITANXP_S)} "
+                  f"({'under' if row['median_s'] < DEEPBENCH_2816_TITANXP_S else 'over'} it at the median)."]
     return lines
 
 

@@ -13,7 +13,7 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class Shape:
     name: str
-    group: str  # streaming | sequence | batch | deepbench | int8 (groups only select rows)
+    group: str  # streaming | sequence | batch | deepbench | int8 | int8-large (int8 engines only)
     seq_len: int  # T
     batch: int  # B
     hidden: int  # H
@@ -65,6 +65,9 @@ DEFAULT = [
 INT8_EXTRA = [
     Shape("deepbench-server", "int8", 1500, 1, 1024),
     Shape("deepbench-server-recurrent", "int8", 1500, 1, 1024, input=1),
+    # DeepBench's largest GRU server shape, recurrent part: 23.8 MB of int8 W_hh (95 MB in float32, which
+    # would take seconds per call from DRAM in every float32 engine): int8 engines only (Engine.supports)
+    Shape("deepbench-server-2816-recurrent", "int8-large", 1500, 1, 2816, input=1),
 ]
 
 # --quick: tiny shapes for a smoke test (CI); timings are meaningless at this size.

@@ -7,6 +7,7 @@
     y = model(x)                                  # what keras_model.predict(x) returns
 """
 from . import _threadpoolctl
+from .config import show_config
 from .model import GRU, GRUStream, Tape
 from .spec import GRUSpec
 from .threads import default_num_threads, get_num_threads, set_num_threads
@@ -32,4 +33,4 @@ def load(path, **options):
 _threadpoolctl.install()  # threadpoolctl sees fastgru once it is imported (never imported here)
 
 __all__ = ["GRU", "GRUSpec", "GRUStream", "Model", "ModelStream", "Tape", "UnsupportedModelError", "load",
-           "default_num_threads", "get_num_threads", "set_num_threads", "__version__"]
+           "default_num_threads", "get_num_threads", "set_num_threads", "show_config", "__version__"]

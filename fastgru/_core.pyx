@@ -100,8 +100,40 @@ cdef extern from "fastgru.h" nogil:
         FG_ISA_AUTO
         FG_ISA_GENERIC
         FG_ISA_AVX2
+        FG_ISA_AVX512VL
+        FG_ISA_AVX512VL_VNNI
+        FG_ISA_AVX512
         FG_ISA_AVX512_VNNI
+    int FG_ISA_COUNT
     fg_isa fg_isa_detect()
+    const char *fg_isa_name(fg_isa isa)
+    unsigned fg_isa_requires(fg_isa isa)
+    int fg_isa_supported(fg_isa isa)
+    int FG_CPU_FEATURE_COUNT
+    const char *fg_cpu_feature_name(unsigned feature)
+    ctypedef enum fg_width_reason:
+        FG_WIDTH_NO_AVX512
+        FG_WIDTH_KNOWN_SPLIT
+        FG_WIDTH_KNOWN_FULL
+        FG_WIDTH_MEASURED_SPLIT
+        FG_WIDTH_MEASURED_FULL
+    ctypedef enum fg_cache_source:
+        FG_CACHE_FALLBACK
+        FG_CACHE_CPUID_4
+        FG_CACHE_CPUID_8000001D
+        FG_CACHE_CPUID_80000006
+    ctypedef struct fg_cpu_info:
+        char vendor[16]
+        char model_name[64]
+        int family, model, stepping
+        unsigned features
+        int64_t l1d_bytes, l2_bytes, l3_bytes
+        fg_cache_source cache_source
+        fg_isa isa
+        fg_width_reason width_reason
+        double fma256_gflops, fma512_gflops
+        int64_t chunk_bytes, k_block
+    const fg_cpu_info *fg_cpu_info_get()
     ctypedef struct fg_context:
         const fg_blas *blas
         fg_pool *pool
@@ -194,36 +226,138 @@ cdef int _load_scipy_blas() except -1:
 # The fg_blas table for calls that need GEMMs (the backward pass): scipy's, loaded on first use;
 # "reference" swaps in the core's plain loops (tests).
 cdef bint _use_reference_blas = False
-cdef fg_isa _isa = FG_ISA_AUTO
 
-_ISA_NAMES = {"auto": FG_ISA_AUTO, "generic": FG_ISA_GENERIC, "avx2": FG_ISA_AVX2,
-              "avx512vnni": FG_ISA_AVX512_VNNI}
+# ------------------------------------------------------------------ kernel tables
+
+_TABLES = tuple(fg_isa_name(<fg_isa>i).decode() for i in range(1, FG_ISA_COUNT))  # portable first
+_TABLE_VALUES = {name: i + 1 for i, name in enumerate(_TABLES)}
+KERNELS_VARIABLE = "FASTGRU_KERNELS"
 
 
-def best_isa():
-    """The best kernel set this CPU runs: "avx512vnni" (AVX2 plus vpdpbusd for int8 models), "avx2"
-    or "generic"."""
-    return {FG_ISA_AVX512_VNNI: "avx512vnni", FG_ISA_AVX2: "avx2"}.get(fg_isa_detect(), "generic")
+def kernel_tables():
+    """Every kernel table fastgru has, portable first (docs/kernels.md)."""
+    return list(_TABLES)
+
+
+def missing_features(str table):
+    """The CPU features ``table`` needs that this CPU (or its OS) lacks: [] where it runs it."""
+    if table not in _TABLE_VALUES:
+        raise ValueError(f"unknown kernel table {table!r}: the tables are {', '.join(_TABLES)}")
+    cdef unsigned needs = fg_isa_requires(<fg_isa>_TABLE_VALUES[table])
+    cdef unsigned has = fg_cpu_info_get().features
+    return [fg_cpu_feature_name(1u << bit).decode() for bit in range(FG_CPU_FEATURE_COUNT)
+            if needs & ~has & (1u << bit)]
 
 
 def supported_isas():
-    """Every kernel set this CPU runs, portable first."""
-    names = ["generic", "avx2", "avx512vnni"]
-    return names[:names.index(best_isa()) + 1]
+    """Every kernel table this CPU runs, portable first."""
+    return [name for name in _TABLES if fg_isa_supported(<fg_isa>_TABLE_VALUES[name])]
 
 
-def set_backend(isa="auto", blas="scipy"):
-    """Chooses kernels ("auto", "generic", "avx2", "avx512vnni") and GEMMs ("scipy", "reference") for later calls.
+def best_isa():
+    """The kernel table fastgru picks for this CPU by itself (what ``auto`` runs)."""
+    return fg_isa_name(fg_isa_detect()).decode()
 
-    A process-wide switch for tests and benchmarks; not thread-safe with concurrent calls."""
-    global _isa, _use_reference_blas
-    if isa not in _ISA_NAMES:
-        raise ValueError(f"isa must be one of {sorted(_ISA_NAMES)}, got {isa!r}")
+
+_WIDTH_REASONS = {
+    FG_WIDTH_NO_AVX512: "no AVX-512 (F, BW, VL, DQ, with the OS saving its registers)",
+    FG_WIDTH_KNOWN_SPLIT: "cpuid names a core that splits 512-bit FMAs into 256-bit halves",
+    FG_WIDTH_KNOWN_FULL: "cpuid names a core that runs 512-bit FMAs at full rate",
+    FG_WIDTH_MEASURED_SPLIT: "timed: 512-bit FMAs ran at under 1.5x the 256-bit rate",
+    FG_WIDTH_MEASURED_FULL: "timed: 512-bit FMAs ran at 1.5x the 256-bit rate or more",
+}
+_CACHE_SOURCES = {FG_CACHE_FALLBACK: "fallback (no cpuid leaf describes the caches)",
+                  FG_CACHE_CPUID_4: "cpuid leaf 4", FG_CACHE_CPUID_8000001D: "cpuid leaf 0x8000001D",
+                  FG_CACHE_CPUID_80000006: "cpuid leaves 0x80000005/0x80000006"}
+
+
+def cpu_info():
+    """What the C core read about this CPU and decided from it (fg_cpu_info, fastgru.h), as a dict."""
+    cdef const fg_cpu_info *cpu = fg_cpu_info_get()
+    return {
+        "vendor": cpu.vendor.decode("ascii", "replace"),
+        "model name": cpu.model_name.decode("ascii", "replace"),
+        "family": cpu.family, "model": cpu.model, "stepping": cpu.stepping,
+        "features": [fg_cpu_feature_name(1u << bit).decode() for bit in range(FG_CPU_FEATURE_COUNT)
+                     if cpu.features & (1u << bit)],
+        "feature names": [fg_cpu_feature_name(1u << bit).decode() for bit in range(FG_CPU_FEATURE_COUNT)],
+        "l1d bytes": cpu.l1d_bytes, "l2 bytes": cpu.l2_bytes, "l3 bytes": cpu.l3_bytes,
+        "cache source": _CACHE_SOURCES.get(cpu.cache_source, "unknown"),
+        "table": fg_isa_name(cpu.isa).decode(),
+        "width reason": _WIDTH_REASONS.get(cpu.width_reason, "unknown"),
+        "fma256 gflops": cpu.fma256_gflops, "fma512 gflops": cpu.fma512_gflops,
+        "chunk bytes": cpu.chunk_bytes, "k block": cpu.k_block,
+    }
+
+
+def _table_from_environment(value, missing=missing_features, supported=supported_isas):
+    """(fg_isa value, None) for a FASTGRU_KERNELS value, or (None, the error to raise at the first call).
+    ``missing`` and ``supported`` describe the CPU (tests hand in others)."""
+    name = value.strip().lower()
+    if name in ("", "auto"):
+        return FG_ISA_AUTO, None
+    if name not in _TABLE_VALUES:
+        return None, ValueError(f"{KERNELS_VARIABLE}={value!r} names no kernel table: use auto or one of "
+                                f"{', '.join(_TABLES)}")
+    lacking = missing(name)
+    if lacking:
+        return None, NotImplementedError(
+            f"{KERNELS_VARIABLE}={value!r}: this CPU lacks {', '.join(lacking)}, which the {name} table needs "
+            f"(it runs {', '.join(supported())})")
+    return _TABLE_VALUES[name], None
+
+
+# The table of the process, from FASTGRU_KERNELS (read once, at import), and the current one (set_backend).
+# A bad variable does not stop the import (show_config still reports it): every call raises its error.
+import os as _os
+_environment_value = _os.environ.get(KERNELS_VARIABLE)
+_default_isa, _default_error = (FG_ISA_AUTO, None) if _environment_value is None else \
+    _table_from_environment(_environment_value)
+cdef fg_isa _isa = _default_isa if _default_isa is not None else FG_ISA_AUTO
+_isa_error = _default_error
+_isa_source = "default"  # or "set_backend"
+
+
+def kernel_table():
+    """(the table calls run now, how it was chosen), or (None, the error every call raises) where
+    FASTGRU_KERNELS names a table that cannot run."""
+    if _isa_error is not None:
+        return None, str(_isa_error)
+    name = best_isa() if _isa == FG_ISA_AUTO else fg_isa_name(_isa).decode()
+    if _isa_source == "set_backend":
+        how = "set_backend(isa='auto'): chosen for this CPU" if _isa == FG_ISA_AUTO else f"set_backend(isa={name!r})"
+    elif _environment_value is not None and _isa != FG_ISA_AUTO:
+        how = f"{KERNELS_VARIABLE}={_environment_value!r}"
+    else:
+        how = "chosen for this CPU"
+    return name, how
+
+
+def set_backend(isa=None, blas="scipy"):
+    """Chooses the kernel table and GEMMs ("scipy", "reference") for later calls.
+
+    ``isa``: a table name (kernel_tables(): "generic", "avx2", "avx512vl", "avx512vl_vnni", "avx512",
+    "avx512_vnni"), "auto" (the CPU's own choice), or None: the process default, which is
+    ``FASTGRU_KERNELS`` where that variable is set, else "auto". A process-wide switch for tests and
+    benchmarks; not thread-safe with concurrent calls."""
+    global _isa, _use_reference_blas, _isa_error, _isa_source
+    if isa is not None and isa != "auto" and isa not in _TABLE_VALUES:
+        raise ValueError(f"isa must be None, 'auto' or one of {', '.join(_TABLES)}, got {isa!r}")
     if blas not in ("scipy", "reference"):
         raise ValueError(f"blas must be 'scipy' or 'reference', got {blas!r}")
-    if isa not in ("auto",) + tuple(supported_isas()):
-        raise NotImplementedError(f"this CPU cannot run the {isa!r} kernels (it runs {supported_isas()})")
-    _isa = _ISA_NAMES[isa]
+    if isa not in (None, "auto"):
+        missing = missing_features(isa)
+        if missing:
+            raise NotImplementedError(f"this CPU cannot run the {isa!r} kernels: it lacks {', '.join(missing)} "
+                                      f"(it runs {', '.join(supported_isas())})")
+    if isa is None:
+        _isa = _default_isa if _default_isa is not None else FG_ISA_AUTO
+        _isa_error = _default_error
+        _isa_source = "default"
+    else:
+        _isa = FG_ISA_AUTO if isa == "auto" else _TABLE_VALUES[isa]
+        _isa_error = None
+        _isa_source = "set_backend"
     _use_reference_blas = blas == "reference"
 
 
@@ -306,6 +440,8 @@ cdef fg_context _context(Pool pool, bint needs_blas=False) except *:
         else:
             _load_scipy_blas()
             ctx.blas = &_scipy_blas
+    if _isa_error is not None:
+        raise _isa_error
     ctx.pool = pool.pool if pool is not None else NULL
     ctx.isa = _isa
     return ctx

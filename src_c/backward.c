@@ -129,11 +129,12 @@ fg_status fg_backward(const fg_gru *gru, const fg_sequence *seq, const void *tap
     if (status != FG_OK) return status;
     if (!seq->lengths) buf.active = NULL;
 
-    /* The per-step product runs on the panel kernel where the AVX2 kernel set runs, else on the BLAS. */
+    /* The per-step product runs on the AVX2 panel kernel wherever a table above the portable one runs (each
+     * of them implies AVX2 and FMA), else on the BLAS. */
     fg_panel_gemm_f32 panel_gemm_f32 = NULL;
     fg_panel_gemm_f64 panel_gemm_f64 = NULL;
 #if defined(FG_HAVE_AVX2_KERNELS) && defined(FG_HAVE_AVX2_PANEL_GEMM)
-    if (kernels == &fg_kernels_avx2) {
+    if (kernels != &fg_kernels_generic) {
         panel_gemm_f32 = fg_panel_gemm_f32_avx2;
         panel_gemm_f64 = fg_panel_gemm_f64_avx2;
     }

@@ -1,7 +1,7 @@
 /* backward_kernels_avx2.c: the panel product of backward_kernels.h for AVX2+FMA, from the template
  * backward_kernels_impl.h with the vector operations below. Only this file is built for that target
- * (by pragma, like kernels_avx2.c); the backward uses it only when the context's kernel set is the AVX2
- * one, which fg_select_kernels gives only on CPUs with both features. */
+ * (by pragma, like kernels_avx2.c); the backward uses it wherever the context's kernel set is not the
+ * portable one: fg_select_kernels gives the AVX2 and AVX-512 sets only on CPUs with both features. */
 #include "templates.h"
 
 #if defined(__x86_64__) || defined(_M_X64)

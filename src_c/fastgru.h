@@ -178,20 +178,107 @@ fg_status fg_pool_create(int num_threads, fg_pool **out);
 void fg_pool_destroy(fg_pool *pool); /* NULL is a no-op; joins the workers */
 int fg_pool_num_threads(const fg_pool *pool);
 
-/* Which kernels run: FG_ISA_AUTO picks the best this CPU supports at run time; the others force a
- * choice (tests use FG_ISA_GENERIC to hold the portable fallback against the vector kernels).
- * FG_ISA_AVX512_VNNI is FG_ISA_AVX2 plus vpdpbusd (AVX-512 VNNI + VL) for the int8 products and
- * 8-row float32 panel products in AVX-512VL's 32 registers (a batch row that AVX2 computes alone may
- * then share a tile, so results can differ in the last bit between the two); it needs AVX2, FMA,
- * AVX512F/BW/VL and AVX512_VNNI. */
-typedef enum fg_isa { FG_ISA_AUTO = 0, FG_ISA_GENERIC = 1, FG_ISA_AVX2 = 2, FG_ISA_AVX512_VNNI = 3 } fg_isa;
+/* Which kernel table runs (docs/kernels.md). FG_ISA_AUTO picks one from what the CPU reports
+ * (fg_cpu_info_get: its isa and why); the others force a table, for tests and benchmarks. Tables on
+ * different vector widths may differ in the last bit of float32 results (a row's product is summed in
+ * a different order in each); int8 models give the same bits on every table. Each table needs the
+ * features fg_isa_requires names; asking for one the CPU lacks gives FG_ERR_UNSUPPORTED.
+ *   FG_ISA_GENERIC        portable C, any CPU
+ *   FG_ISA_AVX2           AVX2 + FMA, 256-bit vectors, 4-row float32 tiles
+ *   FG_ISA_AVX512VL       AVX-512 F/BW/VL/DQ on 256-bit vectors: 8-row float32 tiles in AVX-512VL's 32
+ *                         registers, int8 on AVX2's products (AVX-512 CPUs without VNNI: Skylake-X)
+ *   FG_ISA_AVX512VL_VNNI  that, with int8 products on 256-bit vpdpbusd (Zen 4)
+ *   FG_ISA_AVX512         AVX-512 F/BW/VL/DQ on 512-bit vectors: float32 products, gate math and
+ *                         activations at full width, int8 on AVX2's products; for CPUs whose 512-bit
+ *                         FMAs run at full rate (Zen 5 EPYC, Sapphire Rapids and later)
+ *   FG_ISA_AVX512_VNNI    that, with int8 products on 512-bit vpdpbusd at batch sizes above 1 */
+typedef enum fg_isa {
+    FG_ISA_AUTO = 0,
+    FG_ISA_GENERIC = 1,
+    FG_ISA_AVX2 = 2,
+    FG_ISA_AVX512VL = 3,
+    FG_ISA_AVX512VL_VNNI = 4,
+    FG_ISA_AVX512 = 5,
+    FG_ISA_AVX512_VNNI = 6
+} fg_isa;
+#define FG_ISA_COUNT 7 /* one past the last fg_isa */
 
-/* The best kernel set this CPU supports (never FG_ISA_AUTO). */
+/* The table FG_ISA_AUTO runs on this CPU (never FG_ISA_AUTO): fg_cpu_info_get()->isa. */
 fg_isa fg_isa_detect(void);
+/* The table's name ("auto", "generic", "avx2", "avx512vl", "avx512vl_vnni", "avx512", "avx512_vnni"),
+ * or NULL for a value outside fg_isa. */
+const char *fg_isa_name(fg_isa isa);
+/* The FG_CPU_* features (below) the table needs; 0 for FG_ISA_AUTO, FG_ISA_GENERIC and invalid values. */
+unsigned fg_isa_requires(fg_isa isa);
+/* 1 if this CPU (and its OS) runs the table, else 0 (FG_ISA_AUTO: 1). */
+int fg_isa_supported(fg_isa isa);
+
+/* ---------------------------------------------------------------- the CPU at hand
+ *
+ * What the core reads about the CPU once per process, at the first call that needs it (cpuid, and a
+ * short timing where cpuid cannot tell the width of the FMA units), and what it derives from that:
+ * the table FG_ISA_AUTO runs and the blocking of the kernels. fastgru.show_config() prints it. */
+
+/* CPU features (fg_cpu_info.features), as cpuid reports them and only where the OS saves the vector
+ * registers they need (xgetbv): */
+#define FG_CPU_AVX2 (1u << 0)
+#define FG_CPU_FMA (1u << 1)
+#define FG_CPU_AVX512F (1u << 2)
+#define FG_CPU_AVX512BW (1u << 3)
+#define FG_CPU_AVX512VL (1u << 4)
+#define FG_CPU_AVX512DQ (1u << 5)
+#define FG_CPU_AVX512VNNI (1u << 6)
+#define FG_CPU_FEATURE_COUNT 7
+/* A feature bit's name ("avx2", "fma", "avx512f", ...), or NULL for anything but one FG_CPU_* bit. */
+const char *fg_cpu_feature_name(unsigned feature);
+
+/* Why FG_ISA_AUTO runs the width it runs (fg_cpu_info.width_reason). */
+typedef enum fg_width_reason {
+    FG_WIDTH_NO_AVX512 = 0,    /* no AVX-512 (F, BW, VL and DQ, saved by the OS): AVX2 or generic */
+    FG_WIDTH_KNOWN_SPLIT = 1,  /* a core known to split 512-bit FMAs into 256-bit halves (AMD family 25,
+                                * Zen 4): 256-bit vectors in 8-row tiles */
+    FG_WIDTH_KNOWN_FULL = 2,   /* a core known to run them at full rate (AMD family 26 models 0-31, Zen
+                                * 5 EPYC; Intel Sapphire, Emerald and Granite Rapids): 512-bit vectors */
+    FG_WIDTH_MEASURED_SPLIT = 3, /* cpuid cannot tell, and 512-bit FMA chains ran at under 1.5x the
+                                  * 256-bit rate (the calibration) */
+    FG_WIDTH_MEASURED_FULL = 4 /* cpuid cannot tell, and they ran at 1.5x or more */
+} fg_width_reason;
+
+/* Where the cache sizes come from (fg_cpu_info.cache_source). */
+typedef enum fg_cache_source {
+    FG_CACHE_FALLBACK = 0,     /* no cpuid leaf describes the caches: 32 KiB L1d, 256 KiB L2, no L3 */
+    FG_CACHE_CPUID_4 = 1,      /* cpuid leaf 4 (deterministic cache parameters, Intel) */
+    FG_CACHE_CPUID_8000001D = 2, /* cpuid leaf 0x8000001D (AMD, with topology extensions) */
+    FG_CACHE_CPUID_80000006 = 3  /* cpuid leaves 0x80000005/6 (older AMD) */
+} fg_cache_source;
+
+typedef struct fg_cpu_info {
+    char vendor[16];        /* cpuid's vendor string ("GenuineIntel", "AuthenticAMD"), "" if unknown */
+    char model_name[64];    /* the brand string ("AMD EPYC 9575F 64-Core Processor"), "" if none */
+    int family, model, stepping; /* display family and model (extended fields included), stepping */
+    unsigned features;      /* FG_CPU_* */
+    int64_t l1d_bytes;      /* L1 data cache of one core */
+    int64_t l2_bytes;       /* L2 of one core */
+    int64_t l3_bytes;       /* the L3 a core sees (shared by its complex or socket); 0 if none */
+    fg_cache_source cache_source;
+    fg_isa isa;             /* the table FG_ISA_AUTO runs */
+    fg_width_reason width_reason;
+    double fma256_gflops;   /* the calibration's best float32 rates on one thread, 256- and 512-bit */
+    double fma512_gflops;   /* FMA chains; 0 where it did not run (cpuid could tell) */
+    /* the blocking derived from the caches (docs/kernels.md) */
+    int64_t chunk_bytes;    /* input projection per chunk of time steps: gates_x of at most this size */
+    int64_t k_block;        /* panel rows per pass of the multi-row products (a panel that would not
+                             * fit half the L2 is taken in row blocks); 0 where a table has no blocking */
+} fg_cpu_info;
+
+/* What the core read and decided; filled once per process (thread-safe: concurrent first calls wait
+ * for one reader) and never NULL. */
+const fg_cpu_info *fg_cpu_info_get(void);
 
 /* What every compute call takes besides its data. blas is needed by fg_backward only (fg_forward and
  * fg_step run on the core's own kernels and accept NULL). pool may be NULL: then the call runs on the
- * calling thread alone. Asking for FG_ISA_AVX2 on a CPU without AVX2+FMA gives FG_ERR_UNSUPPORTED. */
+ * calling thread alone. Asking for a table the CPU lacks (fg_isa_supported) gives FG_ERR_UNSUPPORTED,
+ * a value outside fg_isa FG_ERR_INVALID_SPEC. */
 typedef struct fg_context {
     const fg_blas *blas;
     fg_pool *pool;

@@ -63,9 +63,12 @@ static void quantize_rows(const float *rows, int64_t stride, int64_t width, int6
 #define FG_QUANTIZED
 #include "forward_impl.h"
 
+/* Time steps per input projection: as many as keep the chunk's gates_x within fg_cpu_info.chunk_bytes
+ * (cpu.c, from the caches), at least one. */
 static int64_t chunk_steps(const fg_spec *spec, int64_t seq_len, int64_t batch) {
-    int64_t per_step = fg_mul(batch, spec->num_directions * 3 * spec->hidden_size);
-    int64_t chunk = per_step > 0 ? FG_CHUNK_ELEMENTS / per_step : seq_len;
+    int64_t per_step = fg_mul(fg_mul(batch, spec->num_directions * 3 * spec->hidden_size),
+                              (int64_t)fg_dtype_size(spec->dtype));
+    int64_t chunk = per_step > 0 ? fg_cpu_info_get()->chunk_bytes / per_step : seq_len;
     if (chunk < 1) chunk = 1;
     return chunk < seq_len ? chunk : seq_len;
 }

@@ -29,6 +29,7 @@ typedef struct FN(forward_state) {
     forward_buffers buf;
     REAL *tape_gates;   /* (L, D, T, B, 4H) or NULL */
     REAL *tape_outputs; /* (L, T, B, D*H) or NULL */
+    int64_t k_block;    /* fg_cpu_info.k_block */
 } FN(forward_state);
 
 /* Rows of the layer input for times [t_begin, t_begin + steps) as a time-major (steps*B, width)
@@ -45,25 +46,27 @@ static const REAL *FN(time_major_rows)(const FN(forward_state) *s, const REAL *i
     return gathered;
 }
 
-/* Work split across the pool: the unit blocks of every direction, numbered d * blocks + u, cut into
+/* Work split across the pool: the unit blocks of every direction, in pairs (the 512-bit tables take two
+ * adjacent blocks at once, kernels_impl.h), pair p of direction d numbered d * pairs + p, cut into
  * `parts` contiguous ranges (a range may span both directions). Either a step or a projection. */
 typedef struct FN(block_work) {
     const fg_step_args *step_args;       /* one per direction, with step */
     fg_step_fn step;
     const fg_project_args *project_args; /* one per direction, with project */
     fg_project_fn project;
-    int64_t blocks, parts, directions;
+    int64_t blocks, pairs, parts, directions;
 } FN(block_work);
 
 static void FN(block_task)(void *opaque, int64_t part) {
     const FN(block_work) *work = (const FN(block_work) *)opaque;
-    const int64_t total = work->blocks * work->directions;
+    const int64_t total = work->pairs * work->directions;
     const int64_t begin = part * total / work->parts, end = (part + 1) * total / work->parts;
     for (int64_t index = begin; index < end;) {
-        const int64_t d = index / work->blocks, u = index % work->blocks;
-        const int64_t stop = end < (d + 1) * work->blocks ? end : (d + 1) * work->blocks;
-        if (work->step) work->step(&work->step_args[d], u, u + stop - index);
-        else work->project(&work->project_args[d], u, u + stop - index);
+        const int64_t d = index / work->pairs, p = index % work->pairs;
+        const int64_t stop = end < (d + 1) * work->pairs ? end : (d + 1) * work->pairs;
+        const int64_t u_end = 2 * (p + stop - index) < work->blocks ? 2 * (p + stop - index) : work->blocks;
+        if (work->step) work->step(&work->step_args[d], 2 * p, u_end);
+        else work->project(&work->project_args[d], 2 * p, u_end);
         index = stop;
     }
 }
@@ -71,7 +74,8 @@ static void FN(block_task)(void *opaque, int64_t part) {
 /* Runs the work over `macs` multiply-adds in as many parts as pay off (fg_parallel_parts). */
 static void FN(run_blocks)(const FN(forward_state) *s, FN(block_work) *work, int64_t macs) {
     work->blocks = fg_num_blocks(s->gru->spec.hidden_size);
-    work->parts = fg_parallel_parts(s->pool, macs, work->blocks * work->directions);
+    work->pairs = (work->blocks + 1) / 2;
+    work->parts = fg_parallel_parts(s->pool, macs, work->pairs * work->directions);
     fg_pool_run(s->pool, work->parts, FN(block_task), work);
 }
 
@@ -110,6 +114,7 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
         a->bias_x = (const REAL *)layer->bias_x + d * G;
         a->gates_x = (REAL *)s->buf.gates_x + d * G;
         a->gates_x_stride = D * G;
+        a->k_block = s->k_block;
 #ifdef FG_QUANTIZED
         /* The int8 kernels read codes (slot k of x_codes, as of x_gather); both directions of a
          * one-chunk sequence read the same rows, quantized once. */
@@ -129,7 +134,7 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
         a->input_stride = padded;
 #endif
     }
-    FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, dirs};
+    FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, 0, dirs};
     FN(run_blocks)(s, &work, dirs * steps * B * G * width);
 }
 
@@ -139,7 +144,7 @@ static void FN(run_step_kernel)(const FN(forward_state) *s, const fg_step_args *
     const int64_t H = s->gru->spec.hidden_size;
     int64_t macs = 0;
     for (int64_t d = 0; d < dirs; d++) macs += args[d].rows * 3 * H * H;
-    FN(block_work) work = {args, kernel, NULL, NULL, 0, 0, dirs};
+    FN(block_work) work = {args, kernel, NULL, NULL, 0, 0, 0, dirs};
     FN(run_blocks)(s, &work, macs);
 }
 
@@ -175,6 +180,7 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
         a->mask = seq->mask ? seq->mask + t * B : NULL;
         a->gates_rz = lbr ? NULL : (REAL *)s->buf.gates_rz + d * B * 2 * H;
         a->reset_h = lbr ? NULL : (REAL *)s->buf.reset_h + d * B * H;
+        a->k_block = s->k_block;
 #ifdef FG_QUANTIZED
         const int64_t Hp = fg_i8_padded(H);
         a->h_prev_q = s->buf.state_codes + ((count % 2) * D + d) * B * Hp;
@@ -299,6 +305,7 @@ void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, vo
     s.buf = *buf;
     s.tape_gates = (REAL *)tape_gates;
     s.tape_outputs = (REAL *)tape_outputs;
+    s.k_block = fg_cpu_info_get()->k_block;
 
     /* Layers alternate between the caller's output and one intermediate buffer, arranged so that the
      * last layer lands in the output. */

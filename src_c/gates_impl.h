@@ -37,7 +37,8 @@ FG_INLINE const REAL *FN(unpad)(const REAL *acc, int gates, int width, REAL *pac
     return packed;
 }
 
-/* Linear-before-reset gate math for one block of one row. */
+/* Linear-before-reset gate math for one block of one row (width <= FG_BLOCK), or for two adjacent full
+ * blocks at once (width 2 * FG_BLOCK, gate_math_pair: the vectors are then deinterleaved by gate). */
 FG_INLINE void FN(lbr_block)(int hard, int clipping, int width, const fg_activation *act,
                              const REAL *restrict gates_x, const REAL *restrict gates_h,
                              const REAL *restrict bias_hn, const REAL *restrict h_prev,
@@ -45,7 +46,7 @@ FG_INLINE void FN(lbr_block)(int hard, int clipping, int width, const fg_activat
                              REAL *restrict tape_g) {
     /* The gate values go through small arrays so that the loop has no branch (the tape is optional)
      * and vectorises; the tape is written by a second loop. */
-    REAL r[FG_BLOCK], z[FG_BLOCK], n[FG_BLOCK], g[FG_BLOCK];
+    REAL r[FG_GATE_SPAN], z[FG_GATE_SPAN], n[FG_GATE_SPAN], g[FG_GATE_SPAN];
     for (int k = 0; k < width; k++) {
         r[k] = FN(gate)(gates_x[k] + gates_h[k], hard, clipping, act);
         z[k] = FN(gate)(gates_x[width + k] + gates_h[width + k], hard, clipping, act);
@@ -65,7 +66,7 @@ FG_INLINE void FN(lbr_block)(int hard, int clipping, int width, const fg_activat
     }
 }
 
-/* Reset-before, first half, one block of one row: r and z, and r * h. */
+/* Reset-before, first half, one block of one row (or a pair, as lbr_block): r and z, and r * h. */
 FG_INLINE void FN(rb1_block)(int hard, int clipping, int width, const fg_activation *act,
                              const REAL *restrict gates_x, const REAL *restrict gates_h,
                              REAL *restrict gates_rz, const REAL *restrict h_prev, REAL *restrict reset_h) {
@@ -78,14 +79,15 @@ FG_INLINE void FN(rb1_block)(int hard, int clipping, int width, const fg_activat
     }
 }
 
-/* Reset-before, second half, one block of one row: gates_hn = W_hn (r * h) for the block's units. */
+/* Reset-before, second half, one block of one row (or a pair, as lbr_block): gates_hn = W_hn (r * h)
+ * for the block's units. */
 FG_INLINE void FN(rb2_block)(int hard, int clipping, int width, const fg_activation *act,
                              const REAL *restrict gates_x, const REAL *restrict gates_rz,
                              const REAL *restrict gates_hn, const REAL *restrict h_prev,
                              REAL *restrict h_next, REAL *restrict output, REAL *restrict tape_rzn,
                              REAL *restrict tape_g) {
     (void)hard;
-    REAL n[FG_BLOCK];
+    REAL n[FG_GATE_SPAN];
     for (int k = 0; k < width; k++) {
         n[k] = FG_TANH(FN(clamp)(gates_x[2 * width + k] + gates_hn[k], clipping, act));
         REAL h = n[k] + gates_rz[width + k] * (h_prev[k] - n[k]);
@@ -107,7 +109,7 @@ FG_INLINE void FN(rb2_block)(int hard, int clipping, int width, const fg_activat
 FG_INLINE void FN(quantize_units)(int width, const REAL *restrict values, float inverse, int8_t *restrict codes) {
     /* float steps in a local array first: stores through int8_t may alias anything, which keeps the
      * compiler from vectorising a loop that mixes them with float loads */
-    int32_t rounded[FG_BLOCK];
+    int32_t rounded[FG_GATE_SPAN];
     for (int k = 0; k < width; k++) rounded[k] = (int32_t)fg_quantize_code((float)values[k] * inverse);
     for (int k = 0; k < width; k++) codes[k] = (int8_t)rounded[k];
 }
@@ -153,6 +155,61 @@ FG_INLINE void FN(gate_math)(int kind, int codes, const fg_step_args *s, int wid
     } else {
         FN(gate_math_constant)(kind, codes, hard, clipping, width, s, i, b, j0, gates_h);
     }
+}
+
+/* ---------------------------------------------------------------- two blocks at once
+ *
+ * The 512-bit tables take the products of two adjacent full blocks u, u + 1 together (kernels_impl.h,
+ * PAIR_DOT), and then their gate math over 16 units in one vector per gate. The packed order keeps a
+ * block's gates together ([r z n] of u, then of u + 1: internal.h), so the inputs arrive deinterleaved
+ * by gate first (PAIR_GATHER, in registers): x48 = gates_x as [r(16) z(16) n(16)], h48 = the product
+ * in the same order (RB1: [r z], RB2: [n]), rz32 (RB2) = the first half's [r(16) z(16)]. The state,
+ * output and b_hn are in natural order, 16 adjacent units; what goes back in packed order (the tape's
+ * r z n, RB1's gates_rz) is written from a local copy. The arithmetic of each unit is that of
+ * gate_math: a unit's bits do not depend on whether its block was paired. */
+FG_INLINE void FN(scatter_pair)(int gates, const REAL *deinterleaved, REAL *packed) {
+    for (int g = 0; g < gates; g++)
+        for (int w = 0; w < FG_BLOCK; w++) {
+            packed[g * FG_BLOCK + w] = deinterleaved[g * FG_GATE_SPAN + w];
+            packed[gates * FG_BLOCK + g * FG_BLOCK + w] = deinterleaved[g * FG_GATE_SPAN + FG_BLOCK + w];
+        }
+}
+
+FG_INLINE void FN(gate_math_pair_constant)(int kind, int codes, int hard, int clipping, const fg_step_args *s,
+                                           int64_t i, int64_t b, int64_t j0, const REAL *x48, const REAL *h48,
+                                           const REAL *rz32) {
+    enum { W = FG_GATE_SPAN };
+    const int64_t H = s->hidden, Hp = fg_i8_padded(H);
+    const REAL *h_prev = (const REAL *)s->h_prev + i * H + j0;
+    if (kind == FG_STEP_RB1) {
+        REAL *reset_h = (REAL *)s->reset_h + i * H + j0;
+        REAL rz[2 * W];
+        FN(rb1_block)(hard, clipping, W, &s->act, x48, h48, rz, h_prev, reset_h);
+        FN(scatter_pair)(2, rz, (REAL *)s->gates_rz + i * 2 * H + 2 * j0);
+        if (codes) FN(quantize_units)(W, reset_h, s->state_inverse[i], s->reset_h_q + i * Hp + j0);
+        return;
+    }
+    REAL *tape = !codes && s->tape ? (REAL *)s->tape + b * 4 * H : NULL;
+    REAL *h_next = (REAL *)s->h_next + i * H + j0, *output = (REAL *)s->output + b * s->output_stride + j0;
+    REAL rzn[3 * W];
+    REAL *tape_rzn = tape ? rzn : NULL, *tape_g = tape ? tape + 3 * H + j0 : NULL;
+    if (kind == FG_STEP_LBR)
+        FN(lbr_block)(hard, clipping, W, &s->act, x48, h48, (const REAL *)s->bias_hn + j0, h_prev, h_next, output,
+                      tape_rzn, tape_g);
+    else
+        FN(rb2_block)(hard, clipping, W, &s->act, x48, rz32, h48, h_prev, h_next, output, tape_rzn, tape_g);
+    if (tape) FN(scatter_pair)(3, rzn, tape + 3 * j0);
+    if (codes) FN(quantize_units)(W, h_next, s->state_inverse[i], s->h_next_q + i * Hp + j0);
+}
+
+/* gate_math_pair_constant with constant flags, as gate_math does for a full block. */
+FG_INLINE void FN(gate_math_pair)(int kind, int codes, const fg_step_args *s, int64_t i, int64_t b, int64_t j0,
+                                  const REAL *x48, const REAL *h48, const REAL *rz32) {
+    const int hard = s->act.hard_sigmoid, clipping = s->act.clip > 0;
+    if (!hard && !clipping) FN(gate_math_pair_constant)(kind, codes, 0, 0, s, i, b, j0, x48, h48, rz32);
+    else if (!hard) FN(gate_math_pair_constant)(kind, codes, 0, 1, s, i, b, j0, x48, h48, rz32);
+    else if (!clipping) FN(gate_math_pair_constant)(kind, codes, 1, 0, s, i, b, j0, x48, h48, rz32);
+    else FN(gate_math_pair_constant)(kind, codes, 1, 1, s, i, b, j0, x48, h48, rz32);
 }
 
 #undef REAL

@@ -10,12 +10,11 @@
 
 /* Hidden units per packed block: one AVX2 vector of floats. */
 #define FG_BLOCK 8
+/* The most units one pass of the gate math takes: two adjacent blocks, whose products the 512-bit
+ * tables compute together (one AVX-512 vector of floats per gate). */
+#define FG_GATE_SPAN (2 * FG_BLOCK)
 /* Every workspace segment and packed array starts on a cache line. */
 #define FG_ALIGN 64
-/* The input projection is computed for a chunk of time steps at once: enough rows to stream W_ih's
- * panels once for many rows, few enough that the chunk's gates stay in cache and the workspace stays
- * bounded for any sequence length. Budget in elements of gates_x per chunk. */
-#define FG_CHUNK_ELEMENTS ((int64_t)1 << 20)
 
 /* ---------------------------------------------------------------- packed gate order
  *
@@ -213,6 +212,7 @@ typedef struct fg_step_args {
     int8_t *reset_h_q;          /* reset-before (rows, Hp) */
     const float *state_scale;   /* (rows) */
     const float *state_inverse; /* (rows) */
+    int64_t k_block;            /* panel rows per pass of a multi-row product (fg_cpu_info.k_block) */
 } fg_step_args;
 
 typedef void (*fg_step_fn)(const fg_step_args *args, int64_t block_begin, int64_t block_end);
@@ -230,6 +230,7 @@ typedef struct fg_project_args {
     const void *bias_x;         /* this direction's folded bias (3H, packed) */
     void *gates_x;              /* row i at gates_x + i * gates_x_stride */
     int64_t gates_x_stride;
+    int64_t k_block;            /* as fg_step_args.k_block */
 } fg_project_args;
 
 typedef void (*fg_project_fn)(const fg_project_args *args, int64_t block_begin, int64_t block_end);
@@ -243,15 +244,68 @@ typedef struct fg_kernels {
     fg_project_fn project_i8;
 } fg_kernels;
 
+/* The tables (fastgru.h, fg_isa, says what each runs) */
 extern const fg_kernels fg_kernels_generic;
 #if defined(__x86_64__) || defined(_M_X64)
 #define FG_HAVE_AVX2_KERNELS 1
-extern const fg_kernels fg_kernels_avx2;
-extern const fg_kernels fg_kernels_avx512vnni; /* vpdpbusd int8 products; float32 in 8-row tiles */
+extern const fg_kernels fg_kernels_avx2;          /* kernels_avx2.c */
+extern const fg_kernels fg_kernels_avx512vl;      /* kernels_avx2.c */
+extern const fg_kernels fg_kernels_avx512vl_vnni; /* kernels_avx2.c */
+extern const fg_kernels fg_kernels_avx512;        /* kernels_avx512.c */
+extern const fg_kernels fg_kernels_avx512_vnni;   /* kernels_avx512.c */
 #endif
 
-/* The kernel table for ctx->isa, or NULL if that ISA cannot run here. */
+/* The kernel table for ctx->isa, or NULL if that table cannot run here. */
 const fg_kernels *fg_select_kernels(fg_isa isa);
+
+/* ---------------------------------------------------------------- the CPU (cpu.c)
+ *
+ * The parts of fg_cpu_info_get that are pure functions of what cpuid said, so that tests can hand
+ * them any CPU (tests/c/test_cpu.c). */
+
+/* What the table decision looks at. */
+typedef struct fg_cpu_facts {
+    char vendor[16];
+    int family, model;
+    unsigned features; /* FG_CPU_* */
+} fg_cpu_facts;
+
+/* 512-bit FMA chains at this many times the 256-bit rate or more run the 512-bit tables (a full-rate
+ * unit measures about 2, a split or single unit about 1). */
+#define FG_FULL_WIDTH_RATIO 1.5
+
+/* The table FG_ISA_AUTO runs on `cpu`, and why. Where cpuid cannot tell whether 512-bit FMAs run at
+ * full rate, fma256 and fma512 (GFLOP/s of the calibration, cpu.c) decide; without them (0) the
+ * answer is FG_ISA_AUTO: time them first. */
+fg_isa fg_isa_choose(const fg_cpu_facts *cpu, double fma256_gflops, double fma512_gflops, fg_width_reason *reason);
+
+/* The calibration (cpu.c): the best float32 GFLOP/s of 256- and of 512-bit FMA chains on this thread,
+ * about 0.5 ms. x86 CPUs with AVX-512F only (elsewhere neither loop can run). */
+void fg_calibrate_fma(double *gflops_256, double *gflops_512);
+
+/* Display family, model and stepping from cpuid leaf 1's EAX (the extended fields included where
+ * Intel's and AMD's rules add them). */
+void fg_parse_signature(uint32_t eax, int *family, int *model, int *stepping);
+
+/* One cpuid subleaf's registers. */
+typedef struct fg_cpuid_regs {
+    uint32_t eax, ebx, ecx, edx;
+} fg_cpuid_regs;
+
+/* Data and unified cache sizes from the subleaves of cpuid leaf 4 (Intel) or 0x8000001D (AMD, the same
+ * format), in order, up to the first of type 0: size = ways x partitions x line size x sets. Sets the
+ * sizes of the levels found (L1d, L2, L3) and returns how many were. */
+int fg_parse_cache_leaf(const fg_cpuid_regs *subleaves, int count, int64_t *l1d, int64_t *l2, int64_t *l3);
+/* The same from AMD's older leaves (0x80000005 ECX: L1d KiB in bits 31-24; 0x80000006 ECX: L2 KiB in
+ * bits 31-16, EDX: L3 in 512 KiB units in bits 31-18). Returns the levels found, 0 if none. */
+int fg_parse_amd_legacy_caches(uint32_t ecx_80000005, uint32_t ecx_80000006, uint32_t edx_80000006, int64_t *l1d,
+                               int64_t *l2, int64_t *l3);
+
+/* Bytes of one panel row of one unit block in float32: [r z n] x 8 units. */
+#define FG_PANEL_BLOCK_BYTES (3 * FG_BLOCK * (int64_t)sizeof(float))
+
+/* fg_cpu_info's blocking for an L2 of l2_bytes per core (docs/kernels.md). */
+void fg_blocking_for(int64_t l2_bytes, int64_t *chunk_bytes, int64_t *k_block);
 
 /* ---------------------------------------------------------------- threads */
 

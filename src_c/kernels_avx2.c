@@ -1,9 +1,10 @@
 /* kernels_avx2.c: the kernels of kernels_generic.c compiled for AVX2+FMA, with hand-written panel
- * products for float32 and int8; and a second table, for CPUs with AVX-512 VNNI, whose int8 panel
- * product is vpdpbusd and whose float32 kernels take 8 batch rows per panel product in AVX-512VL's
- * 32 registers. Only this file is built for those targets (by pragma, not by a build flag, so the
- * package never needs -march=native); fg_select_kernels uses a table only after the CPU has reported
- * its features. */
+ * products for float32 and int8; and the tables of AVX-512 CPUs whose 512-bit FMAs are no faster than
+ * two 256-bit ones (Zen 4, Intel parts with one 512-bit FMA unit: cpu.c decides): float32 kernels that
+ * take 8 batch rows per panel product in AVX-512VL's 32 registers on 256-bit vectors, and, with AVX-512
+ * VNNI, int8 products on vpdpbusd. Only this file is built for those targets (by pragma, not by a
+ * build flag, so the package never needs -march=native); fg_select_kernels uses a table only after
+ * the CPU has reported its features (status.c). */
 #include "templates.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -27,16 +28,19 @@
 #define SFX f64
 #include "gates_impl.h"
 
-/* acc[r][0:C] = sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart; R <= 8, and R > 4
- * only where AVX-512VL gives 32 registers). Each weight vector is loaded once and used for all R rows.
+/* acc[r][0:C] (+)= sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart; R <= 8, and R > 4
+ * only where AVX-512VL gives 32 registers; accumulate: continue the sums in acc, kernels_impl.h's
+ * K-blocking). Each weight vector is loaded once and used for all R rows.
  * With one row, even and odd k go to separate accumulators: three FMA chains alone would wait on the
  * FMA latency instead of on memory. */
 static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int64_t K, const float *a,
-                                                               int64_t lda, const float *panel, float *acc) {
+                                                               int64_t lda, const float *panel, float *acc,
+                                                               int accumulate) {
     const int V = C / 8;
     __m256 sum[8][3], odd[3];
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 3; v++) sum[r][v] = _mm256_setzero_ps();
+        for (int v = 0; v < 3; v++)
+            sum[r][v] = accumulate && v < V ? _mm256_loadu_ps(acc + r * 24 + 8 * v) : _mm256_setzero_ps();
     for (int v = 0; v < 3; v++) odd[v] = _mm256_setzero_ps();
     int64_t k = 0;
     if (R == 1) {
@@ -116,12 +120,32 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
 #define DOT dot_i8_avx2
 #include "kernels_int8_impl.h"
 
+/* float32 with 8-row panel products: AVX-512VL's registers ymm16-31 hold the 24 accumulators. The
+ * vectors stay 256 bits wide: Zen 4 runs a 512-bit FMA as two 256-bit halves, so wider vectors would
+ * add no throughput, while the bigger tile halves the weight loads and the per-product overhead. Built
+ * without VNNI: the table of AVX-512 CPUs without it (Skylake-X) runs these too.
+ * step_lbr_f32_avx512vl, step_rb1_f32_avx512vl, step_rb2_f32_avx512vl, project_f32_avx512vl */
 #if defined(__clang__)
 #pragma clang attribute pop
-#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni"))), \
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq"))), \
                              apply_to = function)
 #elif defined(__GNUC__)
-#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")
+#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")
+#endif
+
+#define REAL float
+#define SFX f32
+#define ISA avx512vl
+#define FG_ROWS 8
+#define DOT dot_f32_avx2
+#include "kernels_impl.h"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))), \
+                             apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
 #endif
 
 /* The int8 panel product of dot_i8_avx2 (same exact sums) with vpdpbusd, which multiplies unsigned by
@@ -170,17 +194,6 @@ static inline __attribute__((always_inline)) void dot_i8_avx512vl_vnni(int R, in
         }
 }
 
-/* float32 with 8-row panel products: AVX-512VL's registers ymm16-31 hold the 24 accumulators. The
- * vectors stay 256 bits wide: Zen 4 runs a 512-bit FMA as two 256-bit halves, so wider vectors would
- * add no throughput, while the bigger tile halves the weight loads and the per-product overhead.
- * step_lbr_f32_avx512vl, step_rb1_f32_avx512vl, step_rb2_f32_avx512vl, project_f32_avx512vl */
-#define REAL float
-#define SFX f32
-#define ISA avx512vl
-#define FG_ROWS 8
-#define DOT dot_f32_avx2
-#include "kernels_impl.h"
-
 /* step_lbr_i8_avx512vl_vnni, step_rb1_i8_avx512vl_vnni, step_rb2_i8_avx512vl_vnni,
  * project_i8_avx512vl_vnni */
 #define ISA avx512vl_vnni
@@ -200,7 +213,16 @@ const fg_kernels fg_kernels_avx2 = {
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
 };
 
-const fg_kernels fg_kernels_avx512vnni = {
+const fg_kernels fg_kernels_avx512vl = {
+    .step_lbr_f32 = step_lbr_f32_avx512vl, .step_rb1_f32 = step_rb1_f32_avx512vl,
+    .step_rb2_f32 = step_rb2_f32_avx512vl, .project_f32 = project_f32_avx512vl,
+    .step_lbr_f64 = step_lbr_f64_avx2, .step_rb1_f64 = step_rb1_f64_avx2,
+    .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
+    .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
+    .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
+};
+
+const fg_kernels fg_kernels_avx512vl_vnni = {
     .step_lbr_f32 = step_lbr_f32_avx512vl, .step_rb1_f32 = step_rb1_f32_avx512vl,
     .step_rb2_f32 = step_rb2_f32_avx512vl, .project_f32 = project_f32_avx512vl,
     .step_lbr_f64 = step_lbr_f64_avx2, .step_rb1_f64 = step_rb1_f64_avx2,

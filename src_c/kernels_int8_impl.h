@@ -10,10 +10,18 @@
  *
  * Dequantisation: a panel product of int8 activations a (scale a_scale) and int8 weights q (column
  * scale s[c]) is float(sum) * (a_scale * s[c]); the state's a_scale is 1/127, the layer input's is per
- * row (forward_impl.h). */
+ * row (forward_impl.h).
+ *
+ * With PAIR_DOT and PAIR_GATHER (the 512-bit VNNI table) two adjacent full blocks are taken at once,
+ * as in kernels_impl.h: one product over both blocks' columns in FG_I8_PAIR_ROWS-row tiles, then
+ * gate_math_pair over their 16 units. The sums are exact and the float code after them the same, so
+ * the bits are those of every other table. */
 
 #if !defined(ISA) || defined(REAL) || defined(SFX)
-#error "kernels_int8_impl.h takes ISA and DOT only (templates.h)"
+#error "kernels_int8_impl.h takes ISA, DOT, PAIR_DOT and PAIR_GATHER only (templates.h)"
+#endif
+#if defined(PAIR_DOT) != defined(PAIR_GATHER)
+#error "PAIR_DOT and PAIR_GATHER come together"
 #endif
 #define SFX i8
 /* Batch rows per panel product (the int8 products hold 4 rows of accumulators). */
@@ -81,6 +89,66 @@ FG_INLINE void FN_ISA(products)(const fg_step_args *s, const void *panels, int C
     }
 }
 
+
+#ifdef PAIR_DOT
+/* Batch rows per product of two blocks: 8 rows x 3 vectors = 24 accumulators in AVX-512's registers. */
+#define FG_I8_PAIR_ROWS 8
+
+/* PAIR_DOT(R, C, Kp, a, lda, block_u, block_v, acc, deinterleave): the exact int32 products of two
+ * adjacent int8 panel blocks (C columns each), acc rows 2 * FG_PANEL_COLUMNS apart holding u's C
+ * columns then v's, or with deinterleave gate g of both at [16g, 16g + 16), for R = rows. */
+FG_INLINE void FN_ISA(pair_rows)(int R, int C, int64_t Kp, const int8_t *a, int64_t lda, const char *block_u,
+                                 const char *block_v, int32_t *acc, int deinterleave) {
+    switch (R) {
+    case 1: PAIR_DOT(1, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
+    case 2: PAIR_DOT(2, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
+    case 3: PAIR_DOT(3, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
+    case 4: PAIR_DOT(4, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
+    case 5: PAIR_DOT(5, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
+    case 6: PAIR_DOT(6, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
+    case 7: PAIR_DOT(7, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
+    default: PAIR_DOT(8, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
+    }
+}
+
+/* The column scales of two blocks in the order of their products: one after the other, or
+ * deinterleaved by gate. */
+FG_INLINE void FN_ISA(pair_scales)(int C, const char *block_u, const char *block_v, int deinterleave, float *scales) {
+    const float *su = fg_i8_block_scale(block_u, C), *sv = fg_i8_block_scale(block_v, C);
+    for (int g = 0; g < C / FG_BLOCK; g++)
+        for (int w = 0; w < FG_BLOCK; w++) {
+            scales[deinterleave ? g * FG_GATE_SPAN + w : g * FG_BLOCK + w] = su[g * FG_BLOCK + w];
+            scales[deinterleave ? g * FG_GATE_SPAN + FG_BLOCK + w : C + g * FG_BLOCK + w] = sv[g * FG_BLOCK + w];
+        }
+}
+
+/* The step kernel `kind` for the two full blocks u, u + 1 (units [j0, j0 + 16)). */
+FG_INLINE void FN_ISA(step_pair)(int kind, const fg_step_args *s, int C, const void *panels, const int8_t *codes,
+                                 int64_t u) {
+    const int64_t H = s->hidden, Hp = fg_i8_padded(H), j0 = u * FG_BLOCK;
+    const char *block_u = fg_i8_block(panels, u, C, H), *block_v = fg_i8_block(panels, u + 1, C, H);
+    int32_t acc[FG_I8_PAIR_ROWS * 2 * FG_PANEL_COLUMNS] __attribute__((aligned(64)));
+    float scales[2 * FG_PANEL_COLUMNS], gates[2 * FG_PANEL_COLUMNS] __attribute__((aligned(64)));
+    float x48[3 * FG_GATE_SPAN] __attribute__((aligned(64))), rz32[2 * FG_GATE_SPAN] __attribute__((aligned(64)));
+    FN_ISA(pair_scales)(C, block_u, block_v, 1, scales);
+    for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_PAIR_ROWS) {
+        const int R = (int)(s->rows - i0 < FG_I8_PAIR_ROWS ? s->rows - i0 : FG_I8_PAIR_ROWS);
+        FN_ISA(pair_rows)(R, C, Hp, codes + i0 * Hp, Hp, block_u, block_v, acc, 1);
+        for (int r = 0; r < R; r++) {
+            const int64_t i = i0 + r, b = s->perm[i];
+            if (s->mask && !s->mask[b]) {
+                if (kind == FG_STEP_RB1) memset(s->reset_h_q + i * Hp + j0, 0, FG_GATE_SPAN);
+                continue;
+            }
+            FN_ISA(dequantize)(2 * C, acc + r * 2 * FG_PANEL_COLUMNS, s->state_scale[i], scales, gates);
+            PAIR_GATHER(3, (const float *)s->gates_x + b * s->gates_x_stride + 3 * j0, x48);
+            if (kind == FG_STEP_RB2) PAIR_GATHER(2, (const float *)s->gates_rz + i * 2 * H + 2 * j0, rz32);
+            gate_math_pair_f32(kind, 1, s, i, b, j0, x48, gates, rz32);
+        }
+    }
+}
+#endif
+
 /* The step kernel `kind` (templates.h) over the unit blocks [block_begin, block_end): per group of
  * blocks and group of rows, the products, then the gate math of each (block, row). */
 FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin, int64_t block_end) {
@@ -90,6 +158,11 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
     const void *panels = kind == FG_STEP_RB2 ? s->panels_n : s->panels;
     const int8_t *codes = kind == FG_STEP_RB2 ? s->reset_h_q : s->h_prev_q;
     float gates[FG_I8_GROUP][FG_I8_ROWS][FG_PANEL_COLUMNS], packed[FG_PANEL_COLUMNS];
+#ifdef PAIR_DOT
+    /* pairs of full blocks first; what is left (an odd block, the narrower last one) below */
+    for (; block_begin + 1 < block_end && fg_block_width(H, block_begin + 1) == FG_BLOCK; block_begin += 2)
+        FN_ISA(step_pair)(kind, s, C, panels, codes, block_begin);
+#endif
     for (int64_t u0 = block_begin; u0 < block_end; u0 += FG_I8_GROUP) {
         const int blocks = (int)(block_end - u0 < FG_I8_GROUP ? block_end - u0 : FG_I8_GROUP);
         for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_ROWS) {
@@ -133,6 +206,26 @@ void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t bloc
     int32_t acc[FG_I8_ROWS * FG_PANEL_COLUMNS];
     float gates[FG_PANEL_COLUMNS], packed[FG_PANEL_COLUMNS];
     /* Block-outer: a block's panel (Ip x 24 bytes) stays in L1/L2 while every input row passes over it. */
+#ifdef PAIR_DOT
+    for (; block_begin + 1 < block_end && fg_block_width(H, block_begin + 1) == FG_BLOCK; block_begin += 2) {
+        const int64_t j0 = block_begin * FG_BLOCK;
+        const char *block_u = fg_i8_block(p->panels_ih, block_begin, 24, I);
+        const char *block_v = fg_i8_block(p->panels_ih, block_begin + 1, 24, I);
+        int32_t pair_acc[FG_I8_PAIR_ROWS * 2 * FG_PANEL_COLUMNS] __attribute__((aligned(64)));
+        float scales[2 * FG_PANEL_COLUMNS], values[2 * FG_PANEL_COLUMNS];
+        FN_ISA(pair_scales)(24, block_u, block_v, 0, scales);
+        for (int64_t i0 = 0; i0 < p->rows; i0 += FG_I8_PAIR_ROWS) {
+            const int R = (int)(p->rows - i0 < FG_I8_PAIR_ROWS ? p->rows - i0 : FG_I8_PAIR_ROWS);
+            FN_ISA(pair_rows)(R, 24, Ip, input + i0 * p->input_stride, p->input_stride, block_u, block_v, pair_acc, 0);
+            for (int r = 0; r < R; r++) {
+                FN_ISA(dequantize)(2 * FG_PANEL_COLUMNS, pair_acc + r * 2 * FG_PANEL_COLUMNS, p->input_scale[i0 + r],
+                                   scales, values);
+                float *out = (float *)p->gates_x + (i0 + r) * p->gates_x_stride + 3 * j0;
+                for (int c = 0; c < 2 * FG_PANEL_COLUMNS; c++) out[c] = values[c] + bias[3 * j0 + c];
+            }
+        }
+    }
+#endif
     for (int64_t u = block_begin; u < block_end; u++) {
         const int64_t j0 = u * FG_BLOCK;
         const int width = fg_block_width(H, u);
@@ -153,6 +246,9 @@ void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t bloc
 
 #undef FG_I8_GROUP
 #undef FG_I8_ROWS
+#undef FG_I8_PAIR_ROWS
 #undef SFX
 #undef ISA
 #undef DOT
+#undef PAIR_DOT
+#undef PAIR_GATHER

@@ -1,4 +1,4 @@
-/* status.c: status strings, dtype sizes, CPU feature detection and the checks every call shares. */
+/* status.c: status strings, dtype sizes, the kernel table of a call and the checks every call shares. */
 #include "internal.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -25,37 +25,27 @@ const char *fg_status_string(fg_status status) {
 
 size_t fg_dtype_size(fg_dtype dtype) { return dtype == FG_FLOAT64 ? sizeof(double) : sizeof(float); }
 
-fg_isa fg_isa_detect(void) {
-#if defined(FG_HAVE_AVX2_KERNELS) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        /* libgcc also checks that the OS saves the AVX-512 state before it reports these */
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-            return FG_ISA_AVX512_VNNI;
-        return FG_ISA_AVX2;
-    }
-#endif
-    return FG_ISA_GENERIC;
-}
-
 const fg_kernels *fg_select_kernels(fg_isa isa) {
-    const fg_isa best = fg_isa_detect();
-    if (isa == FG_ISA_AUTO) isa = best;
-    if (isa == FG_ISA_GENERIC) return &fg_kernels_generic;
+    if (isa == FG_ISA_AUTO) isa = fg_isa_detect();
+    if (!fg_isa_supported(isa)) return NULL;
+    switch (isa) {
+    case FG_ISA_GENERIC: return &fg_kernels_generic;
 #ifdef FG_HAVE_AVX2_KERNELS
-    /* each ISA here includes the one before it */
-    if (isa == FG_ISA_AVX2 && best >= FG_ISA_AVX2) return &fg_kernels_avx2;
-    if (isa == FG_ISA_AVX512_VNNI && best >= FG_ISA_AVX512_VNNI) return &fg_kernels_avx512vnni;
+    case FG_ISA_AVX2: return &fg_kernels_avx2;
+    case FG_ISA_AVX512VL: return &fg_kernels_avx512vl;
+    case FG_ISA_AVX512VL_VNNI: return &fg_kernels_avx512vl_vnni;
+    case FG_ISA_AVX512: return &fg_kernels_avx512;
+    case FG_ISA_AVX512_VNNI: return &fg_kernels_avx512_vnni;
 #endif
-    return NULL;
+    default: return NULL;
+    }
 }
 
 fg_status fg_check_context(const fg_gru *gru, const fg_context *ctx, int needs_blas, const fg_kernels **kernels) {
     if (!gru || !ctx) return FG_ERR_NULL_POINTER;
     if (needs_blas && (!ctx->blas || (gru->spec.dtype == FG_FLOAT32 ? !ctx->blas->sgemm : !ctx->blas->dgemm)))
         return FG_ERR_NO_BLAS;
-    if ((int)ctx->isa < FG_ISA_AUTO || (int)ctx->isa > FG_ISA_AVX512_VNNI) return FG_ERR_INVALID_SPEC;
+    if ((int)ctx->isa < 0 || (int)ctx->isa >= FG_ISA_COUNT) return FG_ERR_INVALID_SPEC;
     *kernels = fg_select_kernels(ctx->isa);
     return *kernels ? FG_OK : FG_ERR_UNSUPPORTED;
 }

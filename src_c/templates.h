@@ -33,23 +33,29 @@
  *   SFX           suffix naming REAL in function names: f32, f64; i8 for int8 weights (REAL float)
  *   ISA           suffix naming the instructions a kernel is written for: generic (portable C),
  *                 avx2 (AVX2+FMA), avx512vl (AVX-512 on 256-bit vectors: AVX-512VL's 32 registers),
- *                 avx512vl_vnni (that, with vpdpbusd). Free for 512-bit vectors: avx512,
- *                 avx512vnni. The suffix only names; the file's target pragma selects the
+ *                 avx512vl_vnni (that, with vpdpbusd), avx512 (512-bit vectors), avx512_vnni (that,
+ *                 with 512-bit vpdpbusd). The suffix only names; the file's target pragma selects the
  *                 instructions, and a table (internal.h) may take kernels of several suffixes.
  *   FG_ROWS       batch rows per panel product in the float kernels: 4 (default) or 8, which needs
  *                 AVX-512VL's 32 vector registers
- *   DOT           the panel product, an always_inline function called with constant rows and columns;
+ *   DOT           the panel product, an always_inline function called with constant rows and columns
+ *                 (float kernels: and whether to continue the sums in its output, for K-blocking);
  *                 default the template's portable one
+ *   PAIR_DOT, PAIR_GATHER   (kernels_impl.h, kernels_int8_impl.h) the product of two adjacent unit
+ *                 blocks at once and the deinterleaving of their gates: the 512-bit tables, whose
+ *                 vectors span two blocks (kernels_avx512.c); absent, blocks are taken one at a time
  *   FG_QUANTIZED  defined: the forward driver of int8 models (REAL float, SFX i8)
  *
  * The templates and their instantiations (each site lists the entry points it makes):
  *   gates_impl.h         REAL, SFX          the gate math every step kernel of a file shares (static
  *                                           inline, no entry point); once per REAL in kernels_*.c
- *   kernels_impl.h       REAL, SFX, ISA, [FG_ROWS], [DOT]   float step kernels and input projection:
- *                                           kernels_generic.c (f32, f64), kernels_avx2.c (f32 and f64
- *                                           avx2; f32 avx512vl, FG_ROWS 8)
- *   kernels_int8_impl.h  ISA, [DOT]         int8 step kernels and projection (SFX i8 is its own):
- *                                           kernels_generic.c, kernels_avx2.c (avx2, avx512vl_vnni)
+ *   kernels_impl.h       REAL, SFX, ISA, [FG_ROWS], [DOT], [PAIR_DOT, PAIR_GATHER]   float step kernels
+ *                                           and input projection: kernels_generic.c (f32, f64),
+ *                                           kernels_avx2.c (f32 and f64 avx2; f32 avx512vl, FG_ROWS 8),
+ *                                           kernels_avx512.c (f32 avx512, FG_ROWS 8, pairs)
+ *   kernels_int8_impl.h  ISA, [DOT], [PAIR_DOT, PAIR_GATHER]   int8 step kernels and projection (SFX i8
+ *                                           is its own): kernels_generic.c, kernels_avx2.c (avx2,
+ *                                           avx512vl_vnni), kernels_avx512.c (avx512_vnni, pairs)
  *   forward_impl.h       REAL, SFX, [FG_QUANTIZED]   forward.c: f32, f64, i8
  *   backward_impl.h      REAL, SFX          backward.c: f32, f64
  *   backward_kernels_impl.h  REAL, SFX, ISA backward_kernels_avx2.c: f32, f64 (avx2)
@@ -57,16 +63,17 @@
  *                                           backward_weight_ih, backward_weight_hh)
  *   gemm_reference_impl.h    REAL, SFX      gemm_reference.c: f32, f64
  *
- * Adding a kernel table (say `fg_kernels_avx512`, 512-bit vectors):
- *   1. in the kernels_*.c file compiled for its target (kernels_avx2.c holds the x86 ones; a new file
- *      needs its own target pragma, activations.h and one gates_impl.h site per REAL), one
- *      kernels_impl.h site per float dtype (ISA avx512, its DOT and FG_ROWS) and one
+ * Adding a kernel table (say `fg_kernels_avx10`):
+ *   1. in the kernels_*.c file compiled for its target (kernels_avx2.c and kernels_avx512.c hold the
+ *      x86 ones; a new file needs its own target pragma, activations.h and one gates_impl.h site per
+ *      REAL), one kernels_impl.h site per float dtype (its ISA, DOT and FG_ROWS) and one
  *      kernels_int8_impl.h site, as the sites there;
  *   2. declare the new entry points below, one block per table as the ones there;
- *   3. fill `const fg_kernels fg_kernels_avx512 = {...}` from those names at the end of that file
- *      (a table may reuse another's entries, as fg_kernels_avx512vnni reuses the f64 avx2 kernels),
+ *   3. fill `const fg_kernels fg_kernels_avx10 = {...}` from those names at the end of that file
+ *      (a table may reuse another's entries, as fg_kernels_avx512 reuses the f64 avx2 kernels),
  *      declare it in internal.h next to fg_kernels_avx2, and return it from fg_select_kernels
- *      (status.c) for the fg_isa (fastgru.h) that runs it. */
+ *      (status.c) for the fg_isa (fastgru.h) that runs it; give that fg_isa its name and the features
+ *      it needs in cpu.c (fg_isa_name, fg_isa_requires) and a place in fg_isa_choose. */
 #ifndef FASTGRU_TEMPLATES_H
 #define FASTGRU_TEMPLATES_H
 
@@ -130,8 +137,8 @@ FG_INTERNAL void step_rb1_i8_avx2(const fg_step_args *s, int64_t block_begin, in
 FG_INTERNAL void step_rb2_i8_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void project_i8_avx2(const fg_project_args *p, int64_t block_begin, int64_t block_end);
 
-/* fg_kernels_avx512vnni (kernels_avx2.c): float32 in 8-row tiles of 256-bit vectors, int8 on
- * vpdpbusd; float64 from fg_kernels_avx2 */
+/* fg_kernels_avx512vl and fg_kernels_avx512vl_vnni (kernels_avx2.c): float32 in 8-row tiles of 256-bit
+ * vectors; int8 on AVX2's products or on vpdpbusd; float64 from fg_kernels_avx2 */
 FG_INTERNAL void step_lbr_f32_avx512vl(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb1_f32_avx512vl(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb2_f32_avx512vl(const fg_step_args *s, int64_t block_begin, int64_t block_end);
@@ -140,6 +147,17 @@ FG_INTERNAL void step_lbr_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_
 FG_INTERNAL void step_rb1_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb2_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void project_i8_avx512vl_vnni(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+
+/* fg_kernels_avx512 and fg_kernels_avx512_vnni (kernels_avx512.c): float32 on 512-bit vectors over two
+ * blocks at once; int8 on AVX2's products or on 512-bit vpdpbusd; float64 from fg_kernels_avx2 */
+FG_INTERNAL void step_lbr_f32_avx512(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb1_f32_avx512(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb2_f32_avx512(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void project_f32_avx512(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_lbr_i8_avx512_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb1_i8_avx512_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb2_i8_avx512_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void project_i8_avx512_vnni(const fg_project_args *p, int64_t block_begin, int64_t block_end);
 #endif
 
 /* ---------------------------------------------------------------- drivers */

@@ -223,3 +223,13 @@ def test_backward_rejects_misshapen_gradients(rng, argument, shape):
     _, _, tape = gru.forward(x, h0, lengths, return_tape=True)
     with pytest.raises(ValueError, match=argument):
         gru.backward(tape, **{argument: np.zeros(shape)})
+
+
+@pytest.mark.parametrize("argument", ["grad_output", "grad_h_n"])
+@pytest.mark.parametrize("bad", [np.complex64, object, "U1"])
+def test_backward_refuses_gradients_that_are_not_real(rng, argument, bad):
+    _, _, gru, x, h0, lengths = _small_model(rng)
+    _, _, tape = gru.forward(x, h0, lengths, return_tape=True)
+    shape = (4, 6, 10) if argument == "grad_output" else (4, 4, 5)
+    with pytest.raises(TypeError, match=argument):
+        gru.backward(tape, **{argument: np.zeros(shape, dtype=bad)})

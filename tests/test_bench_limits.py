@@ -431,13 +431,24 @@ def test_report_limits_say_not_measured_and_why():
 # ------------------------------------------------------------------------------- engines
 
 
-@pytest.mark.parametrize("tables, applies", [(["generic", "avx2", "avx512vnni"], True),
+@pytest.mark.parametrize("tables, applies", [(["generic", "avx2", "avx512vl_vnni", "avx512_vnni"], True),
                                              (["generic", "avx2"], False), (["generic"], False)])
 def test_avx2_engines_appear_only_where_a_wider_table_exists(monkeypatch, tables, applies):
     monkeypatch.setattr(engines, "kernel_tables", lambda: tables)
     for name in ("fastgru-avx2", "fastgru-avx2-stream", "fastgru-int8-avx2"):
         assert (engines.ENGINES[name].not_applicable() is None) is applies
     assert engines.ENGINES["fastgru"].not_applicable() is None
+
+
+def test_the_largest_deepbench_shape_runs_on_int8_engines_only():
+    import shapes
+
+    large = next(s for s in shapes.INT8_EXTRA if s.hidden == 2816)
+    assert (large.seq_len, large.batch, large.input_size) == (1500, 1, 1)
+    for name, engine in engines.ENGINES.items():
+        assert engine.supports(large) == (engine.precision == "int8" and not name.endswith("-stream")), name
+    assert all(engine.supports(shapes.INT8_EXTRA[0]) for name, engine in engines.ENGINES.items()
+               if not name.endswith("-stream"))
 
 
 def test_forced_kernel_table_restores_the_default_even_on_error(fastgru_module, monkeypatch):

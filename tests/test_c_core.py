@@ -1,6 +1,6 @@
 """The C core's own test programs, built with the system C compiler against src_c/ alone (no Python, no
-BLAS) and run: tests/c/test_core.c (the public API) and tests/c/test_pool.c (the worker pool under
-stress). tools/sanitize.sh runs them under AddressSanitizer and UndefinedBehaviorSanitizer with leak
+BLAS) and run: tests/c/test_core.c (the public API), tests/c/test_pool.c (the worker pool under
+stress) and tests/c/test_cpu.c (the table decision, cache parsing and blocking, handed other CPUs). tools/sanitize.sh runs them under AddressSanitizer and UndefinedBehaviorSanitizer with leak
 detection; here both also run under ThreadSanitizer.
 
 Some cases of that program (signed overflow in size checks, NaN converted to an integer) are undefined
@@ -57,6 +57,17 @@ def test_c_core_program_passes(tmp_path):
     assert passed > 1000, f"only {passed} C checks ran"
 
 
+def test_table_decision_and_cache_parsing_for_other_cpus(tmp_path):
+    """tests/c/test_cpu.c: Zen 3/4/5, Intel Skylake-SP to Granite Rapids and unknown CPUs, with and
+    without calibration timings, get the table docs/kernels.md says; cpuid cache leaves (real ones
+    and built ones) give their sizes."""
+    binary = _build(tmp_path, "test_cpu", ["-O2"], program="test_cpu.c")
+    result = _run(binary)
+    passed, failed = _summary(result)
+    assert failed == 0 and result.returncode == 0, f"{failed} C checks failed:\n{result.stderr[-6000:]}"
+    assert passed > 50, f"only {passed} C checks ran"
+
+
 @pytest.fixture(scope="module")
 def ubsan_binary(tmp_path_factory):
     return _build(tmp_path_factory.mktemp("ubsan"), "test_core_ubsan",
@@ -96,7 +107,7 @@ def test_pool_keeps_working_in_a_forked_child(pool_binary):
     assert failed == 0 and result.returncode == 0 and passed == 1, result.stdout[-3000:]
 
 
-@pytest.mark.parametrize("program, arguments", [("test_pool.c", ["20000"]), ("test_core.c", [])])
+@pytest.mark.parametrize("program, arguments", [("test_pool.c", ["20000"]), ("test_core.c", ["--one-table"])])
 def test_c_programs_have_no_data_race_under_tsan(tmp_path, program, arguments):
     binary = _build(tmp_path, program.replace(".c", "_tsan"), ["-O1", "-g", "-fsanitize=thread"], program=program)
     result = _run(binary, *arguments)

@@ -19,7 +19,7 @@ from conftest import (
     torch_gru,
     torch_run,
 )
-from fastgru import reference
+from fastgru import _core, reference
 from fastgru.spec import GATE_ACTIVATIONS, GRUSpec
 
 DTYPES = ["float32", "float64"]
@@ -147,12 +147,13 @@ def test_bias_false_matches_torch(torch, rng, dtype, bias):
     _assert_max_diff(h_n, expected_h_n.double().numpy(), TOLERANCE[dtype], "h_n")
 
 
-# Shapes past the covering grid's: several input-projection chunks (the core projects about 2**20
-# gate values at a time, so B=37, D=2, H=45 gives 104-step chunks and T=250 three of them, the last
-# one partial, with the reverse direction walking them mirrored), hidden sizes over many SIMD blocks,
-# and worker threads splitting units or batch rows.
+# Shapes past the covering grid's: several input-projection chunks (the core projects about four L2s
+# of gate values at a time, src_c/cpu.c: with a 1 MiB L2, B=37, D=2, H=45 gives 104-step chunks in
+# float32 and T=250 three of them, the last one partial, with the reverse direction walking them
+# mirrored), hidden sizes over many SIMD blocks, and worker threads splitting units or batch rows.
 LARGE_SHAPES = {
-    "chunked": dict(steps=250, batch=37, input_size=5, hidden_size=45, layers=2, bidirectional=True),
+    "chunked": dict(steps=int(2.4 * _core.cpu_info()["chunk bytes"] / (37 * 2 * 3 * 45 * 4)), batch=37, input_size=5,
+                    hidden_size=45, layers=2, bidirectional=True),
     "wide_hidden": dict(steps=12, batch=33, input_size=70, hidden_size=130, layers=1, bidirectional=True),
     "batch_one_wide": dict(steps=20, batch=1, input_size=16, hidden_size=200, layers=2, bidirectional=False),
 }
@@ -177,13 +178,14 @@ def test_large_shapes_and_threads_match_reference(rng, shape, num_threads, reset
     _assert_max_diff(h_n, expected_h_n, TOLERANCE[dtype], "h_n")
 
 
-@pytest.fixture(params=[("auto", "scipy"), ("generic", "scipy"), ("auto", "reference"), ("generic", "reference")],
+@pytest.fixture(params=[(table, "scipy") for table in _core.kernel_tables()] + [("auto", "reference"),
+                                                                              ("generic", "reference")],
                 ids=lambda p: f"{p[0]}-{p[1]}_blas")
 def backend(request):
-    """Runs a test with each kernel set and GEMM the core has; "auto" is AVX2 where the CPU has it,
-    so without this the portable kernels would go untested on the machines CI runs on."""
-    from fastgru import _core
-
+    """Runs a test with each kernel table and GEMM the core has (the tables this CPU lacks skip): "auto"
+    alone would leave the portable kernels, and all but the widest table, untested."""
+    if request.param[0] not in ("auto", *_core.supported_isas()):
+        pytest.skip(f"this CPU lacks {', '.join(_core.missing_features(request.param[0]))}")
     _core.set_backend(isa=request.param[0], blas=request.param[1])
     yield request.param
     _core.set_backend()
@@ -205,6 +207,33 @@ def test_every_kernel_set_matches_reference(rng, backend, gate_activation, clip,
     expected_output, expected_h_n = reference.forward(spec, weights, x, h0, lengths)
     _assert_max_diff(output, expected_output, TOLERANCE[dtype], "output")
     _assert_max_diff(h_n, expected_h_n, TOLERANCE[dtype], "h_n")
+
+
+@pytest.mark.parametrize("table", _core.kernel_tables())
+@pytest.mark.parametrize("dtype", DTYPES)
+@VARIANTS
+def test_each_table_gives_the_same_bits_for_any_thread_count_and_run(rng, table, reset_after, dtype):
+    """Threads split unit blocks (never a sum, and never a pair the 512-bit tables take together), so
+    a table's results do not depend on the thread count, nor on the run. 45 units are five full blocks
+    and a tail, which 2 and 3 threads split unevenly; 24 rows of lengths 1..9 pass every tile size from
+    8 down to 1."""
+    if table not in _core.supported_isas():
+        pytest.skip(f"this CPU lacks {', '.join(_core.missing_features(table))}")
+    spec = GRUSpec(6, 45, 2, True, reset_after=reset_after, dtype=dtype)
+    weights = random_weights(spec, rng)
+    x, h0, lengths = random_inputs(spec, rng, steps=9, batch=24, with_h0=True, with_lengths=True)
+    gru = fastgru.GRU.from_spec(spec, weights)
+    _core.set_backend(isa=table)
+    try:
+        first = gru(x, h0, lengths, num_threads=1)
+        for num_threads in (1, 2, 3):
+            output, h_n = gru(x, h0, lengths, num_threads=num_threads)
+            np.testing.assert_array_equal(output, first[0], err_msg=f"{table}, {num_threads} threads")
+            np.testing.assert_array_equal(h_n, first[1], err_msg=f"{table}, {num_threads} threads")
+    finally:
+        _core.set_backend()
+    expected_output, _ = reference.forward(spec, weights, x, h0, lengths)
+    _assert_max_diff(first[0], expected_output, TOLERANCE[dtype], "output")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -311,7 +311,9 @@ def test_int8_long_sequence_runs_in_chunks(rng):
     """Long sequences are projected chunk by chunk (both directions at different times)."""
     spec = GRUSpec(3, 600, 1, True)
     model, quantized = _quantized(spec, random_weights(spec, rng))
-    x, _, _ = random_inputs(spec, rng, 700, 1)  # chunk = 2^20 / (2 * 3 * 600) = 291 steps
+    # float32 gates_x of both directions: 2 * 3 * 600 * 4 bytes a step; 2.4 chunks, the last partial
+    chunk = _core.cpu_info()["chunk bytes"] // (2 * 3 * 600 * 4)
+    x, _, _ = random_inputs(spec, rng, int(2.4 * chunk), 1)
     output, _ = quantized(x)
     assert np.max(np.abs(output - model(x)[0])) <= RANDOM_MAX_ERROR
     # Direction 1 projected its chunks at other times than direction 0: a model with the directions'

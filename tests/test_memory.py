@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import fastgru
+from fastgru import _core
 from conftest import random_weights, traced_allocations
 from fastgru.spec import GRUSpec
 
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 FLAT = 8 << 20  # bytes of resident growth allowed over a whole loop
 
-# src_c/internal.h FG_CHUNK_ELEMENTS: gate values of one input-projection chunk
-CHUNK_ELEMENTS = 1 << 20
+# bytes of gate values of one input-projection chunk: derived from this CPU's L2 (src_c/cpu.c)
+CHUNK_BYTES = _core.cpu_info()["chunk bytes"]
 
 
 def _resident() -> int:
@@ -132,7 +133,7 @@ def workspace_bound(spec: GRUSpec, steps: int, batch: int) -> int:
     and for L >= 2 one intermediate layer output (T x B x D x H)."""
     elem = np.dtype(spec.dtype).itemsize
     D, H, I = spec.num_directions, spec.hidden_size, spec.input_size
-    chunk = max(1, min(steps, CHUNK_ELEMENTS // (batch * D * 3 * H)))
+    chunk = max(1, min(steps, CHUNK_BYTES // (batch * D * 3 * H * elem)))
     elements = chunk * batch * D * 3 * H + 2 * chunk * batch * max(I, D * H) + 5 * D * batch * H
     if spec.num_layers > 1:
         elements += steps * batch * D * H

@@ -49,7 +49,7 @@ static double max_difference(const void *a, const void *b, size_t count, int f64
 
 int main(void) {
     unsigned state = 7;
-    const int have_avx2 = fg_isa_detect() >= FG_ISA_AVX2; /* AVX-512 VNNI CPUs run the AVX2 kernels too */
+    const int have_avx2 = fg_isa_supported(FG_ISA_AVX2); /* AVX-512 CPUs run the AVX2 kernels too */
     for (int iter = 0; iter < 240; iter++) {
         const int f64 = iter & 1, lbr = (iter >> 1) & 1;
         const int64_t I = 1 + iter % 7, H = 1 + (iter * 7) % 41, L = 1 + iter % 3, D = 1 + (iter / 3) % 2;

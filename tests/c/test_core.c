@@ -9,8 +9,10 @@
  *   - fg_forward against a plain double-precision GRU written here (both variants, dtypes, gate
  *     activations, clip, layers, directions, batch-first, lengths, mask, h0, several input chunks);
  *   - fg_step against fg_forward, including an output that aliases the state;
- *   - the generic and AVX2 kernels agree; pools of 1, 2 and 3 threads give bitwise identical results
- *     (threads split unit blocks, never a reduction); threads sharing one model agree with one thread;
+ *   - every kernel table the CPU runs agrees with the generic one; on each table, pools of 1, 2 and 3
+ *     threads give bitwise identical results (threads split unit blocks, never a reduction), and so
+ *     does a second run; threads sharing one model agree with one thread; the table names and
+ *     requirements, and a table the CPU lacks refused;
  *   - the floating-point control word is restored after a call;
  *   - fg_backward, when the core has it, against finite differences;
  *   - int8 models (fg_gru_quantize): refusals, closeness to the reference, identical bits from every
@@ -44,6 +46,10 @@
 /* ---------------------------------------------------------------- bookkeeping */
 
 static int passed, failed, skipped;
+/* With --one-table (the ThreadSanitizer run of tests/test_c_core.py: races do not depend on the table)
+ * the per-table loops take the automatic table only. */
+static int every_table = 1;
+static int table_wanted(int isa) { return fg_isa_supported((fg_isa)isa) && (every_table || isa == (int)fg_isa_detect()); }
 static const char *current_test = "";
 
 static void check_at(int ok, const char *file, int line, const char *fmt, ...) {
@@ -719,13 +725,14 @@ static void test_forward_rejects_bad_arguments(void) {
         CHECK_STATUS(fg_forward(m.gru, NULL, NULL, workspace, bytes, &ctx), FG_ERR_NULL_POINTER);
         CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes, NULL), FG_ERR_NULL_POINTER);
         CHECK_STATUS(fg_forward(m.gru, &good, NULL, NULL, bytes, &ctx), FG_ERR_NULL_POINTER);
-        fg_context bad_isa = {fg_reference_blas(), NULL, (fg_isa)9};
+        fg_context bad_isa = {fg_reference_blas(), NULL, (fg_isa)FG_ISA_COUNT};
         CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes, &bad_isa), FG_ERR_INVALID_SPEC);
         bad_isa.isa = (fg_isa)-1;
         CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes, &bad_isa), FG_ERR_INVALID_SPEC);
-        if (fg_isa_detect() < FG_ISA_AVX2) {
-            fg_context avx2 = context(NULL, FG_ISA_AVX2);
-            CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes, &avx2), FG_ERR_UNSUPPORTED);
+        for (int isa = FG_ISA_GENERIC; isa < FG_ISA_COUNT; isa++) {
+            if (fg_isa_supported((fg_isa)isa)) continue;
+            fg_context lacking = context(NULL, (fg_isa)isa);
+            CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes, &lacking), FG_ERR_UNSUPPORTED);
         }
         CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, bytes - 1, &ctx), FG_ERR_WORKSPACE_TOO_SMALL);
         CHECK_STATUS(fg_forward(m.gru, &good, NULL, workspace, 0, &ctx), FG_ERR_WORKSPACE_TOO_SMALL);
@@ -855,6 +862,8 @@ static void test_thread_counts_give_identical_bits(void) {
      * these shapes give 2 or 3 parts. 45 units are six blocks, the last a 5-wide tail, which 2 or 3
      * threads split unevenly; 100 units are 13 blocks, one direction. */
     const int64_t shapes[2][3] = {{45, 24, 2}, {100, 6, 1}}; /* H, B, D */
+    for (int isa = FG_ISA_GENERIC; isa < FG_ISA_COUNT; isa++) {
+    if (!table_wanted(isa)) continue;
     for (int dtype = 0; dtype < 2; dtype++)
         for (int variant = 0; variant < 2; variant++)
             for (int sequences = 0; sequences < 6; sequences++) {
@@ -867,14 +876,15 @@ static void test_thread_counts_give_identical_bits(void) {
                 const size_t out_bytes = (size_t)(23 * B * D * H) * dtype_size(m.spec.dtype);
                 const size_t h_n_bytes = (size_t)(2 * D * B * H) * dtype_size(m.spec.dtype);
                 void *base_out, *base_h_n;
-                fg_context ctx = context(NULL, FG_ISA_AUTO);
+                fg_context ctx = context(NULL, (fg_isa)isa);
                 run_into(&m, &c, &ctx, &base_out, &base_h_n);
-                for (int i = 1; i < 4; i++) {
+                for (int i = 0; i < 4; i++) { /* i = 0: a second run on the calling thread */
                     void *out, *h_n;
-                    ctx = context(pools[i], FG_ISA_AUTO);
+                    ctx = context(pools[i], (fg_isa)isa);
                     run_into(&m, &c, &ctx, &out, &h_n);
                     CHECK(same_bits(out, base_out, out_bytes) && same_bits(h_n, base_h_n, h_n_bytes),
-                          "dtype=%d variant=%d sequences=%d: %d threads differ from one", dtype, variant, sequences, i);
+                          "%s dtype=%d variant=%d sequences=%d: %d threads differ from one", fg_isa_name((fg_isa)isa),
+                          dtype, variant, sequences, i);
                     free(out);
                     free(h_n);
                 }
@@ -883,44 +893,73 @@ static void test_thread_counts_give_identical_bits(void) {
                 call_free(&c);
                 model_free(&m);
             }
+    }
     for (int i = 1; i < 4; i++) fg_pool_destroy(pools[i]);
 }
 
-static void test_generic_and_avx2_kernels_agree(void) {
-    current_test = "generic_and_avx2_kernels_agree";
-    if (fg_isa_detect() < FG_ISA_AVX2) {
-        skip("this CPU has no AVX2+FMA");
-        return;
+static void test_every_table_agrees_with_generic(void) {
+    current_test = "every_table_agrees_with_generic";
+    if (!fg_isa_supported(FG_ISA_AVX2)) skip("this CPU has no AVX2+FMA: only the generic table runs");
+    for (int isa = FG_ISA_AVX2; isa < FG_ISA_COUNT; isa++) {
+        if (!table_wanted(isa)) continue;
+        for (int dtype = 0; dtype < 2; dtype++)
+            for (int variant = 0; variant < 2; variant++)
+                for (int gate = 0; gate < 3; gate++) {
+                    /* 37 units: two pairs of full blocks and a 5-wide tail; 6 rows, lengths shrinking */
+                    model_case m;
+                    CHECK_STATUS(model_init(&m, make_spec(13, 37, 2, 2, (fg_dtype)dtype, (fg_variant)variant, gate,
+                                                          gate == 1 ? 0.9 : 0.0), 1, 0.8), FG_OK);
+                    call_data c;
+                    call_init(&c, &m, 11, 6, gate == 2, 1, 1, 0);
+                    void *generic_out, *generic_h_n, *table_out, *table_h_n;
+                    fg_context generic = context(NULL, FG_ISA_GENERIC), table = context(NULL, (fg_isa)isa);
+                    run_into(&m, &c, &generic, &generic_out, &generic_h_n);
+                    run_into(&m, &c, &table, &table_out, &table_h_n);
+                    const int64_t n_out = 11 * 6 * 74, n_state = 4 * 6 * 37;
+                    double *as_double = (double *)xmalloc((size_t)n_out * sizeof(double));
+                    for (int64_t i = 0; i < n_out; i++) as_double[i] = value_at(generic_out, i, m.spec.dtype);
+                    const double tolerance = m.spec.dtype == FG_FLOAT32 ? 1e-5 : 1e-12;
+                    double diff = max_diff(table_out, as_double, n_out, m.spec.dtype);
+                    for (int64_t i = 0; i < n_state; i++) as_double[i] = value_at(generic_h_n, i, m.spec.dtype);
+                    double diff_h_n = max_diff(table_h_n, as_double, n_state, m.spec.dtype);
+                    CHECK(diff <= tolerance && diff_h_n <= tolerance, "%s dtype=%d variant=%d gate=%d: vs generic %g, %g",
+                          fg_isa_name((fg_isa)isa), dtype, variant, gate, diff, diff_h_n);
+                    free(as_double);
+                    free(generic_out);
+                    free(generic_h_n);
+                    free(table_out);
+                    free(table_h_n);
+                    call_free(&c);
+                    model_free(&m);
+                }
     }
-    for (int dtype = 0; dtype < 2; dtype++)
-        for (int variant = 0; variant < 2; variant++)
-            for (int gate = 0; gate < 3; gate++) {
-                model_case m;
-                CHECK_STATUS(model_init(&m, make_spec(13, 37, 2, 2, (fg_dtype)dtype, (fg_variant)variant, gate,
-                                                      gate == 1 ? 0.9 : 0.0), 1, 0.8), FG_OK);
-                call_data c;
-                call_init(&c, &m, 11, 6, gate == 2, 1, 1, 0);
-                void *generic_out, *generic_h_n, *avx2_out, *avx2_h_n;
-                fg_context generic = context(NULL, FG_ISA_GENERIC), avx2 = context(NULL, FG_ISA_AVX2);
-                run_into(&m, &c, &generic, &generic_out, &generic_h_n);
-                run_into(&m, &c, &avx2, &avx2_out, &avx2_h_n);
-                const int64_t n_out = 11 * 6 * 74, n_state = 4 * 6 * 37;
-                double *as_double = (double *)xmalloc((size_t)n_out * sizeof(double));
-                for (int64_t i = 0; i < n_out; i++) as_double[i] = value_at(generic_out, i, m.spec.dtype);
-                const double tolerance = m.spec.dtype == FG_FLOAT32 ? 1e-5 : 1e-12;
-                double diff = max_diff(avx2_out, as_double, n_out, m.spec.dtype);
-                for (int64_t i = 0; i < n_state; i++) as_double[i] = value_at(generic_h_n, i, m.spec.dtype);
-                double diff_h_n = max_diff(avx2_h_n, as_double, n_state, m.spec.dtype);
-                CHECK(diff <= tolerance && diff_h_n <= tolerance, "dtype=%d variant=%d gate=%d: AVX2 vs generic %g, %g",
-                      dtype, variant, gate, diff, diff_h_n);
-                free(as_double);
-                free(generic_out);
-                free(generic_h_n);
-                free(avx2_out);
-                free(avx2_h_n);
-                call_free(&c);
-                model_free(&m);
-            }
+}
+
+/* Every table has a name and its requirements; the automatic choice is a table this CPU runs. */
+static void test_table_names_and_requirements(void) {
+    current_test = "table_names_and_requirements";
+    CHECK(fg_isa_name(FG_ISA_AUTO) && strcmp(fg_isa_name(FG_ISA_AUTO), "auto") == 0, "auto's name");
+    CHECK(fg_isa_name((fg_isa)-1) == NULL && fg_isa_name((fg_isa)FG_ISA_COUNT) == NULL, "names of invalid values");
+    for (int isa = 0; isa < FG_ISA_COUNT; isa++) {
+        CHECK(fg_isa_name((fg_isa)isa) != NULL, "table %d has a name", isa);
+        const unsigned needs = fg_isa_requires((fg_isa)isa);
+        const unsigned has = fg_cpu_info_get()->features;
+        CHECK(fg_isa_supported((fg_isa)isa) == ((has & needs) == needs), "%s: supported iff its features are there",
+              fg_isa_name((fg_isa)isa));
+        for (unsigned bit = 0; bit < FG_CPU_FEATURE_COUNT; bit++)
+            if (needs & (1u << bit)) CHECK(fg_cpu_feature_name(1u << bit) != NULL, "feature %u has a name", bit);
+    }
+    CHECK(fg_isa_requires(FG_ISA_GENERIC) == 0 && fg_isa_supported(FG_ISA_GENERIC), "generic runs anywhere");
+    CHECK(fg_isa_supported((fg_isa)-1) == 0 && fg_isa_supported((fg_isa)FG_ISA_COUNT) == 0, "invalid values");
+    CHECK(fg_cpu_feature_name(0) == NULL && fg_cpu_feature_name(3) == NULL, "names of non-features");
+    const fg_isa chosen = fg_isa_detect();
+    CHECK(chosen != FG_ISA_AUTO && fg_isa_supported(chosen), "the automatic choice (%d) runs here", (int)chosen);
+    const fg_cpu_info *cpu = fg_cpu_info_get();
+    CHECK(cpu == fg_cpu_info_get() && cpu->isa == chosen, "one fg_cpu_info per process");
+    CHECK(cpu->l1d_bytes > 0 && cpu->l2_bytes > 0 && cpu->l3_bytes >= 0, "cache sizes %lld %lld %lld",
+          (long long)cpu->l1d_bytes, (long long)cpu->l2_bytes, (long long)cpu->l3_bytes);
+    CHECK(cpu->chunk_bytes > 0 && cpu->k_block >= 64 && cpu->k_block % 16 == 0, "blocking %lld %lld",
+          (long long)cpu->chunk_bytes, (long long)cpu->k_block);
 }
 
 /* fg_step, step by step, against fg_forward over the whole sequence. */
@@ -1319,8 +1358,8 @@ static void test_int8_models(void) {
             CHECK(diff <= 0.06 && diff_h_n <= 0.06, "variant=%d kind=%d: int8 vs double reference %g, %g", variant,
                   kind, diff, diff_h_n);
             const size_t out_bytes = (size_t)n_out * sizeof(float), h_n_bytes = (size_t)n_state * sizeof(float);
-            for (int isa = FG_ISA_GENERIC; isa <= (int)fg_isa_detect(); isa++)
-                for (int p = 0; p < 3; p++) {
+            for (int isa = FG_ISA_GENERIC; isa < FG_ISA_COUNT; isa++)
+                for (int p = 0; p < 3 && table_wanted(isa); p++) {
                     void *out, *h_n;
                     ctx = context(pools[p], (fg_isa)isa);
                     run_into(&m, &c, &ctx, &out, &h_n);
@@ -1669,7 +1708,8 @@ static void test_create_int8_rejects_bad_arguments(void) {
 }
 
 /* Prints 'N passed, N failed' last; exits non-zero on any failure. */
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--one-table") == 0) every_table = 0;
     test_status_strings();
     test_create_and_destroy_every_kind();
     test_create_copies_weights_and_null_bias_is_zero();
@@ -1682,7 +1722,8 @@ int main(void) {
     test_forward_matches_reference();
     test_forward_over_several_chunks();
     test_thread_counts_give_identical_bits();
-    test_generic_and_avx2_kernels_agree();
+    test_every_table_agrees_with_generic();
+    test_table_names_and_requirements();
     test_step_matches_forward();
     test_step_rejects_bad_arguments();
 #ifdef HAVE_MXCSR
