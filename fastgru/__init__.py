@@ -15,7 +15,7 @@ from .whole_model import Model, ModelStream
 from .io import native as _native
 from .io.common import UnsupportedModelError
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # fastgru.io.native (the file format) builds objects by class name; it sits below the classes, so the
 # package wires them in (any import of fastgru.io.native runs this first).

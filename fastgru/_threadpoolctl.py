@@ -21,6 +21,8 @@ from __future__ import annotations
 import sys
 import warnings
 
+from ._version import __version__
+
 USER_API = "fastgru"
 _registered_with: set[int] = set()  # id() of the threadpoolctl modules fastgru registered with
 
@@ -43,8 +45,7 @@ def _controller_class(threadpoolctl):
             threads.set_num_threads(num_threads)
 
         def get_version(self):
-            # fastgru is in sys.modules: this module is part of it (an import here would be a cycle)
-            return sys.modules["fastgru"].__version__
+            return __version__
 
     return FastgruController
 

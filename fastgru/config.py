@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from . import _core, threads
+from ._version import __version__
 
 _MODES = ("stdout", "dicts")
 
@@ -102,12 +103,10 @@ def _blas() -> dict:
 
 def config() -> dict:
     """show_config's dict (mode="dicts")."""
-    import fastgru
-
     cpu = _core.cpu_info()
     running, _ = _core.kernel_table()
     return {
-        "fastgru": {"version": fastgru.__version__, "location": os.path.dirname(fastgru.__file__)},
+        "fastgru": {"version": __version__, "location": os.path.dirname(os.path.abspath(__file__))},
         "cpu": {"vendor": cpu["vendor"] or "unknown", "model name": cpu["model name"] or "unknown",
                 "family": cpu["family"], "model": cpu["model"], "stepping": cpu["stepping"],
                 "flags": cpu["features"], "flags fastgru looks at": cpu["feature names"]},
