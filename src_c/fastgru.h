@@ -186,12 +186,14 @@ int fg_pool_num_threads(const fg_pool *pool);
  *   FG_ISA_GENERIC        portable C, any CPU
  *   FG_ISA_AVX2           AVX2 + FMA, 256-bit vectors, 4-row float32 tiles
  *   FG_ISA_AVX512VL       AVX-512 F/BW/VL/DQ on 256-bit vectors: 8-row float32 tiles in AVX-512VL's 32
- *                         registers, int8 on AVX2's products (AVX-512 CPUs without VNNI: Skylake-X)
+ *                         registers, int8 on AVX2's products (AVX-512 CPUs without VNNI whose 512-bit
+ *                         FMAs are no faster: Skylake-SP Silver/Bronze)
  *   FG_ISA_AVX512VL_VNNI  that, with int8 products on 256-bit vpdpbusd (Zen 4)
  *   FG_ISA_AVX512         AVX-512 F/BW/VL/DQ on 512-bit vectors: float32 products, gate math and
  *                         activations at full width, int8 on AVX2's products; for CPUs whose 512-bit
  *                         FMAs run at full rate (Zen 5 EPYC, Sapphire Rapids and later)
- *   FG_ISA_AVX512_VNNI    that, with int8 products on 512-bit vpdpbusd at batch sizes above 1 */
+ *   FG_ISA_AVX512_VNNI    that, with int8 products on 512-bit vpdpbusd (8-row tiles over two blocks;
+ *                         batch 1 reads one block two groups of 4 inputs per load) */
 typedef enum fg_isa {
     FG_ISA_AUTO = 0,
     FG_ISA_GENERIC = 1,

@@ -819,15 +819,20 @@ static void test_forward_matches_reference(void) {
                             }
 }
 
-/* Shapes where the input projection takes several chunks (FG_CHUNK_ELEMENTS gate values per chunk):
- * B * D * 3H = 64 * 2 * 96 means 85 steps a chunk, so T = 200 takes three, the last one partial. */
+/* Shapes where the input projection takes several chunks (fg_cpu_info's chunk_bytes of gates_x per chunk,
+ * which follows the L2): B * D * 3H = 64 * 2 * 96 float32 gate values a step, and T two and a half chunks of
+ * them, so the call takes three, the last one partial, on any CPU (85 steps a chunk with a 1 MiB L2). */
 static void test_forward_over_several_chunks(void) {
     current_test = "forward_over_several_chunks";
+    const int64_t per_step = 64 * 2 * 96 * (int64_t)sizeof(float);
+    const int64_t chunk = fg_cpu_info_get()->chunk_bytes / per_step;
+    const int64_t T = chunk * 5 / 2;
+    CHECK(chunk >= 1, "a chunk holds %lld steps", (long long)chunk);
     for (int variant = 0; variant < 2; variant++) {
         model_case m;
         CHECK_STATUS(model_init(&m, make_spec(3, 32, 1, 2, FG_FLOAT32, (fg_variant)variant, 0, 0), 1, 0.3), FG_OK);
         call_data c;
-        call_init(&c, &m, 200, 64, variant, 1, 1, 0);
+        call_init(&c, &m, T, 64, variant, 1, 1, 0);
         fg_pool *pool = NULL;
         CHECK_STATUS(fg_pool_create(2, &pool), FG_OK);
         fg_context ctx = context(pool, FG_ISA_AUTO);
