@@ -8,6 +8,8 @@ behaviour only a UBSan build reports, so the whole program also runs here built 
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import re
 import shutil
 import subprocess
@@ -26,15 +28,45 @@ pytestmark = [
 ]
 
 
-def _build(tmp_path: Path, name: str, flags: list[str], program: str = "test_core.c") -> Path:
-    binary = tmp_path / name
-    command = [COMPILER, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", f"-I{ROOT / 'src_c'}", *flags,
-               str(ROOT / "tests" / "c" / program), *map(str, CORE_SOURCES), "-o", str(binary), "-lm", "-pthread"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+_CORE_OBJECTS: dict[tuple[str, ...], list[Path]] = {}
+
+
+def _core_objects(flags: list[str], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """src_c/*.c compiled once per set of flags for the whole session, one compiler per core: the six
+    programs below share three builds of the core instead of compiling it six times (the AVX-512 kernel
+    files alone take tens of seconds under the sanitizers)."""
+    key = tuple(flags)
+    if key not in _CORE_OBJECTS:
+        folder = tmp_path_factory.mktemp("core_objects")
+        objects = [folder / (source.stem + ".o") for source in CORE_SOURCES]
+
+        def compile_one(pair):
+            source, obj = pair
+            command = [COMPILER, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", f"-I{ROOT / 'src_c'}", *flags,
+                       "-c", str(source), "-o", str(obj)]
+            return command, subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for command, result in pool.map(compile_one, zip(CORE_SOURCES, objects)):
+                _check_compiled(command, result, flags)
+        _CORE_OBJECTS[key] = objects
+    return _CORE_OBJECTS[key]
+
+
+def _check_compiled(command: list[str], result: subprocess.CompletedProcess, flags: list[str]) -> None:
     if result.returncode != 0:
         if any("-fsanitize" in flag for flag in flags) and "sanitize" in result.stderr.lower() + result.stdout.lower():
             pytest.skip(f"the compiler cannot build with {flags}: {result.stderr[-500:]}")
         pytest.fail(f"building the C test program failed:\n{' '.join(command)}\n{result.stderr}")
+
+
+def _build(tmp_path_factory: pytest.TempPathFactory, name: str, flags: list[str],
+           program: str = "test_core.c") -> Path:
+    binary = tmp_path_factory.mktemp(name) / name
+    objects = _core_objects(flags, tmp_path_factory)
+    command = [COMPILER, "-std=c11", "-D_POSIX_C_SOURCE=200809L", "-Wall", f"-I{ROOT / 'src_c'}", *flags,
+               str(ROOT / "tests" / "c" / program), *map(str, objects), "-o", str(binary), "-lm", "-pthread"]
+    _check_compiled(command, subprocess.run(command, capture_output=True, text=True, timeout=300), flags)
     return binary
 
 
@@ -49,19 +81,19 @@ def _summary(result: subprocess.CompletedProcess) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def test_c_core_program_passes(tmp_path):
-    binary = _build(tmp_path, "test_core", ["-O2"])
+def test_c_core_program_passes(tmp_path_factory):
+    binary = _build(tmp_path_factory, "test_core", ["-O2"])
     result = _run(binary)
     passed, failed = _summary(result)
     assert failed == 0 and result.returncode == 0, f"{failed} C checks failed:\n{result.stderr[-6000:]}"
     assert passed > 1000, f"only {passed} C checks ran"
 
 
-def test_table_decision_and_cache_parsing_for_other_cpus(tmp_path):
+def test_table_decision_and_cache_parsing_for_other_cpus(tmp_path_factory):
     """tests/c/test_cpu.c: Zen 3/4/5, Intel Skylake-SP to Granite Rapids and unknown CPUs, with and
     without calibration timings, get the table docs/kernels.md says; cpuid cache leaves (real ones
     and built ones) give their sizes."""
-    binary = _build(tmp_path, "test_cpu", ["-O2"], program="test_cpu.c")
+    binary = _build(tmp_path_factory, "test_cpu", ["-O2"], program="test_cpu.c")
     result = _run(binary)
     passed, failed = _summary(result)
     assert failed == 0 and result.returncode == 0, f"{failed} C checks failed:\n{result.stderr[-6000:]}"
@@ -70,7 +102,7 @@ def test_table_decision_and_cache_parsing_for_other_cpus(tmp_path):
 
 @pytest.fixture(scope="module")
 def ubsan_binary(tmp_path_factory):
-    return _build(tmp_path_factory.mktemp("ubsan"), "test_core_ubsan",
+    return _build(tmp_path_factory, "test_core_ubsan",
                   # -O0: at -O1 gcc folds some of the overflowing arithmetic away before UBSan instruments it
                   ["-O0", "-g", "-fsanitize=undefined,float-cast-overflow", "-fno-sanitize-recover=all"])
 
@@ -85,7 +117,7 @@ def test_c_core_has_no_undefined_behaviour_under_ubsan(ubsan_binary):
 
 @pytest.fixture(scope="module")
 def pool_binary(tmp_path_factory):
-    return _build(tmp_path_factory.mktemp("pool"), "test_pool", ["-O2"], program="test_pool.c")
+    return _build(tmp_path_factory, "test_pool", ["-O2"], program="test_pool.c")
 
 
 def test_pool_runs_every_task_exactly_once_before_returning(pool_binary):
@@ -108,8 +140,9 @@ def test_pool_keeps_working_in_a_forked_child(pool_binary):
 
 
 @pytest.mark.parametrize("program, arguments", [("test_pool.c", ["20000"]), ("test_core.c", ["--one-table"])])
-def test_c_programs_have_no_data_race_under_tsan(tmp_path, program, arguments):
-    binary = _build(tmp_path, program.replace(".c", "_tsan"), ["-O1", "-g", "-fsanitize=thread"], program=program)
+def test_c_programs_have_no_data_race_under_tsan(tmp_path_factory, program, arguments):
+    binary = _build(tmp_path_factory, program.replace(".c", "_tsan"), ["-O1", "-g", "-fsanitize=thread"],
+                    program=program)
     result = _run(binary, *arguments)
     if "unexpected memory mapping" in result.stderr:  # TSan's runtime refuses some kernels' ASLR layouts
         pytest.skip(f"ThreadSanitizer cannot run here: {result.stderr.strip()[:300]}")
