@@ -1,4 +1,5 @@
-/* The float32 FMA peak of each vector width: a register-only loop of independent FMA chains.
+/* The float32 FMA peak of each vector width: a register-only loop of independent FMA chains; and the
+ * int8 dot-product peak (vpdpbusd, AVX-512 VNNI) of each width, the same way.
  *
  * Each chain is a = a * m + c on one vector register. A chain waits for its previous FMA (4-5 cycles
  * of latency on current x86 cores), and a core retires up to two FMAs a cycle, so about 8-10 chains
@@ -8,7 +9,13 @@
  *
  * Each width's function is compiled for its own instruction set with __attribute__((target)) and
  * called only where __builtin_cpu_supports says the CPU (and OS) has it: the file is built with
- * plain -O2, never -march=native. FLOPs = 2 per lane per FMA. */
+ * plain -O2, never -march=native. FLOPs = 2 per lane per FMA.
+ *
+ * The int8 loops are chains acc = vpdpbusd(acc, u, s): each adds 4 byte products to every int32 lane,
+ * the instruction fastgru's int8 products are made of, so 2 x 4 x lanes operations per instruction
+ * (a multiply and an add per byte pair, as GOP/s of int8 GEMMs are counted). Written in inline assembly,
+ * as fastgru's kernels are: GCC 12 otherwise copies the accumulator register before each one. Integer
+ * lanes wrap silently, so the values need no care. */
 #include "pinned_threads.h"
 
 #include <immintrin.h>
@@ -65,6 +72,42 @@ static double fma_512(long reps) {
 #undef STORE
 }
 
+#define DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+
+/* The body of each width's int8 loop; DECLARE names that width's zero, STORE its store. */
+#define DOT_LOOP(VEC, SET1, LANES, REPEAT)                                     \
+    const VEC u = SET1(0x01010101), w = SET1(0x02020202);                      \
+    REPEAT(DECLARE)                                                            \
+    for (long r = 0; r < reps; r++) {                                          \
+        REPEAT(STEP)                                                           \
+    }                                                                          \
+    int lanes[LANES];                                                          \
+    double total = 0;                                                          \
+    REPEAT(SUM)                                                                \
+    return total;
+
+__attribute__((target("avx512f,avx512vl,avx512vnni")))
+static double dot_i8_256(long reps) {
+#define DECLARE(k) __m256i a##k = _mm256_set1_epi32(k);
+#define STEP(k) DPBUSD(a##k, u, w);
+#define STORE(out, v) _mm256_storeu_si256((__m256i *)(out), (v))
+    DOT_LOOP(__m256i, _mm256_set1_epi32, 8, REPEAT16)
+#undef DECLARE
+#undef STEP
+#undef STORE
+}
+
+__attribute__((target("avx512f,avx512vnni")))
+static double dot_i8_512(long reps) {
+#define DECLARE(k) __m512i a##k = _mm512_set1_epi32(k);
+#define STEP(k) DPBUSD(a##k, u, w);
+#define STORE(out, v) _mm512_storeu_si512((void *)(out), (v))
+    DOT_LOOP(__m512i, _mm512_set1_epi32, 16, REPEAT16)
+#undef DECLARE
+#undef STEP
+#undef STORE
+}
+
 /* 1 if this CPU runs the FMA loop of `width` bits (128, 256 or 512), else 0. */
 int bench_fma_supported(int width) {
     __builtin_cpu_init();
@@ -86,29 +129,65 @@ double bench_fma_flops_per_rep(int width) {
     }
 }
 
+/* 1 if this CPU runs the int8 loop of `width` bits (256 or 512: AVX-512 VNNI), else 0. */
+int bench_dot_i8_supported(int width) {
+    __builtin_cpu_init();
+    const int vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+    switch (width) {
+    case 256: return vnni && __builtin_cpu_supports("avx512vl");
+    case 512: return vnni;
+    default: return 0;
+    }
+}
+
+/* int8 operations of one loop iteration: chains x int32 lanes x 4 byte pairs x 2. */
+double bench_dot_i8_ops_per_rep(int width) {
+    return width == 512 ? 16 * 16 * 4 * 2 : width == 256 ? 16 * 8 * 4 * 2 : 0;
+}
+
+static void dot_i8_work(bench_job *job) {
+    job->sink = job->width == 512 ? dot_i8_512(job->reps) : dot_i8_256(job->reps);
+}
+
 static void fma_work(bench_job *job) {
     job->sink = job->width == 512   ? fma_512(job->reps)
                 : job->width == 256 ? fma_256(job->reps)
                                     : fma_128(job->reps);
 }
 
-/* Runs the `width`-bit loop `reps` times on each of `threads` threads (thread t pinned to cpus[t]);
- * *flops = the FLOPs done by all threads, *seconds = wall time from the first start to the last end.
- * Returns 0, -1 (width not run by this CPU, or bad thread count) or -2 (a thread failed to start). */
-int bench_fma(int width, long reps, int threads, const int *cpus, double *flops, double *seconds,
-              double *sink) {
+/* Runs `work` (a loop of `width` bits, `per_rep` operations an iteration) `reps` times on each of
+ * `threads` threads (thread t pinned to cpus[t]); *ops = the operations of all threads, *seconds = wall
+ * time from the first start to the last end. Returns 0 or -2 (a thread failed to start). */
+static int run_loops(void (*work)(bench_job *), int width, double per_rep, long reps, int threads,
+                     const int *cpus, double *ops, double *seconds, double *sink) {
     bench_job jobs[BENCH_MAX_THREADS];
-    if (!bench_fma_supported(width) || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
     for (int t = 0; t < threads; t++) {
-        jobs[t].work = fma_work;
+        jobs[t].work = work;
         jobs[t].reps = reps;
         jobs[t].width = width;
         jobs[t].sink = 0;
     }
     int status = bench_run_pinned(jobs, threads, cpus, seconds);
     if (status != 0) return status;
-    *flops = (double)threads * (double)reps * bench_fma_flops_per_rep(width);
+    *ops = (double)threads * (double)reps * per_rep;
     *sink = 0;
     for (int t = 0; t < threads; t++) *sink += jobs[t].sink;
     return 0;
+}
+
+/* Runs the `width`-bit FMA loop `reps` times on each of `threads` threads (thread t pinned to cpus[t]);
+ * *flops = the FLOPs done by all threads, *seconds = wall time from the first start to the last end.
+ * Returns 0, -1 (width not run by this CPU, or bad thread count) or -2 (a thread failed to start). */
+int bench_fma(int width, long reps, int threads, const int *cpus, double *flops, double *seconds,
+              double *sink) {
+    if (!bench_fma_supported(width) || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
+    return run_loops(fma_work, width, bench_fma_flops_per_rep(width), reps, threads, cpus, flops, seconds, sink);
+}
+
+/* The int8 loop of `width` bits, as bench_fma; *ops = int8 operations (2 per byte product). */
+int bench_dot_i8(int width, long reps, int threads, const int *cpus, double *ops, double *seconds,
+                 double *sink) {
+    if (!bench_dot_i8_supported(width) || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
+    return run_loops(dot_i8_work, width, bench_dot_i8_ops_per_rep(width), reps, threads, cpus, ops, seconds,
+                     sink);
 }

@@ -45,10 +45,14 @@ import roofline  # noqa: E402
 FMA_WIDTHS = (128, 256, 512)
 READ_WIDTHS = (256, 512)
 _P = ctypes.POINTER
+DOT_I8_WIDTHS = (256, 512)
+_LOOP_ARGS = [ctypes.c_int, ctypes.c_long, ctypes.c_int, _P(ctypes.c_int), _P(ctypes.c_double), _P(ctypes.c_double),
+              _P(ctypes.c_double)]
 _FMA_SIGNATURES = {
     "bench_fma_supported": ([ctypes.c_int], ctypes.c_int),
-    "bench_fma": ([ctypes.c_int, ctypes.c_long, ctypes.c_int, _P(ctypes.c_int), _P(ctypes.c_double),
-                   _P(ctypes.c_double), _P(ctypes.c_double)], ctypes.c_int),
+    "bench_fma": (_LOOP_ARGS, ctypes.c_int),
+    "bench_dot_i8_supported": ([ctypes.c_int], ctypes.c_int),
+    "bench_dot_i8": (_LOOP_ARGS, ctypes.c_int),
 }
 _READ_SIGNATURES = {
     "bench_read_supported": ([ctypes.c_int], ctypes.c_int),
@@ -56,6 +60,7 @@ _READ_SIGNATURES = {
                     _P(ctypes.c_double), _P(ctypes.c_double), _P(ctypes.c_double)], ctypes.c_int),
 }
 _WIDTH_FLAG = {128: "fma", 256: "avx/fma", 512: "avx512f"}
+_DOT_I8_FLAG = {256: "avx512_vnni/avx512vl", 512: "avx512_vnni"}
 
 
 def _calibrate(run, target_s: float) -> int:
@@ -114,14 +119,14 @@ def _per_core_limit(best: dict[str, float], threads: int, cores: int) -> tuple[f
     return scale * best["1"], f"{scale} x the 1-thread figure (measured at {threads} threads: {measured:.1f})"
 
 
-def _fma_run(lib, width: int, threads: int, cpu_array):
+def _loop_run(function, width: int, threads: int, cpu_array):
     def run(reps):
-        flops, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
-        status = lib.bench_fma(width, reps, threads, cpu_array, ctypes.byref(flops), ctypes.byref(seconds),
-                               ctypes.byref(sink))
+        work, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+        status = function(width, reps, threads, cpu_array, ctypes.byref(work), ctypes.byref(seconds),
+                          ctypes.byref(sink))
         if status != 0:
-            raise RuntimeError(f"bench_fma({width}, threads={threads}) returned {status}")
-        return flops.value, seconds.value
+            raise RuntimeError(f"{function.__name__}({width}, threads={threads}) returned {status}")
+        return work.value, seconds.value
     return run
 
 
@@ -136,39 +141,66 @@ def _read_run(lib, width: int, buffer: np.ndarray, threads: int, cpu_array):
     return run
 
 
+def _loop_peaks(lib, function: str, widths: tuple, flags: dict, threads: int, cpus: list[int], cores: int,
+                samples: int, target_s: float) -> dict:
+    """{"widths": {width: {"by_threads": {t: {"best_gflops", "median_gflops"}}} or {"not_measured"}}, ...}
+    of one register-only loop of fma_peak.c at every width this CPU runs, interleaved; "widest", and its
+    t-thread figure as "peak_gflops" (per-core: _per_core_limit)."""
+    cpu_array = (ctypes.c_int * len(cpus))(*cpus)
+    out: dict = {"widths": {}, "peak_gflops": None}
+    runs, calibration = {}, {}
+    for width in widths:
+        if not getattr(lib, function + "_supported")(width):
+            out["widths"][str(width)] = {"not_measured": f"this CPU lacks {flags[width]}"}
+            continue
+        for t in _thread_counts(threads):
+            runs[width, t] = _loop_run(getattr(lib, function), width, t, cpu_array)
+            calibration[width, t] = _loop_run(getattr(lib, function), width, 1, cpu_array)  # reps per thread
+    for (width, t), rate in _interleaved(runs, target_s, samples, calibration).items():
+        entry = out["widths"].setdefault(str(width), {"by_threads": {}})
+        entry["by_threads"][str(t)] = {"best_gflops": rate["best"], "median_gflops": rate["median"]}
+    out["widths"] = {str(w): out["widths"][str(w)] for w in widths}
+    measured = [w for w in widths if "by_threads" in out["widths"][str(w)]]
+    if measured:
+        widest = max(measured)
+        best = {t: v["best_gflops"] for t, v in out["widths"][str(widest)]["by_threads"].items()}
+        out["widest"] = widest
+        out["peak_gflops"], out["how"] = _per_core_limit(best, threads, cores)
+    return out
+
+
 def fma_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s: float) -> dict:
     lib = compiled.load("fma_peak", _FMA_SIGNATURES)
     if isinstance(lib, str):
         return {"not_measured": lib, "peak_gflops": None}
-    cpu_array = (ctypes.c_int * len(cpus))(*cpus)
-    out: dict = {"widths": {}, "peak_gflops": None}
-    runs, calibration = {}, {}
-    for width in FMA_WIDTHS:
-        if not lib.bench_fma_supported(width):
-            out["widths"][str(width)] = {"not_measured": f"this CPU lacks {_WIDTH_FLAG[width]}"}
-            continue
-        for t in _thread_counts(threads):
-            runs[width, t] = _fma_run(lib, width, t, cpu_array)
-            calibration[width, t] = _fma_run(lib, width, 1, cpu_array)  # reps count per thread
-    for (width, t), rate in _interleaved(runs, target_s, samples, calibration).items():
-        entry = out["widths"].setdefault(str(width), {"by_threads": {}})
-        entry["by_threads"][str(t)] = {"best_gflops": rate["best"], "median_gflops": rate["median"]}
-    out["widths"] = {str(w): out["widths"][str(w)] for w in FMA_WIDTHS}
-    measured = [w for w in FMA_WIDTHS if "by_threads" in out["widths"][str(w)]]
-    if not measured:
+    out = _loop_peaks(lib, "bench_fma", FMA_WIDTHS, _WIDTH_FLAG, threads, cpus, cores, samples, target_s)
+    if "widest" not in out:
         out["not_measured"] = "this CPU has no FMA"
         return out
-    widest = max(measured)
-    best = {t: v["best_gflops"] for t, v in out["widths"][str(widest)]["by_threads"].items()}
-    out["widest"] = widest
-    out["peak_gflops"], how = _per_core_limit(best, threads, cores)
-    out["peak_what"] = f"{widest}-bit FMA loop, {threads} pinned thread(s), best sample ({how})"
+    measured = [w for w in FMA_WIDTHS if "by_threads" in out["widths"][str(w)]]
+    out["peak_what"] = f"{out['widest']}-bit FMA loop, {threads} pinned thread(s), best sample ({out.pop('how')})"
     if 512 in measured and 256 in measured:
         # at 1 thread as measured; at t threads between the per-core limits of the two widths
         by = {w: {t: v["best_gflops"] for t, v in out["widths"][str(w)]["by_threads"].items()} for w in (256, 512)}
         out["ratio_512_256"] = {t: (by[512][t] / by[256][t] if t == "1" else
                                     _per_core_limit(by[512], int(t), cores)[0] / _per_core_limit(by[256], int(t), cores)[0])
                                 for t in by[512]}
+    return out
+
+
+def int8_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s: float) -> dict:
+    """The int8 dot-product peak (vpdpbusd chains, GOP/s counted as 2 per byte product) per width, where
+    the CPU has AVX-512 VNNI: the compute limit of the int8 engines (an AVX2-only CPU's int8 products,
+    vpmaddubsw + vpmaddwd, are not measured: "not_measured" then)."""
+    lib = compiled.load("fma_peak", _FMA_SIGNATURES)
+    if isinstance(lib, str):
+        return {"not_measured": lib, "peak_gflops": None}
+    out = _loop_peaks(lib, "bench_dot_i8", DOT_I8_WIDTHS, _DOT_I8_FLAG, threads, cpus, cores, samples, target_s)
+    if "widest" not in out:
+        out["not_measured"] = "this CPU has no AVX-512 VNNI"
+        return out
+    out["peak_what"] = (f"{out['widest']}-bit vpdpbusd loop, {threads} pinned thread(s), best sample "
+                        f"({out.pop('how')})")
     return out
 
 
@@ -334,6 +366,7 @@ def measure(threads: int, shapes, quick: bool) -> dict:
         "pinning": (f"threads pinned to CPUs {cpus} ({cores} core(s) allowed"
                     + (f"; {threads} threads share {cores} cores" if threads > cores else ", one thread per core") + ")"),
         "fma": fma_peaks(threads, cpus, cores, samples, target_s),
+        "int8": int8_peaks(threads, cpus, cores, samples, target_s),
         "levels": level_bandwidths(threads, cpus, cores, caches, need_dram, samples, target_s),
         "read": {str(h): whh_read(h, threads, cpus, caches, samples, target_s, 0.002 if quick else 0.005)
                  for h in sorted({s.hidden for s in shapes})},
@@ -365,6 +398,15 @@ def describe(limits: dict) -> list[str]:
             "; 512/256: not measured (no 512-bit FMA here)"
         lines.append(f"FMA peak, GFLOP/s at {counts} thread(s): " + ", ".join(parts) + ratio_text
                      + (f" -> limit {fma['peak_gflops']:.1f} GFLOP/s ({fma['peak_what']})" if fma["peak_gflops"] else ""))
+    int8 = limits.get("int8", {})
+    if int8.get("widest") is None:
+        lines.append(f"int8 vpdpbusd peak: not measured: {int8.get('not_measured', '-')}")
+    else:
+        parts = [f"{width}-bit " + " / ".join(f"{v['best_gflops']:.0f}" for v in entry["by_threads"].values())
+                 if "by_threads" in entry else f"{width}-bit not measured ({entry['not_measured']})"
+                 for width, entry in int8["widths"].items()]
+        lines.append(f"int8 vpdpbusd peak, GOP/s at {'/'.join(str(c) for c in _thread_counts(t))} thread(s): "
+                     + ", ".join(parts) + f" -> limit {int8['peak_gflops']:.0f} GOP/s ({int8['peak_what']})")
     for level, entry in limits["levels"].items():
         if "widths" not in entry:
             lines.append(f"read {level}: not measured: {entry['not_measured']}")

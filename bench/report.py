@@ -88,7 +88,8 @@ def roofline(case: dict, row: dict, limits: dict, precision: str = "float32") ->
     read = limits.get("read", {}).get(str(case["H"]), {})
     return roofline_model.roof(
         case, row["median_s"], precision, threads=limits["threads"], caches=limits["caches"],
-        fma_gflops=limits["fma"].get("peak_gflops"), level_gbs=roofline_model.level_limits(limits),
+        fma_gflops=limits["fma"].get("peak_gflops"), int8_gops=limits.get("int8", {}).get("peak_gflops"),
+        level_gbs=roofline_model.level_limits(limits),
         sgemm_gflops=limits["sgemm"]["best_gflops"], fallback_gbs=read.get("best_gbs"))
 
 
@@ -108,11 +109,10 @@ def _limit_text(case: dict, roof: dict, precision: str) -> str:
     that matters most for the row (read bandwidth at B = 1, FMA peak for batches)."""
     read = (f"weights {roof['weights_gbs']:.3g} GB/s = {_pct(roof['pct_read'])} of {roof['level_what']}"
             if roof["pct_read"] is not None else f"{roof['level']} read not measured")
-    if precision == "int8" and case["B"] > 1:
-        return f"- ({roof['roof_text']}: batched rows are compute-bound)"
-    if precision == "int8" or roof["pct_roof"] is None:
+    if roof["pct_roof"] is None:
         return f"{read} ({roof['roof_text']})"
-    second = read if case["B"] == 1 else f"{_pct(roof['pct_fma'])} of FMA peak"
+    peak = "int8 peak" if precision == "int8" else "FMA peak"
+    second = read if case["B"] == 1 else f"{_pct(roof['pct_fma'])} of {peak}"
     return f"**{roof['pct_roof']:.0f}% of roof** ({roof['roof_text']}); {second}"
 
 
@@ -274,6 +274,20 @@ def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
         else:
             lines.append("| FMA 512-bit / 256-bit | " + " | ".join("-" for _ in counts)
                          + " | not measured: no 512-bit FMA on this CPU |")
+    int8 = limits.get("int8", {"not_measured": "not measured by this version of limits.py", "widths": {}})
+    if int8.get("widest") is None:
+        lines.append("| int8 vpdpbusd | " + " | ".join("-" for _ in counts)
+                     + f" | not measured: {int8.get('not_measured', 'no AVX-512 VNNI')} (int8 rows get no compute roof) |")
+    else:
+        for width, entry in int8["widths"].items():
+            if "by_threads" not in entry:
+                lines.append(f"| int8 vpdpbusd {width}-bit | " + " | ".join("-" for _ in counts)
+                             + f" | not measured: {entry['not_measured']} |")
+                continue
+            used = (f"**int8 compute limit {int8['peak_gflops']:.0f} GOP/s** ({int8['peak_what']})"
+                    if int(width) == int8["widest"] else "")
+            lines.append(f"| int8 vpdpbusd {width}-bit, GOP/s | " + " | ".join(
+                f"{entry['by_threads'][str(c)]['best_gflops']:.0f}" for c in counts) + f" | {used} |")
     for level, entry in limits["levels"].items():
         if "widths" not in entry:
             lines.append(f"| read {level} | " + " | ".join("-" for _ in counts) + f" | not measured: {entry['not_measured']} |")
@@ -350,14 +364,15 @@ def _worker_section(worker: dict, cpu_flags: list[str] | None = None) -> list[st
                 f"{_pct(roof['pct_sgemm'])} | {roof['weights_gbs']:.3g} | {roof['level']} | {_pct(roof['pct_read'])} | "
                 f"{_pct(roof['pct_roof'])} | {row['max_abs_diff']:.1e} | {row['samples']} x {row['calls_per_sample']} |")
             notes += [f"{case['shape']} / {name}: {n}" for n in row.get("notes", [])]
-    lines += ["", "% FMA peak = GFLOP/s / the widest FMA loop's GFLOP/s at this thread count (float32 engines; "
-              "the compute limit of batched rows and of a sequence's input projection). "
+    lines += ["", "% FMA peak = GFLOP/s / the widest FMA loop's GFLOP/s at this thread count for float32 engines, "
+              "GOP/s / the widest vpdpbusd loop's for int8 ones (the compute limit of batched rows and of a "
+              "sequence's input projection). "
               "weights GB/s = (T * W_hh + W_ih) bytes / median, b = 4 bytes per weight for float32 engines and 1 for "
               "int8 ones; `level` = where the weights a step reads live at this thread count (W_hh, plus W_ih "
               "when T = 1), % read = weights GB/s / that level's read limit (the limit of batch-1 rows; for a "
               "sequence it includes the input projection, so it is a lower bound on the recurrence's own rate). "
               "% roof = roofline time / median (roofline.py: each product at the FMA peak or that read "
-              "bandwidth, whichever binds; gate math not counted; int8 rows have none). % sgemm = GFLOP/s / "
+              "bandwidth, whichever binds; gate math not counted; int8 rows against the int8 peak). % sgemm = GFLOP/s / "
               "OpenBLAS sgemm's rate, for reference."]
     lines += _int8_section(worker)
     if notes:

@@ -16,8 +16,9 @@ sum of its two parts; ``pct_roof`` = roof time / measured time.
 The FMA peak is the widest vector unit's, at the worker's thread count; the level's bandwidth is the
 read loop's at that thread count on a buffer resident in that level. The sgemm figure (OpenBLAS)
 is reported beside them for reference only: it is one library's GEMM, not a limit of the machine.
-int8 engines are rated against read bandwidth only: their weights are 1 byte, and their compute
-limit (int8 dot products) is not the float32 FMA peak and is not measured.
+int8 engines read 1-byte weights, and their compute limit is the int8 dot-product peak (fma_peak.c's
+vpdpbusd loop, GOP/s counting a multiply and an add per byte product), where the CPU has AVX-512 VNNI;
+without it they get no compute roof.
 """
 
 from __future__ import annotations
@@ -96,10 +97,12 @@ def share(value: float | None, limit: float | None) -> float | None:
 
 def roof(case: dict, median_s: float, precision: str, *, threads: int, caches: dict,
          fma_gflops: float | None, level_gbs: dict[str, float], sgemm_gflops: float | None = None,
-         fallback_gbs: float | None = None) -> dict:
+         fallback_gbs: float | None = None, int8_gops: float | None = None) -> dict:
     """Every ratio of one timed row. ``case`` has T, B, H, I and flops; ``level_gbs`` maps a level
     (L1, L2, L3, DRAM) to its read bandwidth at ``threads`` threads; ``fallback_gbs`` (the best read
-    of a W_hh-sized buffer by any method) stands in where the level's own figure is missing."""
+    of a W_hh-sized buffer by any method) stands in where the level's own figure is missing. An int8
+    row's compute limit is ``int8_gops`` (the vpdpbusd loop's GOP/s), a float32 row's ``fma_gflops``;
+    ``pct_fma`` is the share of whichever applies."""
     t, b, h, i = case["T"], case["B"], case["H"], case["I"]
     per_weight = weight_bytes(precision)
     parts = {"input projection": (2.0 * t * b * 3 * h * i, 3.0 * h * i * per_weight),
@@ -114,7 +117,7 @@ def roof(case: dict, median_s: float, precision: str, *, threads: int, caches: d
     weights_gbs = sum(nbytes for _, nbytes in parts.values()) / median_s / 1e9
     out = {
         "gflops": gflops,
-        "pct_fma": share(gflops, fma_gflops) if precision != "int8" else None,
+        "pct_fma": share(gflops, int8_gops if precision == "int8" else fma_gflops),
         "pct_sgemm": share(gflops, sgemm_gflops),
         "working_set_bytes": working_set,
         "level": level,
@@ -124,18 +127,16 @@ def roof(case: dict, median_s: float, precision: str, *, threads: int, caches: d
         "pct_read": share(weights_gbs, bandwidth),
         "roof_s": None, "pct_roof": None, "bounds": None, "roof_text": None,
     }
-    if precision == "int8":
-        out["roof_text"] = "int8: no compute roof, its int8 peak is not measured"
-        return out
-    if not fma_gflops or not bandwidth:
-        missing = [what for what, value in (("FMA peak", fma_gflops), (bandwidth_what, bandwidth)) if not value]
+    compute, compute_what = (int8_gops, "int8 peak") if precision == "int8" else (fma_gflops, "FMA peak")
+    if not compute or not bandwidth:
+        missing = [what for what, value in ((compute_what, compute), (bandwidth_what, bandwidth)) if not value]
         out["roof_text"] = f"no roof: {' and '.join(missing)} not measured"
         return out
     roof_s, bounds = 0.0, {}
     for name, (flops, nbytes) in parts.items():
-        compute_s, memory_s = flops / (fma_gflops * 1e9), nbytes / (bandwidth * 1e9)
+        compute_s, memory_s = flops / (compute * 1e9), nbytes / (bandwidth * 1e9)
         roof_s += max(compute_s, memory_s)
-        bounds[name] = "FMA peak" if compute_s >= memory_s else bandwidth_what
+        bounds[name] = compute_what if compute_s >= memory_s else bandwidth_what
     out.update(roof_s=roof_s, pct_roof=100.0 * roof_s / median_s, bounds=bounds,
                roof_text=describe_bounds(bounds))
     return out

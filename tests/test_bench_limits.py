@@ -111,17 +111,29 @@ def test_batch_one_sequence_roof_is_projection_at_fma_peak_plus_w_hh_at_its_leve
     assert r["roof_text"] == "input projection at FMA peak + recurrence at L3 read"
 
 
-def test_int8_rows_are_rated_against_read_bandwidth_of_one_byte_weights_only():
+def test_int8_rows_are_rated_against_one_byte_weights_and_the_int8_peak():
     T, H = 100, 512
     c = case(T, 1, H)
     median = 1e-3
     r = roofline.roof(c, median, "int8", threads=1, caches=ZEN5_CACHES, fma_gflops=280.0,
-                      level_gbs={"L2": 250.0, "L3": 105.0})
+                      level_gbs={"L2": 250.0, "L3": 105.0}, int8_gops=1000.0)
     assert r["level"] == "L2"  # 3H*H bytes = 0.75 MiB: int8 W_hh fits where float32 does not
-    assert r["weights_gbs"] == pytest.approx((T + 1) * 3 * H * H / median / 1e9)
+    weights = (T + 1) * 3 * H * H
+    assert r["weights_gbs"] == pytest.approx(weights / median / 1e9)
     assert r["pct_read"] == pytest.approx(100 * r["weights_gbs"] / 250.0)
+    assert r["pct_fma"] == pytest.approx(100 * c["flops"] / median / 1e9 / 1000.0)  # the int8 peak, not 280
+    # the input projection's 3H*I products at 1000 GOP/s; the recurrence's T reads of W_hh from L2
+    projection_s = max(2.0 * T * 3 * H * H / 1000e9, 3 * H * H / 250e9)
+    recurrence_s = max(2.0 * T * 3 * H * H / 1000e9, T * 3 * H * H / 250e9)
+    assert r["roof_s"] == pytest.approx(projection_s + recurrence_s)
+    assert r["roof_text"] == "input projection at int8 peak + recurrence at L2 read"
+
+
+def test_int8_rows_without_a_measured_int8_peak_get_no_roof():
+    r = roofline.roof(case(100, 16, 512), 1e-3, "int8", threads=1, caches=ZEN5_CACHES, fma_gflops=280.0,
+                      level_gbs={"L2": 250.0, "L3": 105.0})
     assert r["pct_fma"] is None and r["pct_roof"] is None
-    assert "int8" in r["roof_text"]
+    assert "int8 peak" in r["roof_text"] and "not measured" in r["roof_text"]
 
 
 def test_roof_says_what_was_not_measured_and_uses_the_fallback_read():
@@ -472,6 +484,7 @@ def test_limits_say_not_measured_without_a_compiler(monkeypatch):
     reason = compiled.load("fma_peak", {})
     assert isinstance(reason, str) and "no C compiler" in reason
     assert limits.fma_peaks(1, [0], 1, samples=1, target_s=1e-3) == {"not_measured": reason, "peak_gflops": None}
+    assert limits.int8_peaks(1, [0], 1, samples=1, target_s=1e-3) == {"not_measured": reason, "peak_gflops": None}
     levels = limits.level_bandwidths(1, [0], 1, ZEN5_CACHES, False, samples=1, target_s=1e-3)
     assert all("not_measured" in entry for entry in levels.values())
     assert not any("limit_gbs" in entry for entry in levels.values())
@@ -497,6 +510,29 @@ def test_fma_loop_counts_the_flops_it_does(monkeypatch):
         assert flops.value == 2 * 10 * chains * lanes * 2
         assert np.isfinite(sink.value) and seconds.value >= 0
     assert lib.bench_fma(64, 10, 1, cpus, ctypes.byref(flops), ctypes.byref(seconds), ctypes.byref(sink)) == -1
+
+
+@needs_cc
+def test_int8_loop_counts_the_operations_it_does_and_does_them(monkeypatch):
+    """Each of 16 chains starts at its index and adds 4 products of 1 x 2 per lane and iteration, so the
+    lanes' sum is exact: the loop ran every instruction it counts."""
+    monkeypatch.setattr(compiled, "_loaded", {})
+    lib = compiled.load("fma_peak", limits._FMA_SIGNATURES)
+    assert not isinstance(lib, str), lib
+    flags = set(common.cpu_info()["flags"])
+    assert bool(lib.bench_dot_i8_supported(512)) == ("avx512_vnni" in flags and "avx512f" in flags)
+    assert not lib.bench_dot_i8_supported(128)
+    cpus = (ctypes.c_int * 2)(-1, -1)
+    ops, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+    reps = 10
+    for width, lanes in ((256, 8), (512, 16)):
+        if not lib.bench_dot_i8_supported(width):
+            continue
+        assert lib.bench_dot_i8(width, reps, 2, cpus, ctypes.byref(ops), ctypes.byref(seconds),
+                                ctypes.byref(sink)) == 0
+        assert ops.value == 2 * reps * 16 * lanes * 4 * 2
+        assert sink.value == 2 * lanes * sum(k + 8 * reps for k in range(16))
+    assert lib.bench_dot_i8(128, 10, 1, cpus, ctypes.byref(ops), ctypes.byref(seconds), ctypes.byref(sink)) == -1
 
 
 @needs_cc
