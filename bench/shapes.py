@@ -57,7 +57,7 @@ DEFAULT = [
     Shape("deepbench-b32", "deepbench", 50, 32, 1024),
 ]
 
-# int8 rows (issue 7), run with --int8: the batch-1 shapes above plus DeepBench's server shape, whole
+# int8 rows, run with --int8: the batch-1 shapes above plus DeepBench's server shape, whole
 # (I = H = 1024) and its recurrent part: DeepBench times the recurrence without the input projection.
 # No engine here exposes a call on precomputed projections, so the recurrent part is the same GRU with
 # a one-feature input (the projection of one feature costs well under 1% of the call); the input

@@ -2,7 +2,7 @@
 
     python bench/wholemodel.py [--quick] [--threads 1,2] [--out bench/results] [--keep-blas-pins]
 
-The two models of the issue, each after a Masking layer (the usual front of padded batches):
+The two most common Keras shapes of a GRU model, each after a Masking layer (the usual front of padded batches):
 - classifier: ``Sequential([Input((T, I)), Masking, GRU(128, activation="tanh"), Dense(10, "softmax")])``;
 - tagger: ``Sequential([Input((T, I)), Masking, GRU(64, return_sequences=True), Dense(1, "sigmoid")])``.
 T = 100 frames of I = 40 features (a keyword spotter's MFCCs).

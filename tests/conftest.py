@@ -111,7 +111,7 @@ def covering_rows(axes: dict, strength: int = 2):
     return [{name: axes[name][index] for name, index in zip(names, row)} for row in chosen]
 
 
-# The structural axes of issue 2. The forward and backward tests run every 3-wise combination of
+# The structural axes of a GRU's configuration. The forward and backward tests run every 3-wise combination of
 # them (not the 2592-case full grid) for every dtype and variant. ``sizes`` is (input, hidden):
 # hidden 1, 5 and 19 hit the core's scalar tails and more than one SIMD block; input 1 is a
 # degenerate GEMM.

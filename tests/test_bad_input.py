@@ -1,5 +1,5 @@
 """Malformed and unusual input to every public call: a clear exception naming the argument, or the right
-answer, and never a crash, a hang or a silently wrong result (issue 6; the accepted inputs and the
+answer, and never a crash, a hang or a silently wrong result (the accepted inputs and the
 exceptions are listed in docs/errors.md).
 
 tests/test_forward.py already covers wrong shapes of x, h0, lengths and mask, most input layouts and

@@ -1,4 +1,4 @@
-"""One model shared by many Python threads (issue 6): results identical to serial calls, streams owned
+"""One model shared by many Python threads: results identical to serial calls, streams owned
 one per thread, the GIL released while the core computes, and worker threads that end with their
 callers.
 

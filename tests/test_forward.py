@@ -23,7 +23,7 @@ from fastgru import _core, reference
 from fastgru.spec import GATE_ACTIVATIONS, GRUSpec
 
 DTYPES = ["float32", "float64"]
-# max abs difference allowed against torch (issue 2) and against the float64 reference
+# max abs difference allowed against torch and against the float64 reference
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 VARIANTS = pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
 CASES = pytest.mark.parametrize("case", STRUCTURE_CASES, ids=[case_id(c) for c in STRUCTURE_CASES])

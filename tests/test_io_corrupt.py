@@ -1,4 +1,4 @@
-"""Truncated and corrupted weight files of every format fastgru.load reads (issue 6): each damaged file
+"""Truncated and corrupted weight files of every format fastgru.load reads: each damaged file
 either still loads into a working model (a flipped byte inside a weight is a different, valid weight) or
 raises a ValueError whose message names the file. Never a crash, a hang, or another exception type.
 

@@ -123,12 +123,12 @@ def test_float64_model_computes_in_float64(rng):
 
 
 def _classifier(front, units=128):
-    """The issue's first model: classify from the last state."""
+    """The common classifier: GRU then a softmax Dense on the last state."""
     return sequential(L.GRU(units, activation="tanh"), L.Dense(5, activation="softmax"), front=front, seed=1)
 
 
 def _tagger(front, units=64):
-    """The issue's second model: one output per step."""
+    """The common tagger: GRU(return_sequences) then a Dense per step."""
     return sequential(L.GRU(units, return_sequences=True), L.Dense(1, activation="sigmoid"), front=front, seed=2)
 
 

@@ -1,4 +1,4 @@
-"""Memory (issue 6): long streams and many calls leave resident memory flat, a stream step allocates
+"""Memory: long streams and many calls leave resident memory flat, a stream step allocates
 nothing, and the forward workspace is bounded by a time chunk, not by the sequence length
 (docs/errors.md, "Memory").
 

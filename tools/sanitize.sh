@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The C core and the extension under AddressSanitizer + UndefinedBehaviorSanitizer (issue 6).
+# The C core and the extension under AddressSanitizer + UndefinedBehaviorSanitizer.
 #
 #   PYTHON=.venv/bin/python bash tools/sanitize.sh      (make sanitize; .ci/run calls it after make test)
 #
