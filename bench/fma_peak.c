@@ -23,14 +23,15 @@
 #define REPEAT12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define REPEAT16(X) REPEAT12(X) X(12) X(13) X(14) X(15)
 
-/* The body of each width's loop; DECLARE, STEP and STORE name that width's intrinsics. */
-#define FMA_LOOP(VEC, SET1, LANES, REPEAT)                                     \
-    const VEC m = SET1(0.99999994f), c = SET1(1e-6f);                          \
+/* The body of every loop here, float32 and int8: CONSTANTS, DECLARE, STEP and STORE name the width's
+ * intrinsics; the lanes of every chain are summed at the end, so the compiler keeps all the work. */
+#define CHAIN_LOOP(LANE, LANES, REPEAT)                                        \
+    CONSTANTS                                                                  \
     REPEAT(DECLARE)                                                            \
     for (long r = 0; r < reps; r++) {                                          \
         REPEAT(STEP)                                                           \
     }                                                                          \
-    float lanes[LANES];                                                        \
+    LANE lanes[LANES];                                                         \
     double total = 0;                                                          \
     REPEAT(SUM)                                                                \
     return total;
@@ -44,7 +45,9 @@ static double fma_128(long reps) {
 #define DECLARE(k) __m128 a##k = _mm_set1_ps((float)(k));
 #define STEP(k) a##k = _mm_fmadd_ps(a##k, m, c);
 #define STORE _mm_storeu_ps
-    FMA_LOOP(__m128, _mm_set1_ps, 4, REPEAT12)
+#define CONSTANTS const __m128 m = _mm_set1_ps(0.99999994f), c = _mm_set1_ps(1e-6f);
+    CHAIN_LOOP(float, 4, REPEAT12)
+#undef CONSTANTS
 #undef DECLARE
 #undef STEP
 #undef STORE
@@ -55,7 +58,9 @@ static double fma_256(long reps) {
 #define DECLARE(k) __m256 a##k = _mm256_set1_ps((float)(k));
 #define STEP(k) a##k = _mm256_fmadd_ps(a##k, m, c);
 #define STORE _mm256_storeu_ps
-    FMA_LOOP(__m256, _mm256_set1_ps, 8, REPEAT12)
+#define CONSTANTS const __m256 m = _mm256_set1_ps(0.99999994f), c = _mm256_set1_ps(1e-6f);
+    CHAIN_LOOP(float, 8, REPEAT12)
+#undef CONSTANTS
 #undef DECLARE
 #undef STEP
 #undef STORE
@@ -66,7 +71,9 @@ static double fma_512(long reps) {
 #define DECLARE(k) __m512 a##k = _mm512_set1_ps((float)(k));
 #define STEP(k) a##k = _mm512_fmadd_ps(a##k, m, c);
 #define STORE _mm512_storeu_ps
-    FMA_LOOP(__m512, _mm512_set1_ps, 16, REPEAT16)
+#define CONSTANTS const __m512 m = _mm512_set1_ps(0.99999994f), c = _mm512_set1_ps(1e-6f);
+    CHAIN_LOOP(float, 16, REPEAT16)
+#undef CONSTANTS
 #undef DECLARE
 #undef STEP
 #undef STORE
@@ -74,24 +81,14 @@ static double fma_512(long reps) {
 
 #define DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
-/* The body of each width's int8 loop; DECLARE names that width's zero, STORE its store. */
-#define DOT_LOOP(VEC, SET1, LANES, REPEAT)                                     \
-    const VEC u = SET1(0x01010101), w = SET1(0x02020202);                      \
-    REPEAT(DECLARE)                                                            \
-    for (long r = 0; r < reps; r++) {                                          \
-        REPEAT(STEP)                                                           \
-    }                                                                          \
-    int lanes[LANES];                                                          \
-    double total = 0;                                                          \
-    REPEAT(SUM)                                                                \
-    return total;
-
 __attribute__((target("avx512f,avx512vl,avx512vnni")))
 static double dot_i8_256(long reps) {
 #define DECLARE(k) __m256i a##k = _mm256_set1_epi32(k);
 #define STEP(k) DPBUSD(a##k, u, w);
 #define STORE(out, v) _mm256_storeu_si256((__m256i *)(out), (v))
-    DOT_LOOP(__m256i, _mm256_set1_epi32, 8, REPEAT16)
+#define CONSTANTS const __m256i u = _mm256_set1_epi32(0x01010101), w = _mm256_set1_epi32(0x02020202);
+    CHAIN_LOOP(int, 8, REPEAT16)
+#undef CONSTANTS
 #undef DECLARE
 #undef STEP
 #undef STORE
@@ -102,7 +99,9 @@ static double dot_i8_512(long reps) {
 #define DECLARE(k) __m512i a##k = _mm512_set1_epi32(k);
 #define STEP(k) DPBUSD(a##k, u, w);
 #define STORE(out, v) _mm512_storeu_si512((void *)(out), (v))
-    DOT_LOOP(__m512i, _mm512_set1_epi32, 16, REPEAT16)
+#define CONSTANTS const __m512i u = _mm512_set1_epi32(0x01010101), w = _mm512_set1_epi32(0x02020202);
+    CHAIN_LOOP(int, 16, REPEAT16)
+#undef CONSTANTS
 #undef DECLARE
 #undef STEP
 #undef STORE

@@ -245,6 +245,26 @@ def _blas_lines(worker: dict, cpu_flags: list[str]) -> list[str]:
     return lines
 
 
+
+def _peak_rows(name: str, unit: str, used_as: str, digits: str, peaks: dict, counts: list[int],
+               missing: str = "") -> list[str]:
+    """The limits table's rows of one register-only loop (limits._loop_peaks' dict): a row per width,
+    its best figure per thread count, and "used as" on the widest; or one "not measured" row."""
+    if peaks.get("widest") is None:
+        why = peaks.get("not_measured", "-") + (f" ({missing})" if missing else "")
+        return [f"| {name} peak | " + " | ".join("-" for _ in counts) + f" | not measured: {why} |"]
+    rows = []
+    for width, entry in peaks["widths"].items():
+        if "by_threads" not in entry:
+            rows.append(f"| {name} {width}-bit | " + " | ".join("-" for _ in counts)
+                        + f" | not measured: {entry['not_measured']} |")
+            continue
+        used = (f"**{used_as} {peaks['peak_gflops']:{digits}} {unit}** ({peaks['peak_what']})"
+                if int(width) == peaks["widest"] else "")
+        rows.append(f"| {name} {width}-bit, {unit} | " + " | ".join(
+            f"{entry['by_threads'][str(c)]['best_gflops']:{digits}}" for c in counts) + f" | {used} |")
+    return rows
+
 def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
     """The worker's measured limits: FMA peak per width, read bandwidth per level, W_hh-sized reads,
     sgemm (reference) and which BLAS ran."""
@@ -255,18 +275,8 @@ def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
     lines = [f"Machine limits, measured in this worker before the cases (limits.py); {limits.get('pinning', '')}:", "",
              f"| limit | {head} | used as |", "|---|" + "---|" * len(counts) + "---|"]
     fma = limits["fma"]
-    if "widths" not in fma:
-        lines.append(f"| FMA peak | " + " | ".join("-" for _ in counts) + f" | not measured: {fma['not_measured']} |")
-    else:
-        for width, entry in fma["widths"].items():
-            if "by_threads" not in entry:
-                lines.append(f"| FMA {width}-bit | " + " | ".join("-" for _ in counts)
-                             + f" | not measured: {entry['not_measured']} |")
-                continue
-            used = (f"**compute limit {fma['peak_gflops']:.1f} GFLOP/s** ({fma['peak_what']})"
-                    if int(width) == fma.get("widest") else "")
-            lines.append(f"| FMA {width}-bit, GFLOP/s | " + " | ".join(
-                f"{entry['by_threads'][str(c)]['best_gflops']:.1f}" for c in counts) + f" | {used} |")
+    lines += _peak_rows("FMA", "GFLOP/s", "compute limit", ".1f", fma, counts)
+    if "widths" in fma:
         ratio = fma.get("ratio_512_256")
         if ratio:
             lines.append("| FMA 512-bit / 256-bit | " + " | ".join(f"{ratio[str(c)]:.2f}" for c in counts)
@@ -274,20 +284,9 @@ def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
         else:
             lines.append("| FMA 512-bit / 256-bit | " + " | ".join("-" for _ in counts)
                          + " | not measured: no 512-bit FMA on this CPU |")
-    int8 = limits.get("int8", {"not_measured": "not measured by this version of limits.py", "widths": {}})
-    if int8.get("widest") is None:
-        lines.append("| int8 vpdpbusd | " + " | ".join("-" for _ in counts)
-                     + f" | not measured: {int8.get('not_measured', 'no AVX-512 VNNI')} (int8 rows get no compute roof) |")
-    else:
-        for width, entry in int8["widths"].items():
-            if "by_threads" not in entry:
-                lines.append(f"| int8 vpdpbusd {width}-bit | " + " | ".join("-" for _ in counts)
-                             + f" | not measured: {entry['not_measured']} |")
-                continue
-            used = (f"**int8 compute limit {int8['peak_gflops']:.0f} GOP/s** ({int8['peak_what']})"
-                    if int(width) == int8["widest"] else "")
-            lines.append(f"| int8 vpdpbusd {width}-bit, GOP/s | " + " | ".join(
-                f"{entry['by_threads'][str(c)]['best_gflops']:.0f}" for c in counts) + f" | {used} |")
+    int8 = limits.get("int8", {"not_measured": "not measured by this version of limits.py"})
+    lines += _peak_rows("int8 vpdpbusd", "GOP/s", "int8 compute limit", ".0f", int8, counts,
+                        missing="int8 rows get no compute roof")
     for level, entry in limits["levels"].items():
         if "widths" not in entry:
             lines.append(f"| read {level} | " + " | ".join("-" for _ in counts) + f" | not measured: {entry['not_measured']} |")
