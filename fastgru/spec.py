@@ -106,23 +106,31 @@ class GRUSpec:
         return cls(**data)
 
 
-def check_weights(spec: GRUSpec, weights: dict, source: str = "weights") -> dict[str, np.ndarray]:
-    """Validates names and shapes and returns C-contiguous copies in the spec's dtype.
-
-    Errors name ``source`` (a file or object) and the offending tensor.
-    """
-    expected = spec.weight_shapes()
+def _named_arrays(expected: dict[str, tuple[int, ...]], weights: dict, source: str, model: str):
+    """Yields (name, array) for each expected name, in its order, once every name is present and none is
+    extra, each after its shape is checked (so the caller's own checks of a tensor run before the next
+    tensor's shape is looked at); ValueError naming ``source`` and the tensor otherwise (``model`` says
+    what the names were expected for)."""
     missing = [name for name in expected if name not in weights]
     if missing:
         raise ValueError(f"{source}: missing tensor(s) {missing}; expected {list(expected)}")
     extra = [name for name in weights if name not in expected]
     if extra:
-        raise ValueError(f"{source}: unexpected tensor(s) {extra} for {spec}")
-    checked = {}
+        raise ValueError(f"{source}: unexpected tensor(s) {extra} for {model}")
     for name, shape in expected.items():
         array = np.asarray(weights[name])
         if array.shape != shape:
             raise ValueError(f"{source}: tensor {name!r} has shape {array.shape}, expected {shape}")
+        yield name, array
+
+
+def check_weights(spec: GRUSpec, weights: dict, source: str = "weights") -> dict[str, np.ndarray]:
+    """Validates names and shapes and returns C-contiguous copies in the spec's dtype.
+
+    Errors name ``source`` (a file or object) and the offending tensor.
+    """
+    checked = {}
+    for name, array in _named_arrays(spec.weight_shapes(), weights, source, str(spec)):
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
             raise TypeError(f"{source}: tensor {name!r} has dtype {array.dtype}, expected a float array")
         checked[name] = np.array(array, dtype=spec.dtype, order="C", copy=True)
@@ -149,18 +157,8 @@ def check_int8_weights(spec: GRUSpec, weights: dict, source: str = "int8 weights
     >= 0) and returns them C-contiguous: codes int8, scales and biases float32, converted only where that
     is exact (integer codes of another dtype, float32 values stored wider). Errors name ``source`` and the
     tensor."""
-    expected = int8_weight_shapes(spec)
-    missing = [name for name in expected if name not in weights]
-    if missing:
-        raise ValueError(f"{source}: missing tensor(s) {missing}; expected {list(expected)}")
-    extra = [name for name in weights if name not in expected]
-    if extra:
-        raise ValueError(f"{source}: unexpected tensor(s) {extra} for an int8 {spec}")
     checked = {}
-    for name, shape in expected.items():
-        array = np.asarray(weights[name])
-        if array.shape != shape:
-            raise ValueError(f"{source}: tensor {name!r} has shape {array.shape}, expected {shape}")
+    for name, array in _named_arrays(int8_weight_shapes(spec), weights, source, f"an int8 {spec}"):
         codes = name.startswith("weight") and not name.endswith(SCALE_SUFFIX)
         if codes:
             if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
