@@ -580,20 +580,21 @@ cdef class Model:
         model._adopt(gru)
         return model
 
+    def _layer_input_widths(self):
+        """The input width of each (layer, direction), layer-major: I for the first layer, D*H after."""
+        return [self.input_size if k == 0 else self.num_directions * self.hidden_size
+                for k in range(self.num_layers) for _ in range(self.num_directions)]
+
     def weights(self, bint bias):
         """A float model's weights as new arrays in PyTorch's layout, unpacked from the panels
         (fg_gru_get_weights): per (layer, direction), layer-major, (weight_ih, weight_hh, bias_ih,
         bias_hh), the biases None unless `bias`."""
         cdef fg_layer_weights[2048] table
-        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size, k, d
+        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size
         cdef fg_status status
-        entries = []
-        for k in range(L):
-            for d in range(D):
-                in_k = self.input_size if k == 0 else D * H
-                entries.append((np.empty((3 * H, in_k), self.dtype), np.empty((3 * H, H), self.dtype),
-                                np.empty(3 * H, self.dtype) if bias else None,
-                                np.empty(3 * H, self.dtype) if bias else None))
+        entries = [(np.empty((3 * H, in_k), self.dtype), np.empty((3 * H, H), self.dtype),
+                    np.empty(3 * H, self.dtype) if bias else None, np.empty(3 * H, self.dtype) if bias else None)
+                   for in_k in self._layer_input_widths()]
         _layer_table(table, entries, self.dtype, self.input_size, H, L, D, True, "")
         with nogil:
             status = fg_gru_get_weights(self.gru, table)
@@ -605,16 +606,12 @@ cdef class Model:
         direction), (weight_ih codes, weight_ih scales, weight_hh codes, weight_hh scales, bias_ih,
         bias_hh), the biases None unless `bias`."""
         cdef fg_int8_layer_weights[2048] table
-        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size, k, d
+        cdef int64_t L = self.num_layers, D = self.num_directions, H = self.hidden_size
         cdef fg_status status
-        entries = []
-        for k in range(L):
-            for d in range(D):
-                in_k = self.input_size if k == 0 else D * H
-                entries.append((np.empty((3 * H, in_k), np.int8), np.empty(3 * H, np.float32),
-                                np.empty((3 * H, H), np.int8), np.empty(3 * H, np.float32),
-                                np.empty(3 * H, np.float32) if bias else None,
-                                np.empty(3 * H, np.float32) if bias else None))
+        entries = [(np.empty((3 * H, in_k), np.int8), np.empty(3 * H, np.float32),
+                    np.empty((3 * H, H), np.int8), np.empty(3 * H, np.float32),
+                    np.empty(3 * H, np.float32) if bias else None, np.empty(3 * H, np.float32) if bias else None)
+                   for in_k in self._layer_input_widths()]
         _int8_table(table, entries, self.input_size, H, L, D, True)
         with nogil:
             status = fg_gru_get_int8_weights(self.gru, table)
