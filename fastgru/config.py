@@ -63,14 +63,11 @@ def _blocking(cpu: dict, table: str | None) -> dict:
 def _threads() -> dict:
     """The thread count a call uses when neither it nor its model names one, and which rule of the
     budget (fastgru/threads.py) gave it."""
-    if threads._process_setting is not None:
-        source = "fastgru.set_num_threads (or threadpoolctl.threadpool_limits)"
-    elif threads.omp_num_threads() is not None:
-        source = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']!r}"
-    else:
-        source = "the physical cores of this process's affinity mask"
-    return {"default": threads.get_num_threads(), "from": source,
-            "physical cores": threads.default_num_threads()}
+    count, rule = threads.process_budget()
+    source = {"set_num_threads": "fastgru.set_num_threads (or threadpoolctl.threadpool_limits)",
+              "OMP_NUM_THREADS": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')!r}",
+              "physical cores": "the physical cores of this process's affinity mask"}[rule]
+    return {"default": count, "from": source, "physical cores": threads.default_num_threads()}
 
 
 def _blas() -> dict:

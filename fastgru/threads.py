@@ -77,10 +77,18 @@ def set_num_threads(num_threads: int | None) -> None:
 def get_num_threads() -> int:
     """How many threads a call uses now when neither the call nor its model names a number: the
     `set_num_threads` setting, else ``OMP_NUM_THREADS``, else the physical cores (`default_num_threads`)."""
+    return process_budget()[0]
+
+
+def process_budget() -> tuple[int, str]:
+    """`get_num_threads`'s count and the rule that gave it: ``"set_num_threads"``, ``"OMP_NUM_THREADS"``
+    or ``"physical cores"`` (``fastgru.show_config`` reports both)."""
     if _process_setting is not None:
-        return _process_setting
+        return _process_setting, "set_num_threads"
     from_environment = omp_num_threads()
-    return default_num_threads() if from_environment is None else from_environment
+    if from_environment is not None:
+        return from_environment, "OMP_NUM_THREADS"
+    return default_num_threads(), "physical cores"
 
 
 def resolve_num_threads(call: int | None = None, model: int | None = None) -> int:
