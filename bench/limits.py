@@ -141,11 +141,15 @@ def _read_run(lib, width: int, buffer: np.ndarray, threads: int, cpu_array):
     return run
 
 
-def _loop_peaks(lib, function: str, widths: tuple, flags: dict, threads: int, cpus: list[int], cores: int,
-                samples: int, target_s: float) -> dict:
+def _loop_peaks(function: str, loop: str, widths: tuple, flags: dict, none: str, threads: int, cpus: list[int],
+                cores: int, samples: int, target_s: float) -> dict:
     """{"widths": {width: {"by_threads": {t: {"best_gflops", "median_gflops"}}} or {"not_measured"}}, ...}
-    of one register-only loop of fma_peak.c at every width this CPU runs, interleaved; "widest", and its
-    t-thread figure as "peak_gflops" (per-core: _per_core_limit)."""
+    of one register-only loop of fma_peak.c (``function``, described as ``loop``) at every width this CPU
+    runs, interleaved; "widest", its t-thread figure as "peak_gflops" (per-core: _per_core_limit) and
+    "peak_what". Without a compiler, or with no width this CPU runs (``none`` says why), "not_measured"."""
+    lib = compiled.load("fma_peak", _FMA_SIGNATURES)
+    if isinstance(lib, str):
+        return {"not_measured": lib, "peak_gflops": None}
     cpu_array = (ctypes.c_int * len(cpus))(*cpus)
     out: dict = {"widths": {}, "peak_gflops": None}
     runs, calibration = {}, {}
@@ -161,24 +165,23 @@ def _loop_peaks(lib, function: str, widths: tuple, flags: dict, threads: int, cp
         entry["by_threads"][str(t)] = {"best_gflops": rate["best"], "median_gflops": rate["median"]}
     out["widths"] = {str(w): out["widths"][str(w)] for w in widths}
     measured = [w for w in widths if "by_threads" in out["widths"][str(w)]]
-    if measured:
-        widest = max(measured)
-        best = {t: v["best_gflops"] for t, v in out["widths"][str(widest)]["by_threads"].items()}
-        out["widest"] = widest
-        out["peak_gflops"], out["how"] = _per_core_limit(best, threads, cores)
+    if not measured:
+        out["not_measured"] = none
+        return out
+    widest = max(measured)
+    best = {t: v["best_gflops"] for t, v in out["widths"][str(widest)]["by_threads"].items()}
+    out["widest"] = widest
+    out["peak_gflops"], how = _per_core_limit(best, threads, cores)
+    out["peak_what"] = f"{widest}-bit {loop}, {threads} pinned thread(s), best sample ({how})"
     return out
 
 
 def fma_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s: float) -> dict:
-    lib = compiled.load("fma_peak", _FMA_SIGNATURES)
-    if isinstance(lib, str):
-        return {"not_measured": lib, "peak_gflops": None}
-    out = _loop_peaks(lib, "bench_fma", FMA_WIDTHS, _WIDTH_FLAG, threads, cpus, cores, samples, target_s)
+    out = _loop_peaks("bench_fma", "FMA loop", FMA_WIDTHS, _WIDTH_FLAG, "this CPU has no FMA", threads, cpus, cores,
+                      samples, target_s)
     if "widest" not in out:
-        out["not_measured"] = "this CPU has no FMA"
         return out
     measured = [w for w in FMA_WIDTHS if "by_threads" in out["widths"][str(w)]]
-    out["peak_what"] = f"{out['widest']}-bit FMA loop, {threads} pinned thread(s), best sample ({out.pop('how')})"
     if 512 in measured and 256 in measured:
         # at 1 thread as measured; at t threads between the per-core limits of the two widths
         by = {w: {t: v["best_gflops"] for t, v in out["widths"][str(w)]["by_threads"].items()} for w in (256, 512)}
@@ -192,16 +195,8 @@ def int8_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s
     """The int8 dot-product peak (vpdpbusd chains, GOP/s counted as 2 per byte product) per width, where
     the CPU has AVX-512 VNNI: the compute limit of the int8 engines (an AVX2-only CPU's int8 products,
     vpmaddubsw + vpmaddwd, are not measured: "not_measured" then)."""
-    lib = compiled.load("fma_peak", _FMA_SIGNATURES)
-    if isinstance(lib, str):
-        return {"not_measured": lib, "peak_gflops": None}
-    out = _loop_peaks(lib, "bench_dot_i8", DOT_I8_WIDTHS, _DOT_I8_FLAG, threads, cpus, cores, samples, target_s)
-    if "widest" not in out:
-        out["not_measured"] = "this CPU has no AVX-512 VNNI"
-        return out
-    out["peak_what"] = (f"{out['widest']}-bit vpdpbusd loop, {threads} pinned thread(s), best sample "
-                        f"({out.pop('how')})")
-    return out
+    return _loop_peaks("bench_dot_i8", "vpdpbusd loop", DOT_I8_WIDTHS, _DOT_I8_FLAG, "this CPU has no AVX-512 VNNI",
+                       threads, cpus, cores, samples, target_s)
 
 
 def _read_rates(lib, buffers: dict, cpus: list[int], samples: int, target_s: float) -> dict:
