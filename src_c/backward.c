@@ -129,23 +129,13 @@ fg_status fg_backward(const fg_gru *gru, const fg_sequence *seq, const void *tap
     if (status != FG_OK) return status;
     if (!seq->lengths) buf.active = NULL;
 
-    /* The per-step product runs on the AVX2 panel kernel wherever a table above the portable one runs (each
-     * of them implies AVX2 and FMA), else on the BLAS. */
-    fg_panel_gemm_f32 panel_gemm_f32 = NULL;
-    fg_panel_gemm_f64 panel_gemm_f64 = NULL;
-#if defined(FG_HAVE_AVX2_KERNELS) && defined(FG_HAVE_AVX2_PANEL_GEMM)
-    if (kernels != &fg_kernels_generic) {
-        panel_gemm_f32 = fg_panel_gemm_f32_avx2;
-        panel_gemm_f64 = fg_panel_gemm_f64_avx2;
-    }
-#endif
     unsigned saved_csr = fg_denormals_off();
     if (gru->spec.dtype == FG_FLOAT32)
         backward_f32(gru, seq, tape_gates, tape_outputs, grad_output, grad_h_n, grads, &buf, ctx->blas->sgemm,
-                     panel_gemm_f32);
+                     kernels->backward_product_f32);
     else
         backward_f64(gru, seq, tape_gates, tape_outputs, grad_output, grad_h_n, grads, &buf, ctx->blas->dgemm,
-                     panel_gemm_f64);
+                     kernels->backward_product_f64);
     fg_denormals_restore(saved_csr);
     return FG_OK;
 }

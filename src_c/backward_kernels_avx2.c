@@ -1,7 +1,8 @@
 /* backward_kernels_avx2.c: the panel product of backward_kernels.h for AVX2+FMA, from the template
  * backward_kernels_impl.h with the vector operations below. Only this file is built for that target
- * (by pragma, like kernels_avx2.c); the backward uses it wherever the context's kernel set is not the
- * portable one: fg_select_kernels gives the AVX2 and AVX-512 sets only on CPUs with both features. */
+ * (by pragma, like kernels_avx2.c). Every table but the portable one names it as its backward product
+ * (fg_kernels.backward_product_f32/_f64, internal.h): fg_select_kernels gives those tables only on CPUs
+ * with both features. */
 #include "templates.h"
 
 #if defined(__x86_64__) || defined(_M_X64)

@@ -3,6 +3,7 @@
 #ifndef FASTGRU_INTERNAL_H
 #define FASTGRU_INTERNAL_H
 
+#include "backward_kernels.h"
 #include "fastgru.h"
 
 #include <stdint.h>
@@ -242,6 +243,9 @@ typedef struct fg_kernels {
     fg_project_fn project_f64;
     fg_step_fn step_lbr_i8, step_rb1_i8, step_rb2_i8;  /* int8 weights, float32 activations */
     fg_project_fn project_i8;
+    /* the backward's per-step product dh += dG_h . W_hh (backward_kernels.h); NULL: the BLAS does it */
+    fg_panel_gemm_f32 backward_product_f32;
+    fg_panel_gemm_f64 backward_product_f64;
 } fg_kernels;
 
 /* The tables (fastgru.h, fg_isa, says what each runs) */
