@@ -34,11 +34,18 @@ static void quantize_rows(const float *rows, int64_t stride, int64_t width, int6
     for (int64_t i = begin; i < end; i++) {
         const float *row = rows + i * stride;
         int8_t *code = codes + i * padded;
-        float largest = 0;
+        /* max |v| on the bits: for non-negative floats, integer order is float order, and every NaN
+         * is above infinity, so a NaN wins as the float loop's NaN check made it; integer max is a
+         * reduction the compiler vectorizes on any x86-64, float max with NaNs is not */
+        int32_t largest_bits = 0;
         for (int64_t k = 0; k < width; k++) {
-            const float magnitude = fabsf(row[k]);
-            largest = magnitude > largest || magnitude != magnitude ? magnitude : largest;
+            int32_t bits;
+            memcpy(&bits, row + k, sizeof bits);
+            bits &= 0x7FFFFFFF;
+            largest_bits = bits > largest_bits ? bits : largest_bits;
         }
+        float largest;
+        memcpy(&largest, &largest_bits, sizeof largest);
         const float inverse = largest > 0 ? 127.0f / largest : 0.0f;
         for (int64_t k = 0; k < width; k++) code[k] = fg_quantize_code(row[k] * inverse);
         for (int64_t k = width; k < padded; k++) code[k] = 0;
