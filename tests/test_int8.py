@@ -200,6 +200,7 @@ def test_int8_step_is_the_documented_arithmetic(rng, isa, reset_after, sizes):
     (1, False, 1, (5, 19)),     # batch 1: the one-row products; a tail block of 3 units
     (2, True, 5, (33, 16)),     # rows in groups of 4 and 1; input not a multiple of 16
     (1, False, 7, (1, 40)),
+    (1, False, 19, (40, 48)),   # full 8-row tiles of pairs of blocks (the 512-bit table's), then 3 rows
 ])
 def test_every_kernel_set_gives_identical_int8_results(rng, reset_after, gate_activation, clip, layers,
                                                         bidirectional, batch, sizes):
