@@ -315,50 +315,68 @@ FG_INLINE void row_i8_avx512_vnni(int C, int64_t Kp, const int8_t *a, const char
     }
 }
 
-/* The full tile of pair_dot_i8_avx512_vnni below (8 rows, C = 24: 24 accumulators) with each
- * accumulator pinned to its own register, zmm8..zmm31 (GCC local register variables, which hold their
- * register at every asm that names them). Left to choose, GCC 12 kept one of the 24 in memory, with a
- * store and a load on its chain every group of 4 k, and reloaded row offsets from the stack; pinned
- * above zmm7 (GCC takes its temporaries from the low registers), with rows 4..7 addressed from a
- * second pointer at the offsets of rows 0..3, the loop touches no stack. The same instructions in the
- * same order per accumulator: the sums (exact anyway) are unchanged. */
-#define FG_PIN(r, v, n) register __m512i s##r##v __asm__("zmm" #n) = _mm512_setzero_si512();
-#define FG_PIN_ROW(r, n0, n1, n2) FG_PIN(r, 0, n0) FG_PIN(r, 1, n1) FG_PIN(r, 2, n2)
-#define FG_TILE_ROW(r, codes)                                                                                    \
-    {                                                                                                            \
-        const __m512i x = quad_i8(codes);                                                                        \
-        FG_DPBUSD512(s##r##0, x, w0);                                                                            \
-        FG_DPBUSD512(s##r##1, x, w1);                                                                            \
-        FG_DPBUSD512(s##r##2, x, w2);                                                                            \
-    }
-#define FG_TILE_OUT(r) out[r][0] = s##r##0, out[r][1] = s##r##1, out[r][2] = s##r##2;
+/* The full tile of pair_dot_i8_avx512_vnni below (8 rows, C = 24: 24 accumulators), its loop as one
+ * asm statement with every register named: accumulator (r, v) in zmm(8 + 3r + v), the three weight
+ * vectors in zmm0..2 (pair_vectors' order: u's 0..15, u's 16..23 with v's 0..7, v's 8..23), the XOR
+ * constant in zmm3 and a row's codes, broadcast and made unsigned, in zmm4. Left to allocate the same
+ * instructions written one asm each (FG_DPBUSD512), GCC 12 kept one of the 24 accumulators in memory,
+ * with a store and a load on its chain every group of 4 k, and reloaded row offsets from the stack;
+ * pinning the accumulators with register variables instead is not safe (a sanitizer's calls between
+ * two asm statements clobber them: the ThreadSanitizer build of tests/c/test_core.c caught it). Per
+ * accumulator the same vpdpbusd in k order as the loop below: the sums (exact anyway) are unchanged.
+ * out[r][v] = the sums; Kp, a multiple of 16, is at least 16. */
+#define FG_T8_ZERO(n) "vpxord %%zmm" #n ", %%zmm" #n ", %%zmm" #n "\n\t"
+#define FG_T8_STORE(n, offset) "vmovdqu64 %%zmm" #n ", " #offset "(%[out])\n\t"
+#define FG_T8_ROW(codes, s0, s1, s2)                                                                              \
+    "vpxord " codes "%{1to16%}, %%zmm3, %%zmm4\n\t"                                                              \
+    "vpdpbusd %%zmm0, %%zmm4, %%zmm" #s0 "\n\t"                                                                   \
+    "vpdpbusd %%zmm1, %%zmm4, %%zmm" #s1 "\n\t"                                                                   \
+    "vpdpbusd %%zmm2, %%zmm4, %%zmm" #s2 "\n\t"
 FG_INLINE void tile8_i8_avx512_vnni(int64_t Kp, const int8_t *a, int64_t lda, const int8_t *panel_u,
                                     const int8_t *panel_v, __m512i out[8][3]) {
-    FG_PIN_ROW(0, 8, 9, 10) FG_PIN_ROW(1, 11, 12, 13) FG_PIN_ROW(2, 14, 15, 16) FG_PIN_ROW(3, 17, 18, 19)
-    FG_PIN_ROW(4, 20, 21, 22) FG_PIN_ROW(5, 23, 24, 25) FG_PIN_ROW(6, 26, 27, 28) FG_PIN_ROW(7, 29, 30, 31)
-    const int64_t l2 = 2 * lda, l3 = 3 * lda;
-    const int8_t *low = a, *high = a + 4 * lda; /* rows 0..3 and 4..7 at this k */
-    for (int64_t k = 0; k < Kp; k += 4, low += 4, high += 4) {
-        __m512 vectors[3];
-        pair_vectors(24, panel_u + k * 24, panel_v + k * 24, vectors);
-        const __m512i w0 = _mm512_castps_si512(vectors[0]), w1 = _mm512_castps_si512(vectors[1]);
-        const __m512i w2 = _mm512_castps_si512(vectors[2]);
-        FG_TILE_ROW(0, low)
-        FG_TILE_ROW(1, low + lda)
-        FG_TILE_ROW(2, low + l2)
-        FG_TILE_ROW(3, low + l3)
-        FG_TILE_ROW(4, high)
-        FG_TILE_ROW(5, high + lda)
-        FG_TILE_ROW(6, high + l2)
-        FG_TILE_ROW(7, high + l3)
-    }
-    FG_TILE_OUT(0) FG_TILE_OUT(1) FG_TILE_OUT(2) FG_TILE_OUT(3) FG_TILE_OUT(4) FG_TILE_OUT(5) FG_TILE_OUT(6)
-    FG_TILE_OUT(7)
+    const int8_t *lo = a, *hi = a + 4 * lda; /* rows 0..3 and 4..7, at (lo|hi) + {0, 1, 2, 3} * lda */
+    const int64_t l3 = 3 * lda;
+    int64_t groups = Kp / 4;
+    __asm__ volatile(
+        "vpbroadcastd %k[bias], %%zmm3\n\t"
+        FG_T8_ZERO(8) FG_T8_ZERO(9) FG_T8_ZERO(10) FG_T8_ZERO(11) FG_T8_ZERO(12) FG_T8_ZERO(13) FG_T8_ZERO(14)
+        FG_T8_ZERO(15) FG_T8_ZERO(16) FG_T8_ZERO(17) FG_T8_ZERO(18) FG_T8_ZERO(19) FG_T8_ZERO(20) FG_T8_ZERO(21)
+        FG_T8_ZERO(22) FG_T8_ZERO(23) FG_T8_ZERO(24) FG_T8_ZERO(25) FG_T8_ZERO(26) FG_T8_ZERO(27) FG_T8_ZERO(28)
+        FG_T8_ZERO(29) FG_T8_ZERO(30) FG_T8_ZERO(31)
+        "1:\n\t"
+        "vmovdqu64 (%[u]), %%zmm0\n\t"
+        "vmovdqu32 64(%[u]), %%ymm1\n\t"
+        "vinserti32x8 $1, (%[v]), %%zmm1, %%zmm1\n\t"
+        "vmovdqu64 32(%[v]), %%zmm2\n\t"
+        FG_T8_ROW("(%[lo])", 8, 9, 10)
+        FG_T8_ROW("(%[lo],%[lda])", 11, 12, 13)
+        FG_T8_ROW("(%[lo],%[lda],2)", 14, 15, 16)
+        FG_T8_ROW("(%[lo],%[l3])", 17, 18, 19)
+        FG_T8_ROW("(%[hi])", 20, 21, 22)
+        FG_T8_ROW("(%[hi],%[lda])", 23, 24, 25)
+        FG_T8_ROW("(%[hi],%[lda],2)", 26, 27, 28)
+        FG_T8_ROW("(%[hi],%[l3])", 29, 30, 31)
+        "add $96, %[u]\n\t"
+        "add $96, %[v]\n\t"
+        "add $4, %[lo]\n\t"
+        "add $4, %[hi]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        FG_T8_STORE(8, 0) FG_T8_STORE(9, 64) FG_T8_STORE(10, 128) FG_T8_STORE(11, 192) FG_T8_STORE(12, 256)
+        FG_T8_STORE(13, 320) FG_T8_STORE(14, 384) FG_T8_STORE(15, 448) FG_T8_STORE(16, 512) FG_T8_STORE(17, 576)
+        FG_T8_STORE(18, 640) FG_T8_STORE(19, 704) FG_T8_STORE(20, 768) FG_T8_STORE(21, 832) FG_T8_STORE(22, 896)
+        FG_T8_STORE(23, 960) FG_T8_STORE(24, 1024) FG_T8_STORE(25, 1088) FG_T8_STORE(26, 1152)
+        FG_T8_STORE(27, 1216) FG_T8_STORE(28, 1280) FG_T8_STORE(29, 1344) FG_T8_STORE(30, 1408)
+        FG_T8_STORE(31, 1472)
+        : [u] "+r"(panel_u), [v] "+r"(panel_v), [lo] "+r"(lo), [hi] "+r"(hi), [n] "+r"(groups)
+        : [lda] "r"(lda), [l3] "r"(l3), [bias] "r"(0x80808080), [out] "r"(out)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
+          "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25",
+          "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "memory", "cc");
 }
-#undef FG_PIN
-#undef FG_PIN_ROW
-#undef FG_TILE_ROW
-#undef FG_TILE_OUT
+#undef FG_T8_ZERO
+#undef FG_T8_STORE
+#undef FG_T8_ROW
 
 /* The exact int32 products of two adjacent int8 panel blocks (C columns each) for R rows at once: per
  * group of 4 k, 2C / 16 vectors of 16 columns (C = 24: block u's columns 16..23 with block v's 0..7 in
@@ -374,8 +392,8 @@ FG_INLINE void pair_dot_i8_avx512_vnni(int R, int C, int64_t Kp, const int8_t *a
     }
     const int8_t *panel_u = (const int8_t *)(block_u + 8 * C), *panel_v = (const int8_t *)(block_v + 8 * C);
     const int V = 2 * C / 16;
-    __m512i sum[8][3];
-    if (R == 8 && C == 24) {
+    __m512i sum[8][3] __attribute__((aligned(64)));
+    if (R == 8 && C == 24 && Kp > 0) {
         tile8_i8_avx512_vnni(Kp, a, lda, panel_u, panel_v, sum);
     } else {
         for (int r = 0; r < R; r++)
