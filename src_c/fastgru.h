@@ -230,7 +230,10 @@ int fg_isa_supported(fg_isa isa);
 #define FG_CPU_AVX512VL (1u << 4)
 #define FG_CPU_AVX512DQ (1u << 5)
 #define FG_CPU_AVX512VNNI (1u << 6)
-#define FG_CPU_FEATURE_COUNT 7
+/* AMX tiles (cpuid leaf 7, EDX bit 24), whether or not the OS enables them: fastgru runs no AMX code;
+ * the bit names a core (below: FG_WIDTH_KNOWN_FULL) where a hypervisor hides the model number. */
+#define FG_CPU_AMX_TILE (1u << 7)
+#define FG_CPU_FEATURE_COUNT 8
 /* A feature bit's name ("avx2", "fma", "avx512f", ...), or NULL for anything but one FG_CPU_* bit. */
 const char *fg_cpu_feature_name(unsigned feature);
 
@@ -240,7 +243,8 @@ typedef enum fg_width_reason {
     FG_WIDTH_KNOWN_SPLIT = 1,  /* a core known to split 512-bit FMAs into 256-bit halves (AMD family 25,
                                 * Zen 4): 256-bit vectors in 8-row tiles */
     FG_WIDTH_KNOWN_FULL = 2,   /* a core known to run them at full rate (AMD family 26 models 0-31, Zen
-                                * 5 EPYC; Intel Sapphire, Emerald and Granite Rapids): 512-bit vectors */
+                                * 5 EPYC; Intel Sapphire, Emerald and Granite Rapids, by model or, where
+                                * a hypervisor reports another model, by their AMX tiles): 512-bit vectors */
     FG_WIDTH_MEASURED_SPLIT = 3, /* cpuid cannot tell, and 512-bit FMA chains ran at under 1.5x the
                                   * 256-bit rate (the calibration) */
     FG_WIDTH_MEASURED_FULL = 4 /* cpuid cannot tell, and they ran at 1.5x or more */
