@@ -48,19 +48,32 @@ static const REAL *FN(time_major_rows)(const FN(forward_state) *s, const REAL *i
 
 /* Work split across the pool: the unit blocks of every direction, in pairs (the 512-bit tables take two
  * adjacent blocks at once, kernels_impl.h), pair p of direction d numbered d * pairs + p, cut into
- * `parts` contiguous ranges (a range may span both directions). Either a step or a projection. */
+ * `parts` contiguous ranges (a range may span both directions). Either a step or a projection.
+ *
+ * reverse: a step takes its range's pairs from the last to the first. Steps alternate (FN(step)), so
+ * the panels a step read last, still in the core's L2 where W_hh is larger than it, are the ones the
+ * next step reads first; in one order every step, a W_hh larger than the L2 evicts itself and every
+ * step reads all of it from the L3. Blocks are independent within a step: the order changes no bit. */
 typedef struct FN(block_work) {
     const fg_step_args *step_args;       /* one per direction, with step */
     fg_step_fn step;
     const fg_project_args *project_args; /* one per direction, with project */
     fg_project_fn project;
     int64_t blocks, pairs, parts, directions;
+    int reverse;
 } FN(block_work);
 
 static void FN(block_task)(void *opaque, int64_t part) {
     const FN(block_work) *work = (const FN(block_work) *)opaque;
     const int64_t total = work->pairs * work->directions;
     const int64_t begin = part * total / work->parts, end = (part + 1) * total / work->parts;
+    if (work->step && work->reverse) {
+        for (int64_t index = end - 1; index >= begin; index--) {
+            const int64_t d = index / work->pairs, p = index % work->pairs;
+            work->step(&work->step_args[d], 2 * p, 2 * p + 2 < work->blocks ? 2 * p + 2 : work->blocks);
+        }
+        return;
+    }
     for (int64_t index = begin; index < end;) {
         const int64_t d = index / work->pairs, p = index % work->pairs;
         const int64_t stop = end < (d + 1) * work->pairs ? end : (d + 1) * work->pairs;
@@ -134,17 +147,18 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
         a->input_stride = padded;
 #endif
     }
-    FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, 0, dirs};
+    FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, 0, dirs, 0};
     FN(run_blocks)(s, &work, dirs * steps * B * G * width);
 }
 
-/* Runs a step kernel over all blocks of every direction, split across the pool's threads. */
+/* Runs a step kernel over all blocks of every direction, split across the pool's threads, the pairs of
+ * each range in reverse order when `reverse` (FN(block_work)). */
 static void FN(run_step_kernel)(const FN(forward_state) *s, const fg_step_args *args, int64_t dirs,
-                                fg_step_fn kernel) {
+                                fg_step_fn kernel, int reverse) {
     const int64_t H = s->gru->spec.hidden_size;
     int64_t macs = 0;
     for (int64_t d = 0; d < dirs; d++) macs += args[d].rows * 3 * H * H;
-    FN(block_work) work = {args, kernel, NULL, NULL, 0, 0, 0, dirs};
+    FN(block_work) work = {args, kernel, NULL, NULL, 0, 0, 0, dirs, reverse};
     FN(run_blocks)(s, &work, macs);
 }
 
@@ -190,11 +204,13 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
         a->state_inverse = s->buf.state_scales + (D + d) * B;
 #endif
     }
+    /* every other step in reverse block order (FN(block_work)): the panels read last come first */
+    const int reverse = (int)(count % 2);
     if (lbr) {
-        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_lbr));
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_lbr), reverse);
     } else {
-        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb1));
-        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb2));
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb1), reverse);
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb2), reverse);
     }
     /* Finished sequences output zeros. Masked steps carry the state, output zeros, and leave a tape
      * row with r = 0, z = 1, n = 0: the backward formulas then pass the state's gradient through. */
