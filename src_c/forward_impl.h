@@ -88,7 +88,8 @@ static void FN(block_task)(void *opaque, int64_t part) {
 static void FN(run_blocks)(const FN(forward_state) *s, FN(block_work) *work, int64_t macs) {
     work->blocks = fg_num_blocks(s->gru->spec.hidden_size);
     work->pairs = (work->blocks + 1) / 2;
-    work->parts = fg_parallel_parts(s->pool, macs, work->pairs * work->directions);
+    work->parts = fg_parallel_parts(s->pool, macs, work->pairs * work->directions,
+                                    work->step ? FG_STEP_TASKS_PER_THREAD : FG_TASKS_PER_THREAD);
     fg_pool_run(s->pool, work->parts, FN(block_task), work);
 }
 
@@ -138,7 +139,7 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
         } else {
             int8_t *codes = s->buf.x_codes + k * s->buf.chunk_steps * B * padded;
             float *scales = s->buf.x_scales + k * s->buf.chunk_steps * B;
-            const int64_t splits = fg_parallel_parts(s->pool, rows * width, rows);
+            const int64_t splits = fg_parallel_parts(s->pool, rows * width, rows, FG_TASKS_PER_THREAD);
             FN(quantize_work) work = {(const REAL *)a->input, width, rows, splits, codes, scales};
             fg_pool_run(s->pool, splits, FN(quantize_task), &work);
             a->input = codes;
