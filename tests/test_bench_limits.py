@@ -92,23 +92,31 @@ def test_batched_row_is_rated_against_the_fma_peak():
     assert r["roof_text"] == "all at FMA peak"
 
 
-def test_batch_one_sequence_roof_is_projection_at_fma_peak_plus_w_hh_at_its_levels_bandwidth():
+def test_batch_one_sequence_roof_is_projection_at_fma_peak_plus_w_hh_from_the_l2_it_fits_and_the_l3():
     T, H = 100, 512
     c = case(T, 1, H)
-    peak, l3 = 280.0, 105.0
+    peak, l2, l3 = 280.0, 250.0, 105.0
+    step = 3 * H * H * 4  # 3 MiB: one MiB of it can stay in the Zen 5's L2 from one step to the next
     projection_s = 2 * T * 3 * H * H / (peak * 1e9)
-    recurrence_s = T * 3 * H * H * 4 / (l3 * 1e9)
+    recurrence_s = step / (l3 * 1e9) + (T - 1) * (MIB / (l2 * 1e9) + (step - MIB) / (l3 * 1e9))
     median = 2 * (projection_s + recurrence_s)
     r = roofline.roof(c, median, "float32", threads=1, caches=ZEN5_CACHES, fma_gflops=peak,
-                      level_gbs={"L2": 250.0, "L3": l3})
+                      level_gbs={"L2": l2, "L3": l3})
     assert r["level"] == "L3"
-    assert r["bounds"] == {"input projection": "FMA peak", "recurrence": "L3 read"}
+    assert r["bounds"] == {"input projection": "FMA peak", "recurrence": "L2 + L3 read"}
     assert r["roof_s"] == pytest.approx(projection_s + recurrence_s)
     assert r["pct_roof"] == pytest.approx(50.0)
     weights = (T * 3 * H * H + 3 * H * H) * 4
     assert r["weights_gbs"] == pytest.approx(weights / median / 1e9)
     assert r["pct_read"] == pytest.approx(100 * weights / median / 1e9 / l3)
-    assert r["roof_text"] == "input projection at FMA peak + recurrence at L3 read"
+    assert r["roof_text"] == "input projection at FMA peak + recurrence at L2 + L3 read"
+
+
+def test_a_w_hh_within_the_l2s_reads_all_of_it_at_the_l2s_bandwidth():
+    T, H = 100, 512
+    r = roofline.roof(case(T, 1, H), 1e-3, "float32", threads=2, caches={**ZEN5_CACHES, "L2": 2 * MIB},
+                      fma_gflops=280.0, level_gbs={"L2": 250.0, "L3": 105.0})
+    assert r["level"] == "L2" and r["bounds"]["recurrence"] == "L2 read"
 
 
 def test_int8_rows_are_rated_against_one_byte_weights_and_the_int8_peak():
