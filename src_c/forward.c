@@ -3,6 +3,7 @@
 #include "templates.h"
 
 #include <math.h>
+#include <stdatomic.h>
 
 /* Where each scratch array of a forward call lives in the caller's workspace. */
 typedef struct forward_buffers {

@@ -61,11 +61,29 @@ typedef struct FN(block_work) {
     fg_project_fn project;
     int64_t blocks, pairs, parts, directions;
     int reverse;
+    /* With a step's one task per thread (FG_STEP_TASKS_PER_THREAD): range r taken (1) or not (0). A
+     * task takes the range of its thread's index (fg_pool_thread_index) if it is free, else the next
+     * free one, so a thread computes the same range every step, as long as it comes in time, whichever
+     * task index the pool handed it: the range, not the task, decides which W_hh panels it reads. */
+    atomic_int *owned;
 } FN(block_work);
+
+/* The range a task of `work` computes: the one of the thread running it if free, else the next free one
+ * (parts tasks take parts ranges, so each is taken once). */
+static int64_t FN(owned_range)(const FN(block_work) *work) {
+    const int64_t want = fg_pool_thread_index() % work->parts;
+    for (int64_t k = 0; k < work->parts; k++) {
+        const int64_t range = (want + k) % work->parts;
+        int expected = 0;
+        if (atomic_compare_exchange_strong(&work->owned[range], &expected, 1)) return range;
+    }
+    return want; /* unreachable: there are as many ranges as tasks */
+}
 
 static void FN(block_task)(void *opaque, int64_t part) {
     const FN(block_work) *work = (const FN(block_work) *)opaque;
     const int64_t total = work->pairs * work->directions;
+    if (work->owned) part = FN(owned_range)(work);
     const int64_t begin = part * total / work->parts, end = (part + 1) * total / work->parts;
     if (work->step && work->reverse) {
         for (int64_t index = end - 1; index >= begin; index--) {
@@ -90,6 +108,12 @@ static void FN(run_blocks)(const FN(forward_state) *s, FN(block_work) *work, int
     work->pairs = (work->blocks + 1) / 2;
     work->parts = fg_parallel_parts(s->pool, macs, work->pairs * work->directions,
                                     work->step ? FG_STEP_TASKS_PER_THREAD : FG_TASKS_PER_THREAD);
+    atomic_int owned[FG_MAX_OWNED_RANGES];
+    work->owned = NULL;
+    if (work->step && work->parts > 1 && work->parts <= FG_MAX_OWNED_RANGES) {
+        for (int64_t r = 0; r < work->parts; r++) atomic_init(&owned[r], 0);
+        work->owned = owned;
+    }
     fg_pool_run(s->pool, work->parts, FN(block_task), work);
 }
 

@@ -325,6 +325,9 @@ void fg_blocking_for(int64_t l2_bytes, int64_t *chunk_bytes, int64_t *k_block);
 #define FG_MIN_PARALLEL_MACS ((int64_t)1 << 16)
 #define FG_TASKS_PER_THREAD 4
 #define FG_STEP_TASKS_PER_THREAD 1
+/* Threads whose step ranges stay their own from step to step (forward_impl.h, block_work.owned); a
+ * larger pool takes its step ranges first come. */
+#define FG_MAX_OWNED_RANGES 256
 
 /* How many tasks (at most max_parts) to cut a run of `macs` multiply-adds into on this pool,
  * `per_thread` of them per thread that gets enough work. */
@@ -335,6 +338,11 @@ static inline int64_t fg_parallel_parts(const fg_pool *pool, int64_t macs, int64
     int64_t parts = (threads < worth ? threads : worth) * per_thread;
     return parts < max_parts ? parts : max_parts;
 }
+
+/* Which thread of a pool the calling thread is: its workers are 1 .. n - 1 in the order they started,
+ * and every other thread (a pool's caller) is 0. Lets a task prefer the share of work this thread had
+ * last time (forward_impl.h, block_work.owned), since the pool hands out task indices first come. */
+int fg_pool_thread_index(void);
 
 /* Runs task(arg, i) for i in [0, n_tasks) on the pool's threads (the caller is one of them) and returns
  * when all are done. pool may be NULL: then everything runs on the calling thread. */

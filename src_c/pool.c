@@ -92,6 +92,7 @@ struct fg_pool {
     atomic_int stopping;      /* set once by fg_pool_destroy; workers read it outside the mutex too */
     atomic_int sleepers;   /* workers waiting on the condition variable */
     atomic_int caller_cpu; /* where the current run's caller was when it published it, or -1 */
+    atomic_int next_index; /* fg_pool_thread_index of the next worker to start, less 1 */
     double last_call;      /* when the previous forward call began (fg_pool_engage), seconds */
 };
 
@@ -121,8 +122,14 @@ static void run_tasks(fg_pool *pool, uint32_t generation) {
     }
 }
 
+/* fg_pool_thread_index (internal.h): 0 on every thread but a pool's workers. */
+static _Thread_local int thread_index;
+
+int fg_pool_thread_index(void) { return thread_index; }
+
 static void *worker_main(void *opaque) {
     fg_pool *pool = (fg_pool *)opaque;
+    thread_index = 1 + atomic_fetch_add(&pool->next_index, 1);
     uint32_t seen = 0;
     unsigned csr = fg_denormals_off(); /* every compute thread flushes denormals (internal.h) */
     for (;;) {
@@ -163,6 +170,7 @@ static fg_status start_workers(fg_pool *pool) {
     atomic_store(&pool->stopping, 0);
     atomic_store(&pool->sleepers, 0);
     atomic_store(&pool->caller_cpu, -1);
+    atomic_store(&pool->next_index, 0);
     pool->forks = atomic_load(&fork_count);
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
