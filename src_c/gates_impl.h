@@ -28,6 +28,16 @@ FG_INLINE REAL FN(gate)(REAL a, int hard, int clipping, const fg_activation *act
     return v > 1 ? 1 : v;
 }
 
+/* Prefetches the input projections (gates_x) of rows [i0, i0 + n) for the `width` units at j0 (3 gates
+ * each). They were written a chunk ago and have left the caches: fetched before a step's product, they
+ * arrive while it runs instead of stalling the gate math after it. */
+FG_INLINE void FN(prefetch_gates_x)(const fg_step_args *s, int64_t i0, int64_t n, int64_t j0, int width) {
+    for (int64_t r = 0; r < n; r++) {
+        const char *x = (const char *)((const REAL *)s->gates_x + s->perm[i0 + r] * s->gates_x_stride + 3 * j0);
+        for (int64_t line = 0; line < (int64_t)(3 * width * sizeof(REAL)); line += 64) __builtin_prefetch(x + line);
+    }
+}
+
 /* A tail block has width < 8 units but its panel columns are padded to 8 per gate: pack the product
  * into the [g0 (width), g1 (width), ...] order that the gate vectors use. */
 FG_INLINE const REAL *FN(unpad)(const REAL *acc, int gates, int width, REAL *packed) {

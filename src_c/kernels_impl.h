@@ -193,12 +193,7 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
         const REAL *panel = panels + u * H * C;
         for (int64_t i0 = 0; i0 < s->rows; i0 += group) {
             const int64_t n = s->rows - i0 < group ? s->rows - i0 : group;
-            /* The rows' input projections were written a chunk ago and have left the caches: fetched
-             * now, they arrive while the product runs instead of stalling the gate math after it. */
-            for (int64_t r = 0; r < n; r++) {
-                const char *x = (const char *)((const REAL *)s->gates_x + s->perm[i0 + r] * s->gates_x_stride + 3 * j0);
-                for (int64_t line = 0; line < (int64_t)(3 * width * sizeof(REAL)); line += 64) __builtin_prefetch(x + line);
-            }
+            FN(prefetch_gates_x)(s, i0, n, j0, width);
             FN_ISA(products_of)(C, H, s->k_block, rows + i0 * H, H, n, panel, span == 2 ? panel + H * C : NULL, acc, 1);
             for (int64_t r = 0; r < n; r++) {
                 const int64_t i = i0 + r, b = s->perm[i];

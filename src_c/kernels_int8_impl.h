@@ -133,12 +133,7 @@ FG_INLINE void FN_ISA(step_pair)(int kind, const fg_step_args *s, int C, const v
     FN_ISA(pair_scales)(C, block_u, block_v, 1, scales);
     for (int64_t i0 = 0; i0 < s->rows; i0 += FG_I8_PAIR_ROWS) {
         const int R = (int)(s->rows - i0 < FG_I8_PAIR_ROWS ? s->rows - i0 : FG_I8_PAIR_ROWS);
-        /* as in kernels_impl.h: the rows' gates_x left the caches a chunk ago; fetched now, they arrive
-         * during the product instead of stalling the gate math after it */
-        for (int r = 0; r < R; r++) {
-            const char *x = (const char *)((const float *)s->gates_x + s->perm[i0 + r] * s->gates_x_stride + 3 * j0);
-            for (int line = 0; line < (int)(3 * FG_GATE_SPAN * sizeof(float)); line += 64) __builtin_prefetch(x + line);
-        }
+        prefetch_gates_x_f32(s, i0, R, j0, FG_GATE_SPAN);
         FN_ISA(pair_rows)(R, C, Hp, codes + i0 * Hp, Hp, block_u, block_v, acc, 1);
         for (int r = 0; r < R; r++) {
             const int64_t i = i0 + r, b = s->perm[i];
