@@ -245,7 +245,6 @@ def _blas_lines(worker: dict, cpu_flags: list[str]) -> list[str]:
     return lines
 
 
-
 def _peak_rows(name: str, unit: str, used_as: str, digits: str, peaks: dict, counts: list[int],
                missing: str = "") -> list[str]:
     """The limits table's rows of one register-only loop (limits._loop_peaks' dict): a row per width,
@@ -264,6 +263,7 @@ def _peak_rows(name: str, unit: str, used_as: str, digits: str, peaks: dict, cou
         rows.append(f"| {name} {width}-bit, {unit} | " + " | ".join(
             f"{entry['by_threads'][str(c)]['best_gflops']:{digits}}" for c in counts) + f" | {used} |")
     return rows
+
 
 def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
     """The worker's measured limits: FMA peak per width, read bandwidth per level, W_hh-sized reads,

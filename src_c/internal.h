@@ -317,11 +317,11 @@ void fg_blocking_for(int64_t l2_bytes, int64_t *chunk_bytes, int64_t *k_block);
  * when it carries at least FG_MIN_PARALLEL_MACS multiply-adds per thread. A projection is then cut
  * into a few tasks per thread (claimed dynamically, pool.c) rather than one: a worker preempted by
  * another process then holds up the run for one small task, while the caller takes the rest. A step
- * is cut into one task per thread (FG_STEP_TASKS_PER_THREAD): claimed in the same order every step,
- * each thread then reads the same share of W_hh every step, which stays in its core's L2 (with
- * several small tasks the shares moved between cores, and every step read them from the L3 again:
- * on an Intel Xeon with 2 MiB of L2, 2 threads, batch 1, T=100, H=1024 took 27.5 ms with four tasks
- * per thread and 21.3 ms with one; batch 16 ran alike). */
+ * is cut into one task per thread (FG_STEP_TASKS_PER_THREAD), each computing its thread's own range
+ * (forward_impl.h, block_work.owned): each thread then reads the same share of W_hh every step, which
+ * stays in its core's L2 (with several small tasks the shares moved between cores, and every step read
+ * them from the L3 again: on an Intel Xeon with 2 MiB of L2, 2 threads, batch 1, T=100, H=1024 took
+ * 27.5 ms with four tasks per thread and 21.3 ms with one; batch 16 ran alike). */
 #define FG_MIN_PARALLEL_MACS ((int64_t)1 << 16)
 #define FG_TASKS_PER_THREAD 4
 #define FG_STEP_TASKS_PER_THREAD 1

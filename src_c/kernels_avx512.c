@@ -392,14 +392,15 @@ FG_INLINE void pair_dot_i8_avx512_vnni(int R, int C, int64_t Kp, const int8_t *a
     }
     const int8_t *panel_u = (const int8_t *)(block_u + 8 * C), *panel_v = (const int8_t *)(block_v + 8 * C);
     const int V = 2 * C / 16;
-    __m512i sum[8][3] __attribute__((aligned(64)));
-    if (R == 8 && C == 24 && Kp > 0) {
+    __m512i sum[8][3];
+    const int tiled = R == 8 && C == 24 && Kp > 0; /* the whole loop in tile8_i8_avx512_vnni */
+    if (tiled) {
         tile8_i8_avx512_vnni(Kp, a, lda, panel_u, panel_v, sum);
     } else {
         for (int r = 0; r < R; r++)
             for (int v = 0; v < 3; v++) sum[r][v] = _mm512_setzero_si512();
     }
-    for (int64_t k = R == 8 && C == 24 ? Kp : 0; k < Kp; k += 4) {
+    for (int64_t k = tiled ? Kp : 0; k < Kp; k += 4) {
         __m512 vectors[3];
         pair_vectors(C, panel_u + k * C, panel_v + k * C, vectors);
         __m512i weights[3];
