@@ -16,25 +16,26 @@ typedef struct forward_buffers {
     void *gates_rz;       /* (D, B, 2H) activated r and z, reset-before only */
     void *reset_h;        /* (D, B, H) r * h, reset-before only */
     void *intermediate;   /* (T, B, D*H) output of a non-final layer, L >= 2 only */
-    /* int8 models only (internal.h, "int8 panels"); rows of int8 codes are padded to a multiple of 16 */
-    int8_t *x_codes;      /* (2, chunk, B, padded(max(I, D*H))) the layer input rows as int8 ... */
-    float *x_scales;      /* (2, chunk, B) ... and their scales (slots as x_gather) */
-    int8_t *state_codes;  /* (2, D, B, padded(H)) the state as int8, double buffered as state */
-    float *state_scales;  /* (2, D, B) per row of the state: its scale, then the inverse */
-    int8_t *reset_h_codes;/* (D, B, padded(H)) r * h as int8, reset-before only */
+    /* int8 models only (internal.h, "int8 panels"): code bytes, rows padded to a multiple of 16 */
+    uint8_t *x_codes;      /* (2, chunk, B, padded(max(I, D*H))) the layer input rows' codes ... */
+    float *x_scales;       /* (2, chunk, B) ... and their scales (slots as x_gather) */
+    uint8_t *state_codes;  /* (2, D, B, padded(H)) the state's codes, double buffered as state */
+    float *state_scales;   /* (2, D, B) per row of the state: its scale, then the inverse */
+    uint8_t *reset_h_codes;/* (D, B, padded(H)) r * h's codes, reset-before only */
 } forward_buffers;
 
-/* Rows [begin, end) of `rows` float rows (width values each, stride apart) as int8 codes with one scale
+/* Rows [begin, end) of `rows` float rows (width values each, stride apart) as code bytes (internal.h,
+ * fg_code_byte, in the table's form `codes`) with one scale
  * per row: fbgemm's dynamic quantization (the scale is computed from the data at run time, just
  * before the product), but symmetric and per row: scale = max|row| / 127, code = round-half-even(v *
  * 127 / max|row|). A row holding a NaN gets a NaN scale, so the NaN reaches the outputs as in float32;
- * an all-zero row gets scale 0. Padding columns up to padded(width) are zero. */
+ * an all-zero row gets scale 0. Padding columns up to padded(width) hold the code of zero. */
 static void quantize_rows(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
-                          int8_t *codes, float *scales) {
+                          int codes_form, uint8_t *codes, float *scales) {
     const int64_t padded = fg_i8_padded(width);
     for (int64_t i = begin; i < end; i++) {
         const float *row = rows + i * stride;
-        int8_t *code = codes + i * padded;
+        uint8_t *code = codes + i * padded;
         /* max |v| on the bits: for non-negative floats, integer order is float order, and every NaN
          * is above infinity, so a NaN wins as the float loop's NaN check made it; integer max is a
          * reduction the compiler vectorizes on any x86-64, float max with NaNs is not */
@@ -48,8 +49,8 @@ static void quantize_rows(const float *rows, int64_t stride, int64_t width, int6
         float largest;
         memcpy(&largest, &largest_bits, sizeof largest);
         const float inverse = largest > 0 ? 127.0f / largest : 0.0f;
-        for (int64_t k = 0; k < width; k++) code[k] = fg_quantize_code(row[k] * inverse);
-        for (int64_t k = width; k < padded; k++) code[k] = 0;
+        for (int64_t k = 0; k < width; k++) code[k] = fg_code_byte(row[k] * inverse, codes_form);
+        for (int64_t k = width; k < padded; k++) code[k] = fg_code_byte(0.0f, codes_form);
         scales[i] = largest / 127.0f;
     }
 }
@@ -102,10 +103,10 @@ static fg_status layout_forward(const fg_gru *gru, int64_t seq_len, int64_t batc
     buf->intermediate =
         fg_layout_take(layout, spec->num_layers > 1 ? fg_mul(fg_mul(seq_len, batch), D * H) : 0, elem);
     const int int8 = gru->weight_format == FG_WEIGHTS_INT8;
-    buf->x_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(fg_mul(2, chunk_rows), fg_i8_padded(width)) : 0, 1);
+    buf->x_codes = (uint8_t *)fg_layout_take(layout, int8 ? fg_mul(fg_mul(2, chunk_rows), fg_i8_padded(width)) : 0, 1);
     buf->x_scales = (float *)fg_layout_take(layout, int8 ? fg_mul(2, chunk_rows) : 0, sizeof(float));
-    buf->state_codes = (int8_t *)fg_layout_take(layout, int8 ? fg_mul(2 * D * batch, fg_i8_padded(H)) : 0, 1);
-    buf->reset_h_codes = (int8_t *)fg_layout_take(layout, int8 && rb ? fg_mul(D * batch, fg_i8_padded(H)) : 0, 1);
+    buf->state_codes = (uint8_t *)fg_layout_take(layout, int8 ? fg_mul(2 * D * batch, fg_i8_padded(H)) : 0, 1);
+    buf->reset_h_codes = (uint8_t *)fg_layout_take(layout, int8 && rb ? fg_mul(D * batch, fg_i8_padded(H)) : 0, 1);
     buf->state_scales = (float *)fg_layout_take(layout, int8 ? fg_mul(2 * D, batch) : 0, sizeof(float));
     return layout->overflow ? FG_ERR_SIZE_OVERFLOW : FG_OK;
 }

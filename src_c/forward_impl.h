@@ -12,8 +12,8 @@
  * sequences still running are the first active[t] rows of the state. The reverse direction visits t
  * from T-1 down, and a sequence joins it at t = length - 1 with its initial state: the same rows.
  *
- * With FG_QUANTIZED (int8 models, REAL = float) the driver also keeps the int8 codes the int8 kernels
- * multiply: the input rows of each chunk are quantized per row before the projection, and the state's
+ * With FG_QUANTIZED (int8 models, REAL = float) the driver also keeps the code bytes (internal.h)
+ * the int8 kernels multiply: the input rows of each chunk are quantized per row before the projection, and the state's
  * codes live next to the state (the step kernels write them; the driver seeds and carries them). */
 
 #if !defined(REAL) || !defined(SFX)
@@ -122,14 +122,15 @@ static void FN(run_blocks)(const FN(forward_state) *s, FN(block_work) *work, int
 typedef struct FN(quantize_work) {
     const REAL *rows;
     int64_t width, count, splits;
-    int8_t *codes;
+    int codes_form;
+    uint8_t *codes;
     float *scales;
 } FN(quantize_work);
 
 static void FN(quantize_task)(void *opaque, int64_t part) {
     const FN(quantize_work) *work = (const FN(quantize_work) *)opaque;
     quantize_rows(work->rows, work->width, work->width, part * work->count / work->splits,
-                  (part + 1) * work->count / work->splits, work->codes, work->scales);
+                  (part + 1) * work->count / work->splits, work->codes_form, work->codes, work->scales);
 }
 #endif
 
@@ -161,10 +162,11 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
             a->input = args[0].input;
             a->input_scale = args[0].input_scale;
         } else {
-            int8_t *codes = s->buf.x_codes + k * s->buf.chunk_steps * B * padded;
+            uint8_t *codes = s->buf.x_codes + k * s->buf.chunk_steps * B * padded;
             float *scales = s->buf.x_scales + k * s->buf.chunk_steps * B;
             const int64_t splits = fg_parallel_parts(s->pool, rows * width, rows, FG_TASKS_PER_THREAD);
-            FN(quantize_work) work = {(const REAL *)a->input, width, rows, splits, codes, scales};
+            FN(quantize_work) work = {(const REAL *)a->input, width, rows, splits, s->kernels->int8_codes,
+                                      codes, scales};
             fg_pool_run(s->pool, splits, FN(quantize_task), &work);
             a->input = codes;
             a->input_scale = scales;
@@ -281,26 +283,29 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
                 else memset(state + i * H, 0, (size_t)H * sizeof(REAL));
             }
 #ifdef FG_QUANTIZED
-            /* The codes of h0, padding columns zero. Row i's scale is m / 127 with m = max(1, max|h0 row|):
+            /* The codes of h0 (bytes: fg_code_byte), padding columns the code of zero. Row i's scale is
+             * m / 127 with m = max(1, max|h0 row|):
              * h' = z h + (1 - z) n with z in [0, 1] and |n| <= 1 never leaves [-m, m], so no state
              * (nor r * h) of this call saturates its code. For |h0| <= 1 (every state a GRU produces
              * from zeros) m = 1: the fixed 1/127 of RNNoise/LPCNet. */
             const int64_t Hp = fg_i8_padded(H);
-            int8_t *codes = s->buf.state_codes + (parity * D + d) * B * Hp;
+            uint8_t *codes = s->buf.state_codes + (parity * D + d) * B * Hp;
             float *scale = s->buf.state_scales + d * B, *inverse = s->buf.state_scales + (D + d) * B;
-            memset(codes, 0, (size_t)(B * Hp));
+            const int form = s->kernels->int8_codes;
+            memset(codes, fg_code_byte(0.0f, form), (size_t)(B * Hp));
             for (int64_t i = 0; i < B; i++) {
                 float largest = 1.0f;
                 for (int64_t k = 0; k < H; k++)
                     largest = fabsf(state[i * H + k]) > largest ? fabsf(state[i * H + k]) : largest;
                 scale[i] = largest / 127.0f;
                 inverse[i] = 127.0f / largest;
-                for (int64_t k = 0; k < H; k++) codes[i * Hp + k] = fg_quantize_code(state[i * H + k] * inverse[i]);
+                for (int64_t k = 0; k < H; k++) codes[i * Hp + k] = fg_code_byte(state[i * H + k] * inverse[i], form);
             }
 #endif
         }
 #ifdef FG_QUANTIZED
-    if (spec->variant == FG_RESET_BEFORE) memset(s->buf.reset_h_codes, 0, (size_t)(D * B * fg_i8_padded(H)));
+    if (spec->variant == FG_RESET_BEFORE)
+        memset(s->buf.reset_h_codes, fg_code_byte(0.0f, s->kernels->int8_codes), (size_t)(D * B * fg_i8_padded(H)));
 #endif
     for (int64_t t0 = 0; t0 < T; t0 += chunk) {
         const int64_t steps = T - t0 < chunk ? T - t0 : chunk;

@@ -114,20 +114,23 @@ FG_INLINE void FN(rb2_block)(int hard, int clipping, int width, const fg_activat
     }
 }
 
-/* codes[k] = the int8 code of values[k] * inverse (inverse = 1 / the row's state scale); int8 models
- * only, whose REAL is float. */
-FG_INLINE void FN(quantize_units)(int width, const REAL *restrict values, float inverse, int8_t *restrict codes) {
-    /* float steps in a local array first: stores through int8_t may alias anything, which keeps the
-     * compiler from vectorising a loop that mixes them with float loads */
+/* codes[k] = the code byte (internal.h, fg_code_byte, in the constant form `form`) of values[k] *
+ * inverse (inverse = 1 / the row's state scale); int8 models only, whose REAL is float. */
+FG_INLINE void FN(quantize_units)(int width, int form, const REAL *restrict values, float inverse,
+                                  uint8_t *restrict codes) {
+    /* float steps in a local array first: stores through uint8_t may alias anything, which keeps the
+     * compiler from vectorising a loop that mixes them with float loads; the form must be a constant
+     * (with the table's form read at run time, GCC 12 left the loop scalar and int8 steps lost 12%) */
     int32_t rounded[FG_GATE_SPAN];
-    for (int k = 0; k < width; k++) rounded[k] = (int32_t)fg_quantize_code((float)values[k] * inverse);
-    for (int k = 0; k < width; k++) codes[k] = (int8_t)rounded[k];
+    for (int k = 0; k < width; k++) rounded[k] = (int32_t)fg_code_byte((float)values[k] * inverse, form);
+    for (int k = 0; k < width; k++) codes[k] = (uint8_t)rounded[k];
 }
 
 /* The gate math of step `kind` (templates.h) for the units [j0, j0 + width) of row i (batch entry b)
  * of a step, from gates_h, the block's recurrent product with the padding removed; hard, clipping and
- * width are constants for the compiler (gate_math). With `codes` (int8 models) the new state, or r * h,
- * is also written as int8 codes for the next product, and no tape is written. */
+ * width are constants for the compiler (gate_math). With `codes` (int8 models: the form of their code
+ * bytes, internal.h; FG_CODES_NONE for float models) the new state, or r * h, is also written as code
+ * bytes for the next product, and no tape is written. */
 FG_INLINE void FN(gate_math_constant)(int kind, int codes, int hard, int clipping, int width, const fg_step_args *s,
                                       int64_t i, int64_t b, int64_t j0, const REAL *gates_h) {
     const int64_t H = s->hidden, Hp = fg_i8_padded(H);
@@ -137,7 +140,7 @@ FG_INLINE void FN(gate_math_constant)(int kind, int codes, int hard, int clippin
         REAL *reset_h = (REAL *)s->reset_h + i * H + j0;
         FN(rb1_block)(hard, clipping, width, &s->act, gates_x, gates_h, (REAL *)s->gates_rz + i * 2 * H + 2 * j0,
                       h_prev, reset_h);
-        if (codes) FN(quantize_units)(width, reset_h, s->state_inverse[i], s->reset_h_q + i * Hp + j0);
+        if (codes) FN(quantize_units)(width, codes, reset_h, s->state_inverse[i], s->reset_h_q + i * Hp + j0);
         return;
     }
     REAL *tape = !codes && s->tape ? (REAL *)s->tape + b * 4 * H : NULL;
@@ -149,7 +152,7 @@ FG_INLINE void FN(gate_math_constant)(int kind, int codes, int hard, int clippin
     else
         FN(rb2_block)(hard, clipping, width, &s->act, gates_x, (const REAL *)s->gates_rz + i * 2 * H + 2 * j0,
                       gates_h, h_prev, h_next, output, tape_rzn, tape_g);
-    if (codes) FN(quantize_units)(width, h_next, s->state_inverse[i], s->h_next_q + i * Hp + j0);
+    if (codes) FN(quantize_units)(width, codes, h_next, s->state_inverse[i], s->h_next_q + i * Hp + j0);
 }
 
 /* gate_math_constant with constants where they pay: the four (activation, clip) combinations of a full
@@ -196,7 +199,7 @@ FG_INLINE void FN(gate_math_pair_constant)(int kind, int codes, int hard, int cl
         REAL rz[2 * W];
         FN(rb1_block)(hard, clipping, W, &s->act, x48, h48, rz, h_prev, reset_h);
         FN(scatter_pair)(2, rz, (REAL *)s->gates_rz + i * 2 * H + 2 * j0);
-        if (codes) FN(quantize_units)(W, reset_h, s->state_inverse[i], s->reset_h_q + i * Hp + j0);
+        if (codes) FN(quantize_units)(W, codes, reset_h, s->state_inverse[i], s->reset_h_q + i * Hp + j0);
         return;
     }
     REAL *tape = !codes && s->tape ? (REAL *)s->tape + b * 4 * H : NULL;
@@ -209,7 +212,7 @@ FG_INLINE void FN(gate_math_pair_constant)(int kind, int codes, int hard, int cl
     else
         FN(rb2_block)(hard, clipping, W, &s->act, x48, rz32, h48, h_prev, h_next, output, tape_rzn, tape_g);
     if (tape) FN(scatter_pair)(3, rzn, tape + 3 * j0);
-    if (codes) FN(quantize_units)(W, h_next, s->state_inverse[i], s->h_next_q + i * Hp + j0);
+    if (codes) FN(quantize_units)(W, codes, h_next, s->state_inverse[i], s->h_next_q + i * Hp + j0);
 }
 
 /* gate_math_pair_constant with constant flags, as gate_math does for a full block. */

@@ -114,15 +114,23 @@ fg_status fg_gru_allocate(const fg_spec *spec, fg_weight_format format, fg_gru *
  *         int8   q[Kp / 4][C][4]  q[k][c] at [k / 4][c][k % 4], Kp = K rounded up to 16, zero padded
  *     Four consecutive k of one column are adjacent: one 32-byte load holds 8 columns x 4 k, which is
  *     what vpmaddubsw + vpmaddwd (and vpdpbusd) sum into 8 int32 lanes against a broadcast of 4 inputs.
- *   - activations reach the panel products as int8 rows of Kp bytes (zero padded): the state (and
- *     r * h) as round(h * 127 / m), m = max(1, max|h0 row|) per row and call (forward_impl.h), the
- *     layer input per row with a dynamic scale (forward.c, quantize_rows).
+ *   - activations reach the panel products as rows of Kp code bytes (padding: the byte of code 0): the
+ *     state (and r * h) as round(h * 127 / m), m = max(1, max|h0 row|) per row and call
+ *     (forward_impl.h), the layer input per row with a dynamic scale (forward.c, quantize_rows). A
+ *     code's byte depends on the table's int8_codes (fg_code_byte): FG_CODES_OFFSET, code + 128
+ *     (unsigned), on the VNNI tables, where that is the unsigned operand vpdpbusd multiplies (their
+ *     kernels take 128 * column_sum back out); FG_CODES_INT8, the code itself (two's complement), on
+ *     the others, whose vpmaddubsw products take |a| and a's sign. The bytes are written once per row
+ *     and read once per block pair: making signed codes unsigned in the 512-bit tile cost an ALU
+ *     operation per broadcast on the products' ports (27% of the tile alone on the Intel Xeon of
+ *     docs/kernels.md, 10-13% of whole int8 batch calls), and making offset codes signed in the AVX2
+ *     product cost 7% there.
  * Every integer product is exact: |q| <= 127 on both sides, so K * 127^2 < 2^31 for K <= 131072
  * (FG_INT8_MAX_K), and the kernels of every ISA produce the same int32 sums; with the float32 steps
  * after them written identically, every ISA gives bitwise identical outputs. */
 #define FG_INT8_MAX_K ((int64_t)1 << 17)
 
-/* Rows of int8 codes and panels are padded with zeros to a multiple of 16 inputs: the kernels then
+/* Rows of codes and panels are padded to a multiple of 16 inputs (panels with zeros): the kernels then
  * take four groups of 4 per iteration (independent accumulators for vpdpbusd's latency), no tail. */
 static inline int64_t fg_i8_padded(int64_t k) { return (k + 15) & ~(int64_t)15; }
 
@@ -155,6 +163,15 @@ static inline int8_t fg_quantize_code(float v) {
     return (int8_t)code;
 }
 
+/* How activation codes are stored as bytes (above, "int8 panels"): a kernel table's int8_codes, and
+ * the `codes` argument of the gate math (gates_impl.h), where FG_CODES_NONE means a float model. */
+enum { FG_CODES_NONE = 0, FG_CODES_INT8 = 1, FG_CODES_OFFSET = 2 };
+/* What a code's byte adds to the code, and the byte of an activation's code. */
+static inline int fg_code_offset(int codes) { return codes == FG_CODES_OFFSET ? 128 : 0; }
+static inline uint8_t fg_code_byte(float v, int codes) {
+    return (uint8_t)(fg_quantize_code(v) + fg_code_offset(codes));
+}
+
 /* Number of unit blocks, the first unit of block u, and its width. */
 static inline int64_t fg_num_blocks(int64_t hidden) { return (hidden + FG_BLOCK - 1) / FG_BLOCK; }
 static inline int64_t fg_block_start(int64_t block) { return block * FG_BLOCK; }
@@ -180,7 +197,7 @@ static inline int fg_block_width(int64_t hidden, int64_t block) {
  *   step_rb2:  reset-before, second half: n from W_hn (r * h) (panels_n); writes h_next, output, tape.
  * Masked rows (mask[perm[i]] == 0) are skipped; the driver carries their state.
  * The _i8 kernels (kernels_int8_impl.h) do the same for int8 models: integer panel products on the
- * int8 codes of the state (h_prev_q, reset_h_q), the same float32 gate math, and the codes of the new
+ * code bytes of the state (h_prev_q, reset_h_q), the same float32 gate math, and the codes of the new
  * state (h_next_q) written next to it; they never write a tape. */
 typedef struct fg_activation {
     int hard_sigmoid;
@@ -206,11 +223,12 @@ typedef struct fg_step_args {
     const uint8_t *mask;        /* indexed by batch entry, or NULL */
     void *gates_rz;             /* reset-before scratch (rows, 2H) */
     void *reset_h;              /* reset-before scratch (rows, H) */
-    /* int8 models only: int8 codes of the state and of r * h, rows of fg_i8_padded(H) bytes; row i is
-     * coded as round(v * state_inverse[i]) and decoded with state_scale[i] (forward_impl.h) */
-    const int8_t *h_prev_q;     /* (rows, Hp), read by the panel product */
-    int8_t *h_next_q;           /* (rows, Hp), written next to h_next */
-    int8_t *reset_h_q;          /* reset-before (rows, Hp) */
+    /* int8 models only: the code bytes (fg_code_byte) of the state and of r * h, rows of
+     * fg_i8_padded(H) bytes; row i is coded as round(v * state_inverse[i]) and decoded with
+     * state_scale[i] (forward_impl.h) */
+    const uint8_t *h_prev_q;    /* (rows, Hp), read by the panel product */
+    uint8_t *h_next_q;          /* (rows, Hp), written next to h_next */
+    uint8_t *reset_h_q;         /* reset-before (rows, Hp) */
     const float *state_scale;   /* (rows) */
     const float *state_inverse; /* (rows) */
     int64_t k_block;            /* panel rows per pass of a multi-row product (fg_cpu_info.k_block) */
@@ -224,7 +242,7 @@ typedef struct fg_project_args {
     int64_t hidden;
     int64_t input_size;
     int64_t rows;
-    const void *input;          /* row i at input + i * input_stride (int8 models: int8 rows) */
+    const void *input;          /* row i at input + i * input_stride (int8 models: code bytes) */
     int64_t input_stride;
     const float *input_scale;   /* int8 models: row i ~= input_scale[i] * input row i */
     const void *panels_ih;      /* this direction's W_ih panels */
@@ -243,6 +261,7 @@ typedef struct fg_kernels {
     fg_project_fn project_f64;
     fg_step_fn step_lbr_i8, step_rb1_i8, step_rb2_i8;  /* int8 weights, float32 activations */
     fg_project_fn project_i8;
+    int int8_codes;  /* the code bytes its _i8 kernels read: FG_CODES_INT8 or FG_CODES_OFFSET (above) */
     /* the backward's per-step product dh += dG_h . W_hh (backward_kernels.h); NULL: the BLAS does it */
     fg_panel_gemm_f32 backward_product_f32;
     fg_panel_gemm_f64 backward_product_f64;

@@ -68,14 +68,16 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
         for (int v = 0; v < V; v++) _mm256_storeu_ps(acc + r * 24 + 8 * v, sum[r][v]);
 }
 
-/* acc[r][0:C] = sum_k a[r][k] * q[k][0:C] for int8 rows a and an int8 panel in [k/4][c][k%4] order (C = 8,
- * 16 or 24; acc rows 24 apart); the same exact int32 sums as the portable dot_generic of kernels_int8_impl.h.
- * vpmaddubsw multiplies unsigned by signed bytes and adds adjacent pairs into int16 with saturation:
- * fed |a| (unsigned, <= 127) and q with a's sign applied (vpsignb, |.| <= 127), a pair is at most
+/* acc[r][0:C] = sum_k a[r][k] * q[k][0:C] for rows a of int8 codes (code offset 0, internal.h) and an
+ * int8 panel in [k/4][c][k%4] order (C = 8, 16 or 24; acc rows 24 apart); the same exact int32 sums as
+ * the portable dot_generic of kernels_int8_impl.h. vpmaddubsw multiplies unsigned by signed bytes and
+ * adds adjacent pairs into int16 with saturation: fed codes + 128 (up to 255), a pair could reach
+ * 2 * 255 * 127 and saturate, so it is fed |a| (unsigned, <= 127) against q with a's sign applied
+ * (vpsignb, |.| <= 127): a pair is at most
  * 2 * 127 * 127 = 32258 < 32767, so it never saturates and |a| * (sign(a) q) = a q exactly. vpmaddwd
  * against ones then adds the pairs into int32. The |a| of a broadcast serves all C / 8 weight vectors;
  * per 32 weights the cost is one vpsignb, vpmaddubsw, vpmaddwd and vpaddd. */
-static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int64_t Kp, const int8_t *a,
+static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int64_t Kp, const uint8_t *a,
                                                               int64_t lda, const char *block, int32_t *acc) {
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     const int V = C / 8;
@@ -117,6 +119,7 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
 
 /* step_lbr_i8_avx2, step_rb1_i8_avx2, step_rb2_i8_avx2, project_i8_avx2 */
 #define ISA avx2
+#define CODES FG_CODES_INT8
 #define DOT dot_i8_avx2
 #include "kernels_int8_impl.h"
 
@@ -150,9 +153,9 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
 
 /* The int8 panel product of dot_i8_avx2 (same exact sums) with vpdpbusd, which multiplies unsigned by
  * signed bytes and adds each group of four into an int32 lane without intermediate saturation. The
- * codes a (signed) enter as a + 128 (a XOR 0x80, unsigned), so each lane accumulates
- * sum (a + 128) q = sum a q + 128 * column_sum, and the block's column sums (internal.h) take the
- * 128 * column_sum back out. int32 lanes wrap, and the true result fits, so the result is exact.
+ * code bytes a + 128 (FG_CODES_OFFSET, internal.h) are its unsigned operand as they are, so
+ * each lane accumulates sum (a + 128) q = sum a q + 128 * column_sum, and the block's column sums
+ * (internal.h) take the 128 * column_sum back out. int32 lanes wrap, and the true result fits, so the result is exact.
  * vpdpbusd's latency is several cycles and each accumulator is one dependency chain: with few rows,
  * consecutive groups of k go to separate accumulators (S sets) so enough chains are in flight. */
 /* acc += vpdpbusd(x, w). Through inline assembly: GCC 12 keeps the intrinsic's accumulator in a copy
@@ -160,12 +163,11 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
 #define FG_DPBUSD_REG(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
 static inline __attribute__((always_inline)) void dot_i8_avx512vl_vnni(int R, int C, int64_t Kp,
-                                                                       const int8_t *a, int64_t lda,
+                                                                       const uint8_t *a, int64_t lda,
                                                                        const char *block, int32_t *acc) {
     const int32_t *column_sum = (const int32_t *)block;
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     const int V = C / 8, S = R == 1 ? 4 : R == 2 ? 2 : 1;
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
     __m256i sum[4][4][3];
     for (int set = 0; set < S; set++)
         for (int r = 0; r < R; r++)
@@ -181,7 +183,7 @@ static inline __attribute__((always_inline)) void dot_i8_avx512vl_vnni(int R, in
             for (int r = 0; r < R; r++) {
                 int32_t quad;
                 memcpy(&quad, a + r * lda + k + 4 * group, sizeof quad);
-                const __m256i x = _mm256_xor_si256(_mm256_set1_epi32(quad), flip);
+                const __m256i x = _mm256_set1_epi32(quad);
                 for (int v = 0; v < V; v++) FG_DPBUSD_REG(sum[set][r][v], x, weights[v]);
             }
         }
@@ -197,6 +199,7 @@ static inline __attribute__((always_inline)) void dot_i8_avx512vl_vnni(int R, in
 /* step_lbr_i8_avx512vl_vnni, step_rb1_i8_avx512vl_vnni, step_rb2_i8_avx512vl_vnni,
  * project_i8_avx512vl_vnni */
 #define ISA avx512vl_vnni
+#define CODES FG_CODES_OFFSET
 #define DOT dot_i8_avx512vl_vnni
 #include "kernels_int8_impl.h"
 
@@ -212,6 +215,7 @@ const fg_kernels fg_kernels_avx2 = {
     .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
+    .int8_codes = FG_CODES_INT8,
 };
 
 const fg_kernels fg_kernels_avx512vl = {
@@ -222,6 +226,7 @@ const fg_kernels fg_kernels_avx512vl = {
     .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
+    .int8_codes = FG_CODES_INT8,
 };
 
 const fg_kernels fg_kernels_avx512vl_vnni = {
@@ -232,6 +237,7 @@ const fg_kernels fg_kernels_avx512vl_vnni = {
     .step_lbr_i8 = step_lbr_i8_avx512vl_vnni, .step_rb1_i8 = step_rb1_i8_avx512vl_vnni,
     .step_rb2_i8 = step_rb2_i8_avx512vl_vnni, .project_i8 = project_i8_avx512vl_vnni,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
+    .int8_codes = FG_CODES_OFFSET,
 };
 
 #endif

@@ -239,8 +239,8 @@ FG_INLINE void pair_gather_f32_avx512(int gates, const float *packed, float *out
 /* ---------------------------------------------------------------- int8 on 512-bit vpdpbusd
  *
  * The products of dot_i8_avx512vl_vnni (kernels_avx2.c) on 512-bit vectors: vpdpbusd multiplies
- * unsigned by signed bytes and adds each group of four into an int32 lane; the codes enter as a + 128
- * (a XOR 0x80) and the blocks' column sums take 128 * column_sum back out. The sums are exact, so these
+ * unsigned by signed bytes and adds each group of four into an int32 lane; the offset codes a + 128
+ * (internal.h) are that unsigned operand, and the blocks' column sums take 128 * column_sum back out. The sums are exact, so these
  * are the bits of every table. An int8 panel block holds 4 consecutive k of a column together: 4 k of
  * 8 columns are 32 bytes, of 24 columns 96 bytes. */
 #if defined(__clang__)
@@ -255,14 +255,15 @@ FG_INLINE void pair_gather_f32_avx512(int gates, const float *packed, float *out
  * the register, a move per product (kernels_avx2.c) */
 #define FG_DPBUSD512(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
-/* Lanes 0..7 of a from a, 8..15 from b (int32). */
-#define FG_HALVES_I(a, b) _mm512_mask_blend_epi32(0xFF00, (a), (b))
+/* Lanes 0..7 of a from a, 8..15 from b (int32), by an insert: written as a blend, GCC 12 made it a copy
+ * and a masked broadcast load, and the batch-1 product (row_i8_avx512_vnni) lost 4% on the Intel Xeon. */
+#define FG_HALVES_I(a, b) _mm512_inserti64x4((a), _mm512_castsi512_si256(b), 1)
 
-/* The 4 codes a[k..k+3] broadcast to every int32 lane, made unsigned. */
-FG_INLINE __m512i quad_i8(const int8_t *a) {
+/* The 4 offset codes a[k..k+3] broadcast to every int32 lane. */
+FG_INLINE __m512i quad_i8(const uint8_t *a) {
     int32_t quad;
     memcpy(&quad, a, sizeof quad);
-    return _mm512_xor_si512(_mm512_set1_epi32(quad), _mm512_set1_epi8((char)0x80));
+    return _mm512_set1_epi32(quad);
 }
 
 /* One row, one block: the batch-1 product, bound by reading the weights as row_f32_avx512 is. Two
@@ -270,7 +271,7 @@ FG_INLINE __m512i quad_i8(const int8_t *a) {
  * the middle vector holds the first group's columns 16..23 and the second's 0..7, multiplied by the
  * blend of the two broadcasts. Two sets of group pairs: 16 k per iteration (Kp is a multiple of 16).
  * out + g * gate_stride receives gate g's 8 exact sums. */
-FG_INLINE void row_i8_avx512_vnni(int C, int64_t Kp, const int8_t *a, const char *block, int32_t *out, int gate_stride) {
+FG_INLINE void row_i8_avx512_vnni(int C, int64_t Kp, const uint8_t *a, const char *block, int32_t *out, int gate_stride) {
     const int32_t *column_sum = (const int32_t *)block;
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     __m512i s[2][3];
@@ -317,8 +318,10 @@ FG_INLINE void row_i8_avx512_vnni(int C, int64_t Kp, const int8_t *a, const char
 
 /* The full tile of pair_dot_i8_avx512_vnni below (8 rows, C = 24: 24 accumulators), its loop as one
  * asm statement with every register named: accumulator (r, v) in zmm(8 + 3r + v), the three weight
- * vectors in zmm0..2 (pair_vectors' order: u's 0..15, u's 16..23 with v's 0..7, v's 8..23), the XOR
- * constant in zmm3 and a row's codes, broadcast and made unsigned, in zmm4. Left to allocate the same
+ * vectors in zmm0..2 (pair_vectors' order: u's 0..15, u's 16..23 with v's 0..7, v's 8..23) and a
+ * row's offset codes, broadcast by a load (no ALU operation on the products' ports), in zmm4. When the
+ * codes were signed, making them unsigned here (a vpxord per broadcast, 8 beside 24 vpdpbusd) cost the
+ * tile 27% on the Intel Xeon of docs/kernels.md: the offset codes exist for it. Left to allocate the same
  * instructions written one asm each (FG_DPBUSD512), GCC 12 kept one of the 24 accumulators in memory,
  * with a store and a load on its chain every group of 4 k, and reloaded row offsets from the stack;
  * pinning the accumulators with register variables instead is not safe (a sanitizer's calls between
@@ -328,17 +331,16 @@ FG_INLINE void row_i8_avx512_vnni(int C, int64_t Kp, const int8_t *a, const char
 #define FG_T8_ZERO(n) "vpxord %%zmm" #n ", %%zmm" #n ", %%zmm" #n "\n\t"
 #define FG_T8_STORE(n, offset) "vmovdqu64 %%zmm" #n ", " #offset "(%[out])\n\t"
 #define FG_T8_ROW(codes, s0, s1, s2)                                                                              \
-    "vpxord " codes "%{1to16%}, %%zmm3, %%zmm4\n\t"                                                              \
+    "vpbroadcastd " codes ", %%zmm4\n\t"                                                                         \
     "vpdpbusd %%zmm0, %%zmm4, %%zmm" #s0 "\n\t"                                                                   \
     "vpdpbusd %%zmm1, %%zmm4, %%zmm" #s1 "\n\t"                                                                   \
     "vpdpbusd %%zmm2, %%zmm4, %%zmm" #s2 "\n\t"
-FG_INLINE void tile8_i8_avx512_vnni(int64_t Kp, const int8_t *a, int64_t lda, const int8_t *panel_u,
+FG_INLINE void tile8_i8_avx512_vnni(int64_t Kp, const uint8_t *a, int64_t lda, const int8_t *panel_u,
                                     const int8_t *panel_v, __m512i out[8][3]) {
-    const int8_t *lo = a, *hi = a + 4 * lda; /* rows 0..3 and 4..7, at (lo|hi) + {0, 1, 2, 3} * lda */
+    const uint8_t *lo = a, *hi = a + 4 * lda; /* rows 0..3 and 4..7, at (lo|hi) + {0, 1, 2, 3} * lda */
     const int64_t l3 = 3 * lda;
     int64_t groups = Kp / 4;
     __asm__ volatile(
-        "vpbroadcastd %k[bias], %%zmm3\n\t"
         FG_T8_ZERO(8) FG_T8_ZERO(9) FG_T8_ZERO(10) FG_T8_ZERO(11) FG_T8_ZERO(12) FG_T8_ZERO(13) FG_T8_ZERO(14)
         FG_T8_ZERO(15) FG_T8_ZERO(16) FG_T8_ZERO(17) FG_T8_ZERO(18) FG_T8_ZERO(19) FG_T8_ZERO(20) FG_T8_ZERO(21)
         FG_T8_ZERO(22) FG_T8_ZERO(23) FG_T8_ZERO(24) FG_T8_ZERO(25) FG_T8_ZERO(26) FG_T8_ZERO(27) FG_T8_ZERO(28)
@@ -369,8 +371,8 @@ FG_INLINE void tile8_i8_avx512_vnni(int64_t Kp, const int8_t *a, int64_t lda, co
         FG_T8_STORE(27, 1216) FG_T8_STORE(28, 1280) FG_T8_STORE(29, 1344) FG_T8_STORE(30, 1408)
         FG_T8_STORE(31, 1472)
         : [u] "+r"(panel_u), [v] "+r"(panel_v), [lo] "+r"(lo), [hi] "+r"(hi), [n] "+r"(groups)
-        : [lda] "r"(lda), [l3] "r"(l3), [bias] "r"(0x80808080), [out] "r"(out)
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
+        : [lda] "r"(lda), [l3] "r"(l3), [out] "r"(out)
+        : "xmm0", "xmm1", "xmm2", "xmm4", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
           "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25",
           "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", "memory", "cc");
 }
@@ -383,7 +385,7 @@ FG_INLINE void tile8_i8_avx512_vnni(int64_t Kp, const int8_t *a, int64_t lda, co
  * the middle one), each loaded once for all rows. acc rows 48 apart, the two blocks' columns one after
  * the other or deinterleaved by gate (kernels_int8_impl.h, PAIR_DOT). One row: row_i8_avx512_vnni for
  * each block. */
-FG_INLINE void pair_dot_i8_avx512_vnni(int R, int C, int64_t Kp, const int8_t *a, int64_t lda, const char *block_u,
+FG_INLINE void pair_dot_i8_avx512_vnni(int R, int C, int64_t Kp, const uint8_t *a, int64_t lda, const char *block_u,
                                        const char *block_v, int32_t *acc, int deinterleave) {
     if (R == 1) {
         row_i8_avx512_vnni(C, Kp, a, block_u, acc, deinterleave ? 16 : 8);
@@ -425,7 +427,7 @@ FG_INLINE void pair_dot_i8_avx512_vnni(int R, int C, int64_t Kp, const int8_t *a
 /* The products of one block alone (a block left without a partner): the 8-row tiles of the pair product
  * with a block of zeros as the partner would cost a second stream; this is the portable loop of
  * kernels_int8_impl.h, vectorised by the compiler (the sums are exact either way). */
-FG_INLINE void dot_i8_avx512_vnni(int R, int C, int64_t Kp, const int8_t *a, int64_t lda, const char *block,
+FG_INLINE void dot_i8_avx512_vnni(int R, int C, int64_t Kp, const uint8_t *a, int64_t lda, const char *block,
                                   int32_t *acc) {
     if (R == 1) {
         row_i8_avx512_vnni(C, Kp, a, block, acc, 8);
@@ -455,6 +457,7 @@ FG_INLINE void dot_i8_avx512_vnni(int R, int C, int64_t Kp, const int8_t *a, int
 
 /* step_lbr_i8_avx512_vnni, step_rb1_i8_avx512_vnni, step_rb2_i8_avx512_vnni, project_i8_avx512_vnni */
 #define ISA avx512_vnni
+#define CODES FG_CODES_OFFSET
 #define DOT dot_i8_avx512_vnni
 #define PAIR_DOT pair_dot_i8_avx512_vnni
 #define PAIR_GATHER pair_gather_f32_avx512
@@ -472,6 +475,7 @@ const fg_kernels fg_kernels_avx512 = {
     .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
+    .int8_codes = FG_CODES_INT8,
 };
 
 const fg_kernels fg_kernels_avx512_vnni = {
@@ -482,6 +486,7 @@ const fg_kernels fg_kernels_avx512_vnni = {
     .step_lbr_i8 = step_lbr_i8_avx512_vnni, .step_rb1_i8 = step_rb1_i8_avx512_vnni,
     .step_rb2_i8 = step_rb2_i8_avx512_vnni, .project_i8 = project_i8_avx512_vnni,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
+    .int8_codes = FG_CODES_OFFSET,
 };
 
 #endif

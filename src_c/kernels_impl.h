@@ -169,7 +169,7 @@ FG_INLINE void FN_ISA(gates_pair)(int kind, const fg_step_args *s, int64_t i, in
     REAL x48[3 * FG_GATE_SPAN] __attribute__((aligned(64))), rz32[2 * FG_GATE_SPAN] __attribute__((aligned(64)));
     PAIR_GATHER(3, (const REAL *)s->gates_x + b * s->gates_x_stride + 3 * j0, x48);
     if (kind == FG_STEP_RB2) PAIR_GATHER(2, (const REAL *)s->gates_rz + i * 2 * H + 2 * j0, rz32);
-    FN(gate_math_pair)(kind, 0, s, i, b, j0, x48, product, rz32);
+    FN(gate_math_pair)(kind, FG_CODES_NONE, s, i, b, j0, x48, product, rz32);
 }
 #endif
 
@@ -211,7 +211,7 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
 #endif
                 /* W_hn's product has one gate: a tail block's values are already its first `width` */
                 const REAL *gates_h = kind == FG_STEP_RB2 ? product : FN(unpad)(product, C / FG_BLOCK, width, packed);
-                FN(gate_math)(kind, 0, s, width, i, b, j0, gates_h);
+                FN(gate_math)(kind, FG_CODES_NONE, s, width, i, b, j0, gates_h);
             }
         }
         u += span - 1;

@@ -10,15 +10,17 @@
  *
  * Dequantisation: a panel product of int8 activations a (scale a_scale) and int8 weights q (column
  * scale s[c]) is float(sum) * (a_scale * s[c]); the state's a_scale is 1/127, the layer input's is per
- * row (forward_impl.h).
+ * row (forward_impl.h). The activations arrive as code bytes in the form CODES (internal.h, "int8
+ * panels"): FG_CODES_INT8, a itself, here and in the AVX2 product; FG_CODES_OFFSET, a + 128, in the
+ * VNNI ones. The tables that take these kernels name the same form (fg_kernels.int8_codes).
  *
  * With PAIR_DOT and PAIR_GATHER (the 512-bit VNNI table) two adjacent full blocks are taken at once,
  * as in kernels_impl.h: one product over both blocks' columns in FG_I8_PAIR_ROWS-row tiles, then
  * gate_math_pair over their 16 units. The sums are exact and the float code after them the same, so
  * the bits are those of every other table. */
 
-#if !defined(ISA) || defined(REAL) || defined(SFX)
-#error "kernels_int8_impl.h takes ISA, DOT, PAIR_DOT and PAIR_GATHER only (templates.h)"
+#if !defined(ISA) || !defined(CODES) || defined(REAL) || defined(SFX)
+#error "kernels_int8_impl.h takes ISA, CODES, DOT, PAIR_DOT and PAIR_GATHER only (templates.h)"
 #endif
 #if defined(PAIR_DOT) != defined(PAIR_GATHER)
 #error "PAIR_DOT and PAIR_GATHER come together"
@@ -27,11 +29,11 @@
 /* Batch rows per panel product (the int8 products hold 4 rows of accumulators). */
 #define FG_I8_ROWS 4
 
-/* acc[r][c] = sum_k a[r][k] * q[k][c] for R rows and C columns over Kp inputs (a multiple of 16), q
- * the weights of int8 panel block `block` (internal.h), in [k / 4][c][k % 4] order; acc rows
- * FG_PANEL_COLUMNS apart. Plain integer arithmetic: the sums are exact (internal.h), and this is what
- * every ISA's kernel must reproduce. */
-FG_INLINE void FN_ISA(dot_generic)(int R, int C, int64_t Kp, const int8_t *a, int64_t lda, const char *block,
+/* acc[r][c] = sum_k a[r][k] * q[k][c] for R rows and C columns over Kp inputs (a multiple of 16), a
+ * the rows' codes (FG_CODES_INT8: the bytes are the int8 codes), q the weights of int8 panel block `block`
+ * (internal.h), in [k / 4][c][k % 4] order; acc rows FG_PANEL_COLUMNS apart. Plain integer arithmetic:
+ * the sums are exact (internal.h), and this is what every ISA's kernel must reproduce. */
+FG_INLINE void FN_ISA(dot_generic)(int R, int C, int64_t Kp, const uint8_t *a, int64_t lda, const char *block,
                                    int32_t *acc) {
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     for (int r = 0; r < R; r++)
@@ -39,7 +41,7 @@ FG_INLINE void FN_ISA(dot_generic)(int R, int C, int64_t Kp, const int8_t *a, in
     for (int64_t k = 0; k < Kp; k += 4) {
         const int8_t *q = panel + k * C;
         for (int r = 0; r < R; r++) {
-            const int8_t *x = a + r * lda + k;
+            const int8_t *x = (const int8_t *)(a + r * lda + k);
             int32_t *sum = acc + r * FG_PANEL_COLUMNS;
             for (int c = 0; c < C; c++)
                 sum[c] += x[0] * q[4 * c] + x[1] * q[4 * c + 1] + x[2] * q[4 * c + 2] + x[3] * q[4 * c + 3];
@@ -52,7 +54,7 @@ FG_INLINE void FN_ISA(dot_generic)(int R, int C, int64_t Kp, const int8_t *a, in
 #endif
 
 /* The panel product for R = rows (1..4), each R a constant for the compiler. */
-FG_INLINE void FN_ISA(dot_rows)(int R, int C, int64_t Kp, const int8_t *a, int64_t lda, const char *block,
+FG_INLINE void FN_ISA(dot_rows)(int R, int C, int64_t Kp, const uint8_t *a, int64_t lda, const char *block,
                                 int32_t *acc) {
     switch (R) {
     case 1: DOT(1, C, Kp, a, lda, block, acc); break;
@@ -76,7 +78,7 @@ FG_INLINE void FN_ISA(dequantize)(int C, const int32_t *acc, float activation_sc
 
 /* gates[gb][r][0:C] = the dequantised products of rows [i0, i0 + R) of `codes` (row stride Hp) with
  * the C-column int8 panels of blocks [u0, u0 + blocks): float(sum) * (row scale * column scale). */
-FG_INLINE void FN_ISA(products)(const fg_step_args *s, const void *panels, int C, const int8_t *codes, int64_t u0,
+FG_INLINE void FN_ISA(products)(const fg_step_args *s, const void *panels, int C, const uint8_t *codes, int64_t u0,
                                 int blocks, int64_t i0, int R, float gates[][FG_I8_ROWS][FG_PANEL_COLUMNS]) {
     const int64_t H = s->hidden, Hp = fg_i8_padded(H);
     int32_t acc[FG_I8_ROWS * FG_PANEL_COLUMNS];
@@ -97,7 +99,7 @@ FG_INLINE void FN_ISA(products)(const fg_step_args *s, const void *panels, int C
 /* PAIR_DOT(R, C, Kp, a, lda, block_u, block_v, acc, deinterleave): the exact int32 products of two
  * adjacent int8 panel blocks (C columns each), acc rows 2 * FG_PANEL_COLUMNS apart holding u's C
  * columns then v's, or with deinterleave gate g of both at [16g, 16g + 16), for R = rows. */
-FG_INLINE void FN_ISA(pair_rows)(int R, int C, int64_t Kp, const int8_t *a, int64_t lda, const char *block_u,
+FG_INLINE void FN_ISA(pair_rows)(int R, int C, int64_t Kp, const uint8_t *a, int64_t lda, const char *block_u,
                                  const char *block_v, int32_t *acc, int deinterleave) {
     switch (R) {
     case 1: PAIR_DOT(1, C, Kp, a, lda, block_u, block_v, acc, deinterleave); break;
@@ -123,7 +125,7 @@ FG_INLINE void FN_ISA(pair_scales)(int C, const char *block_u, const char *block
 }
 
 /* The step kernel `kind` for the two full blocks u, u + 1 (units [j0, j0 + 16)). */
-FG_INLINE void FN_ISA(step_pair)(int kind, const fg_step_args *s, int C, const void *panels, const int8_t *codes,
+FG_INLINE void FN_ISA(step_pair)(int kind, const fg_step_args *s, int C, const void *panels, const uint8_t *codes,
                                  int64_t u) {
     const int64_t H = s->hidden, Hp = fg_i8_padded(H), j0 = u * FG_BLOCK;
     const char *block_u = fg_i8_block(panels, u, C, H), *block_v = fg_i8_block(panels, u + 1, C, H);
@@ -138,13 +140,13 @@ FG_INLINE void FN_ISA(step_pair)(int kind, const fg_step_args *s, int C, const v
         for (int r = 0; r < R; r++) {
             const int64_t i = i0 + r, b = s->perm[i];
             if (s->mask && !s->mask[b]) {
-                if (kind == FG_STEP_RB1) memset(s->reset_h_q + i * Hp + j0, 0, FG_GATE_SPAN);
+                if (kind == FG_STEP_RB1) memset(s->reset_h_q + i * Hp + j0, fg_code_byte(0.0f, CODES), FG_GATE_SPAN);
                 continue;
             }
             FN_ISA(dequantize)(2 * C, acc + r * 2 * FG_PANEL_COLUMNS, s->state_scale[i], scales, gates);
             PAIR_GATHER(3, (const float *)s->gates_x + b * s->gates_x_stride + 3 * j0, x48);
             if (kind == FG_STEP_RB2) PAIR_GATHER(2, (const float *)s->gates_rz + i * 2 * H + 2 * j0, rz32);
-            gate_math_pair_f32(kind, 1, s, i, b, j0, x48, gates, rz32);
+            gate_math_pair_f32(kind, CODES, s, i, b, j0, x48, gates, rz32);
         }
     }
 }
@@ -157,7 +159,7 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
     /* a block's panel columns: [r z n], [r z], or reset-before's W_hn, which multiplies r * h */
     const int C = kind == FG_STEP_LBR ? 24 : kind == FG_STEP_RB1 ? 16 : 8;
     const void *panels = kind == FG_STEP_RB2 ? s->panels_n : s->panels;
-    const int8_t *codes = kind == FG_STEP_RB2 ? s->reset_h_q : s->h_prev_q;
+    const uint8_t *codes = kind == FG_STEP_RB2 ? s->reset_h_q : s->h_prev_q;
     float gates[FG_I8_GROUP][FG_I8_ROWS][FG_PANEL_COLUMNS], packed[FG_PANEL_COLUMNS];
 #ifdef PAIR_DOT
     /* pairs of full blocks first; what is left (an odd block, the narrower last one) below */
@@ -176,13 +178,14 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
                     const int width = fg_block_width(H, u);
                     if (s->mask && !s->mask[b]) {
                         /* keeps the second half's product of this row defined (it is not used) */
-                        if (kind == FG_STEP_RB1) memset(s->reset_h_q + i * Hp + j0, 0, (size_t)width);
+                        if (kind == FG_STEP_RB1)
+                            memset(s->reset_h_q + i * Hp + j0, fg_code_byte(0.0f, CODES), (size_t)width);
                         continue;
                     }
                     /* W_hn's product has one gate: a tail block's values are already its first `width` */
                     const float *gates_h =
                         kind == FG_STEP_RB2 ? gates[gb][r] : unpad_f32(gates[gb][r], C / FG_BLOCK, width, packed);
-                    gate_math_f32(kind, 1, s, width, i, b, j0, gates_h);
+                    gate_math_f32(kind, CODES, s, width, i, b, j0, gates_h);
                 }
         }
     }
@@ -202,7 +205,7 @@ void FN_ISA(step_rb2)(const fg_step_args *s, int64_t block_begin, int64_t block_
 
 void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t block_end) {
     const int64_t H = p->hidden, I = p->input_size, Ip = fg_i8_padded(I);
-    const int8_t *input = (const int8_t *)p->input;
+    const uint8_t *input = (const uint8_t *)p->input;
     const float *bias = (const float *)p->bias_x;
     int32_t acc[FG_I8_ROWS * FG_PANEL_COLUMNS];
     float gates[FG_PANEL_COLUMNS], packed[FG_PANEL_COLUMNS];
@@ -250,6 +253,7 @@ void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t bloc
 #undef FG_I8_PAIR_ROWS
 #undef SFX
 #undef ISA
+#undef CODES
 #undef DOT
 #undef PAIR_DOT
 #undef PAIR_GATHER

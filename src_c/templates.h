@@ -41,6 +41,9 @@
  *   DOT           the panel product, an always_inline function called with constant rows and columns
  *                 (float kernels: and whether to continue the sums in its output, for K-blocking);
  *                 default the template's portable one
+ *   CODES         (kernels_int8_impl.h) the form of the activation code bytes its DOT reads,
+ *                 FG_CODES_INT8 or FG_CODES_OFFSET (internal.h, "int8 panels"); the tables taking
+ *                 the kernels name the same one in int8_codes
  *   PAIR_DOT, PAIR_GATHER   (kernels_impl.h, kernels_int8_impl.h) the product of two adjacent unit
  *                 blocks at once and the deinterleaving of their gates: the 512-bit tables, whose
  *                 vectors span two blocks (kernels_avx512.c); absent, blocks are taken one at a time
@@ -53,8 +56,8 @@
  *                                           and input projection: kernels_generic.c (f32, f64),
  *                                           kernels_avx2.c (f32 and f64 avx2; f32 avx512vl, FG_ROWS 8),
  *                                           kernels_avx512.c (f32 avx512, FG_ROWS 8, pairs)
- *   kernels_int8_impl.h  ISA, [DOT], [PAIR_DOT, PAIR_GATHER]   int8 step kernels and projection (SFX i8
- *                                           is its own): kernels_generic.c, kernels_avx2.c (avx2,
+ *   kernels_int8_impl.h  ISA, CODES, [DOT], [PAIR_DOT, PAIR_GATHER]   int8 step kernels and
+ *                                           projection (SFX i8 is its own): kernels_generic.c, kernels_avx2.c (avx2,
  *                                           avx512vl_vnni), kernels_avx512.c (avx512_vnni, pairs)
  *   forward_impl.h       REAL, SFX, [FG_QUANTIZED]   forward.c: f32, f64, i8
  *   backward_impl.h      REAL, SFX          backward.c: f32, f64
