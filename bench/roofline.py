@@ -9,7 +9,10 @@ A GRU call of T steps, batch B, hidden H, input I does two products per step:
   per weight read, so bound by how fast the cache level holding W_hh delivers it. Where W_hh is
   larger than the L2s, up to an L2 per thread of it can still be there at the next step (fastgru
   alternates its block order for that): after the first step the roof reads that much at the L2's
-  bandwidth and the rest from the level (``recurrence`` "at L2 + L3 read"). "% read" stays the
+  bandwidth and the rest from the level (``recurrence`` "at L2 + L3 read"). At T = 1 the same holds
+  from one call to the next for W_ih and W_hh together (fastgru alternates the block order of
+  consecutive one-step calls), and the benchmark times calls back to back: every call reads up to an
+  L2 per thread of them at the L2's bandwidth (both parts "at L2 + L3 read"). "% read" stays the
   weights' GB/s over the level's read limit, so it can pass 100% there.
 
 Each part's least possible time is max(FLOPs / FMA peak, weight bytes / read bandwidth of the level
@@ -140,7 +143,10 @@ def roof(case: dict, median_s: float, precision: str, *, threads: int, caches: d
     for name, (flops, nbytes) in parts.items():
         compute_s, memory_s = flops / (compute * 1e9), nbytes / (bandwidth * 1e9)
         what = bandwidth_what
-        if name == "recurrence":
+        if t == 1:
+            memory_s, what = _resident_read_s(nbytes, working_set, level, bandwidth, bandwidth_what, threads,
+                                              caches, level_gbs)
+        elif name == "recurrence":
             memory_s, what = _recurrence_read_s(t, 3.0 * h * h * per_weight, level, bandwidth, bandwidth_what,
                                                 threads, caches, level_gbs)
         roof_s += max(compute_s, memory_s)
@@ -150,19 +156,30 @@ def roof(case: dict, median_s: float, precision: str, *, threads: int, caches: d
     return out
 
 
+def _resident_read_s(nbytes: float, working_set: float, level: str, bandwidth: float, bandwidth_what: str,
+                     threads: int, caches: dict, level_gbs: dict[str, float]) -> tuple[float, str]:
+    """The least time to read ``nbytes`` of a ``working_set`` (the weights one step or one call reads)
+    that lives beyond the L2s, when up to one L2 per thread of that working set is still in the L2s
+    from the step (or call) before, and what bounds it; where the working set lives in an L2 or L1
+    anyway, or the L2 is not measured, all of it at ``bandwidth``."""
+    l2, l2_gbs = caches.get("L2"), level_gbs.get("L2")
+    if level not in ("L3", "DRAM") or not l2 or not l2_gbs or not working_set:
+        return nbytes / (bandwidth * 1e9), bandwidth_what
+    resident = min(1.0, threads * l2 / working_set) * nbytes
+    return resident / (l2_gbs * 1e9) + (nbytes - resident) / (bandwidth * 1e9), f"L2 + {bandwidth_what}"
+
+
 def _recurrence_read_s(steps: int, step_bytes: float, level: str, bandwidth: float, bandwidth_what: str,
                        threads: int, caches: dict, level_gbs: dict[str, float]) -> tuple[float, str]:
     """The least time ``steps`` steps can take to read a W_hh of ``step_bytes`` that lives beyond the
     L2s, and what bounds it: after the first step, up to one L2 per thread of it can still be in the
     L2s when the next step starts (fastgru alternates the order of its blocks from step to step for
-    that), and only the rest has to come from ``level``. Where W_hh lives in an L2 or L1 anyway, or the
-    L2 is not measured, all of it at ``bandwidth``."""
-    l2, l2_gbs = caches.get("L2"), level_gbs.get("L2")
-    if level not in ("L3", "DRAM") or not l2 or not l2_gbs or steps < 2:
+    that), and only the rest has to come from ``level`` (_resident_read_s)."""
+    if steps < 2:
         return steps * step_bytes / (bandwidth * 1e9), bandwidth_what
-    resident = min(step_bytes, threads * l2)
-    later = resident / (l2_gbs * 1e9) + (step_bytes - resident) / (bandwidth * 1e9)
-    return step_bytes / (bandwidth * 1e9) + (steps - 1) * later, f"L2 + {bandwidth_what}"
+    later, what = _resident_read_s(step_bytes, step_bytes, level, bandwidth, bandwidth_what, threads, caches,
+                                   level_gbs)
+    return step_bytes / (bandwidth * 1e9) + (steps - 1) * later, what
 
 
 def describe_bounds(bounds: dict[str, str]) -> str:

@@ -211,10 +211,14 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     if (!seq->lengths) buf.active = NULL;
 
     fg_pool *pool = fg_pool_engage(ctx->pool, forward_macs(&gru->spec, seq->seq_len, seq->batch)) ? ctx->pool : NULL;
+    /* one-step calls of a thread alternate their block order (forward_impl.h, single_step) */
+    static _Thread_local unsigned one_step_calls;
+    const int odd_call = seq->seq_len == 1 ? (int)(one_step_calls++ & 1) : 0;
     unsigned saved_csr = fg_denormals_off();
-    if (gru->weight_format == FG_WEIGHTS_INT8) forward_i8(gru, seq, NULL, NULL, &buf, kernels, pool);
-    else if (gru->spec.dtype == FG_FLOAT32) forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, pool);
-    else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, pool);
+    if (gru->weight_format == FG_WEIGHTS_INT8) forward_i8(gru, seq, NULL, NULL, &buf, kernels, pool, odd_call);
+    else if (gru->spec.dtype == FG_FLOAT32)
+        forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, pool, odd_call);
+    else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, pool, odd_call);
     fg_denormals_restore(saved_csr);
     return FG_OK;
 }

@@ -30,6 +30,7 @@ typedef struct FN(forward_state) {
     REAL *tape_gates;   /* (L, D, T, B, 4H) or NULL */
     REAL *tape_outputs; /* (L, T, B, D*H) or NULL */
     int64_t k_block;    /* fg_cpu_info.k_block */
+    int odd_call;       /* this call's blocks in reverse order, if it is one step (FN(single_step)) */
 } FN(forward_state);
 
 /* Rows of the layer input for times [t_begin, t_begin + steps) as a time-major (steps*B, width)
@@ -53,7 +54,9 @@ static const REAL *FN(time_major_rows)(const FN(forward_state) *s, const REAL *i
  * reverse: a step takes its range's pairs from the last to the first. Steps alternate (FN(step)), so
  * the panels a step read last, still in the core's L2 where W_hh is larger than it, are the ones the
  * next step reads first; in one order every step, a W_hh larger than the L2 evicts itself and every
- * step reads all of it from the L3. Blocks are independent within a step: the order changes no bit. */
+ * step reads all of it from the L3. Blocks are independent within a step: the order changes no bit.
+ *
+ * With both a step and a projection (FN(single_step)), each pair is projected, then stepped. */
 typedef struct FN(block_work) {
     const fg_step_args *step_args;       /* one per direction, with step */
     fg_step_fn step;
@@ -85,10 +88,13 @@ static void FN(block_task)(void *opaque, int64_t part) {
     const int64_t total = work->pairs * work->directions;
     if (work->owned) part = FN(owned_range)(work);
     const int64_t begin = part * total / work->parts, end = (part + 1) * total / work->parts;
-    if (work->step && work->reverse) {
-        for (int64_t index = end - 1; index >= begin; index--) {
+    if (work->step && (work->reverse || work->project)) {
+        for (int64_t k = begin; k < end; k++) {
+            const int64_t index = work->reverse ? end - 1 - (k - begin) : k;
             const int64_t d = index / work->pairs, p = index % work->pairs;
-            work->step(&work->step_args[d], 2 * p, 2 * p + 2 < work->blocks ? 2 * p + 2 : work->blocks);
+            const int64_t u_end = 2 * p + 2 < work->blocks ? 2 * p + 2 : work->blocks;
+            if (work->project) work->project(&work->project_args[d], 2 * p, u_end);
+            work->step(&work->step_args[d], 2 * p, u_end);
         }
         return;
     }
@@ -134,13 +140,13 @@ static void FN(quantize_task)(void *opaque, int64_t part) {
 }
 #endif
 
-/* gates_x for the chunk: direction d (of `dirs` starting at first_dir) projects the rows of times
- * [t_begin[d], t_begin[d] + steps). */
-static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer, const REAL *input,
-                        const int64_t *t_begin, int64_t first_dir, int64_t dirs, int64_t steps) {
+/* The projection arguments of a chunk: direction d (of `dirs` starting at first_dir) projects the rows
+ * of times [t_begin[d], t_begin[d] + steps) into gates_x (int8 models: the rows quantized first). */
+static void FN(project_args)(const FN(forward_state) *s, const fg_packed_layer *layer, const REAL *input,
+                             const int64_t *t_begin, int64_t first_dir, int64_t dirs, int64_t steps,
+                             fg_project_args *args) {
     const int64_t B = s->seq->batch, H = s->gru->spec.hidden_size, D = s->gru->spec.num_directions;
     const int64_t G = 3 * H, width = layer->input_size;
-    fg_project_args args[2];
     for (int64_t k = 0; k < dirs; k++) {
         const int64_t d = first_dir + k;
         fg_project_args *a = &args[k];
@@ -174,8 +180,15 @@ static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer
         a->input_stride = padded;
 #endif
     }
-    FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, 0, dirs, 0};
-    FN(run_blocks)(s, &work, dirs * steps * B * G * width);
+}
+
+/* gates_x for the chunk (FN(project_args)). */
+static void FN(project)(const FN(forward_state) *s, const fg_packed_layer *layer, const REAL *input,
+                        const int64_t *t_begin, int64_t first_dir, int64_t dirs, int64_t steps) {
+    fg_project_args args[2];
+    FN(project_args)(s, layer, input, t_begin, first_dir, dirs, steps, args);
+    FN(block_work) work = {NULL, NULL, args, s->kernels->FN(project), 0, 0, 0, dirs, 0, NULL};
+    FN(run_blocks)(s, &work, dirs * steps * s->seq->batch * 3 * s->gru->spec.hidden_size * layer->input_size);
 }
 
 /* Runs a step kernel over all blocks of every direction, split across the pool's threads, the pairs of
@@ -185,20 +198,20 @@ static void FN(run_step_kernel)(const FN(forward_state) *s, const fg_step_args *
     const int64_t H = s->gru->spec.hidden_size;
     int64_t macs = 0;
     for (int64_t d = 0; d < dirs; d++) macs += args[d].rows * 3 * H * H;
-    FN(block_work) work = {args, kernel, NULL, NULL, 0, 0, 0, dirs, reverse};
+    FN(block_work) work = {args, kernel, NULL, NULL, 0, 0, 0, dirs, reverse, NULL};
     FN(run_blocks)(s, &work, macs);
 }
 
-/* Time step j of the chunk starting at t0 (`steps` long), both directions, layer l. The state is
- * double buffered by the parity of the step count: step `count` reads state[count % 2] and writes
- * state[(count + 1) % 2]. */
-static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t steps, int64_t j, REAL *out) {
+/* The step arguments of time step j of the chunk starting at t0 (`steps` long), both directions, layer
+ * l. The state is double buffered by the parity of the step count: step `count` reads state[count % 2]
+ * and writes state[(count + 1) % 2]. */
+static void FN(step_args)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t steps, int64_t j, REAL *out,
+                          fg_step_args *args) {
     const fg_spec *spec = &s->gru->spec;
     const fg_sequence *seq = s->seq;
     const int64_t T = seq->seq_len, B = seq->batch, H = spec->hidden_size, D = spec->num_directions;
     const int64_t G = 3 * H, out_width = D * H, count = t0 + j;
     const int lbr = spec->variant == FG_LINEAR_BEFORE_RESET;
-    fg_step_args args[2];
     for (int64_t d = 0; d < D; d++) {
         /* Direction 1 walks the chunk mirrored from the end (run_layer). */
         const int64_t t = d ? T - 1 - count : count, local = d ? steps - 1 - j : j;
@@ -231,16 +244,12 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
         a->state_inverse = s->buf.state_scales + (D + d) * B;
 #endif
     }
-    /* every other step in reverse block order (FN(block_work)): the panels read last come first */
-    const int reverse = (int)(count % 2);
-    if (lbr) {
-        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_lbr), reverse);
-    } else {
-        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb1), reverse);
-        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb2), reverse);
-    }
-    /* Finished sequences output zeros. Masked steps carry the state, output zeros, and leave a tape
+}
+
+/* After a step's kernels (args of FN(step_args)). Finished sequences output zeros. Masked steps carry the state, output zeros, and leave a tape
      * row with r = 0, z = 1, n = 0: the backward formulas then pass the state's gradient through. */
+static void FN(step_finish)(const FN(forward_state) *s, const fg_step_args *args) {
+    const int64_t B = s->seq->batch, H = s->gru->spec.hidden_size, D = s->gru->spec.num_directions;
     for (int64_t d = 0; d < D; d++) {
         const fg_step_args *a = &args[d];
         for (int64_t i = a->rows; i < B; i++)
@@ -261,6 +270,45 @@ static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t 
             }
         }
     }
+}
+
+/* Time step j of the chunk starting at t0 (FN(step_args)), after the chunk's projection. */
+static void FN(step)(const FN(forward_state) *s, int64_t l, int64_t t0, int64_t steps, int64_t j, REAL *out) {
+    const int64_t D = s->gru->spec.num_directions;
+    fg_step_args args[2];
+    FN(step_args)(s, l, t0, steps, j, out, args);
+    /* every other step in reverse block order (FN(block_work)): the panels read last come first */
+    const int reverse = (int)((t0 + j) % 2);
+    if (s->gru->spec.variant == FG_LINEAR_BEFORE_RESET) {
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_lbr), reverse);
+    } else {
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb1), reverse);
+        FN(run_step_kernel)(s, args, D, s->kernels->FN(step_rb2), reverse);
+    }
+    FN(step_finish)(s, args);
+}
+
+/* A layer of a one-step sequence (a stream's call): the projection and the first step kernel of each
+ * pair of blocks in one task, one after the other (a block's gate math reads only its own units'
+ * gates_x), the pairs in reverse order on odd calls. Projected in a pass of its own, every call read all
+ * of W_ih and then all of W_hh; where the two exceed the L2, each call evicted what the next one reads
+ * first. Alternating, the panels of both that a call read last, still in the L2, are the first the
+ * next call reads. The order of independent blocks changes no bit. */
+static void FN(single_step)(const FN(forward_state) *s, int64_t l, const REAL *input, REAL *out) {
+    const fg_spec *spec = &s->gru->spec;
+    const fg_packed_layer *layer = &s->gru->layers[l];
+    const int64_t B = s->seq->batch, H = spec->hidden_size, D = spec->num_directions;
+    const int lbr = spec->variant == FG_LINEAR_BEFORE_RESET;
+    const int64_t whole[2] = {0, 0};
+    fg_project_args project[2];
+    fg_step_args step[2];
+    FN(project_args)(s, layer, input, whole, 0, D, 1, project);
+    FN(step_args)(s, l, 0, 1, 0, out, step);
+    FN(block_work) work = {step, lbr ? s->kernels->FN(step_lbr) : s->kernels->FN(step_rb1), project,
+                           s->kernels->FN(project), 0, 0, 0, D, s->odd_call, NULL};
+    FN(run_blocks)(s, &work, D * B * 3 * H * (layer->input_size + H));
+    if (!lbr) FN(run_step_kernel)(s, step, D, s->kernels->FN(step_rb2), s->odd_call);
+    FN(step_finish)(s, step);
 }
 
 static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *input, REAL *out) {
@@ -307,17 +355,21 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
     if (spec->variant == FG_RESET_BEFORE)
         memset(s->buf.reset_h_codes, fg_code_byte(0.0f, s->kernels->int8_codes), (size_t)(D * B * fg_i8_padded(H)));
 #endif
-    for (int64_t t0 = 0; t0 < T; t0 += chunk) {
-        const int64_t steps = T - t0 < chunk ? T - t0 : chunk;
-        /* Direction 1 walks the chunk mirrored from the end: times [T - t0 - steps, T - t0). */
-        const int64_t t_begin[2] = {t0, T - t0 - steps};
-        if (steps == T) {
-            const int64_t whole[2] = {0, 0}; /* one chunk: both directions read the same rows */
-            FN(project)(s, layer, input, whole, 0, D, T);
-        } else {
-            FN(project)(s, layer, input, t_begin, 0, D, steps);
+    if (T == 1) {
+        FN(single_step)(s, l, input, out);
+    } else {
+        for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+            const int64_t steps = T - t0 < chunk ? T - t0 : chunk;
+            /* Direction 1 walks the chunk mirrored from the end: times [T - t0 - steps, T - t0). */
+            const int64_t t_begin[2] = {t0, T - t0 - steps};
+            if (steps == T) {
+                const int64_t whole[2] = {0, 0}; /* one chunk: both directions read the same rows */
+                FN(project)(s, layer, input, whole, 0, D, T);
+            } else {
+                FN(project)(s, layer, input, t_begin, 0, D, steps);
+            }
+            for (int64_t j = 0; j < steps; j++) FN(step)(s, l, t0, steps, j, out);
         }
-        for (int64_t j = 0; j < steps; j++) FN(step)(s, l, t0, steps, j, out);
     }
     /* A sequence of length len took len steps in each direction. Its forward state was last written at
      * step len - 1, into state[len % 2]; the reverse direction ends at the last step, in state[T % 2]. */
@@ -339,7 +391,7 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
 }
 
 void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
-                 const forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool) {
+                 const forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool, int odd_call) {
     const fg_spec *spec = &gru->spec;
     const int64_t L = spec->num_layers;
     FN(forward_state) s;
@@ -352,6 +404,7 @@ void FN(forward)(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, vo
     s.tape_gates = (REAL *)tape_gates;
     s.tape_outputs = (REAL *)tape_outputs;
     s.k_block = fg_cpu_info_get()->k_block;
+    s.odd_call = odd_call;
 
     /* Layers alternate between the caller's output and one intermediate buffer, arranged so that the
      * last layer lands in the output. */

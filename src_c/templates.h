@@ -165,14 +165,17 @@ FG_INTERNAL void project_i8_avx512_vnni(const fg_project_args *p, int64_t block_
 
 /* ---------------------------------------------------------------- drivers */
 
-/* forward.c (forward_impl.h): the forward pass of a checked call, buffers laid out */
+/* forward.c (forward_impl.h): the forward pass of a checked call, buffers laid out; odd_call: 1 on every
+ * other one-step call of the calling thread (forward_impl.h, single_step) */
 struct forward_buffers;
 FG_INTERNAL void forward_f32(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
-                             const struct forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool);
+                             const struct forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool,
+                             int odd_call);
 FG_INTERNAL void forward_f64(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
-                             const struct forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool);
+                             const struct forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool,
+                             int odd_call);
 FG_INTERNAL void forward_i8(const fg_gru *gru, const fg_sequence *seq, void *tape_gates, void *tape_outputs,
-                            const struct forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool);
+                            const struct forward_buffers *buf, const fg_kernels *kernels, fg_pool *pool, int odd_call);
 
 /* backward.c (backward_impl.h): the backward pass of a checked call, buffers laid out */
 struct backward_buffers;

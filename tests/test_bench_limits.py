@@ -112,6 +112,27 @@ def test_batch_one_sequence_roof_is_projection_at_fma_peak_plus_w_hh_from_the_l2
     assert r["roof_text"] == "input projection at FMA peak + recurrence at L2 + L3 read"
 
 
+def test_one_step_roof_reads_an_l2_of_w_ih_and_w_hh_together_from_the_l2_and_the_rest_from_the_l3():
+    # stream H=512: 6 MiB of float32 W_ih + W_hh; consecutive calls keep one MiB (the Zen 5's L2) of it
+    H = 512
+    c = case(1, 1, H)
+    l2, l3 = 250.0, 105.0
+    each = 3 * H * H * 4
+    part_s = each / 6 / (l2 * 1e9) + each * 5 / 6 / (l3 * 1e9)  # each part: its sixth from the L2
+    median = 4 * part_s
+    r = roofline.roof(c, median, "float32", threads=1, caches=ZEN5_CACHES, fma_gflops=280.0,
+                      level_gbs={"L2": l2, "L3": l3})
+    assert r["level"] == "L3"
+    assert r["bounds"] == {"input projection": "L2 + L3 read", "recurrence": "L2 + L3 read"}
+    assert r["roof_s"] == pytest.approx(2 * part_s)
+    assert r["pct_roof"] == pytest.approx(50.0)
+    assert r["roof_text"] == "all at L2 + L3 read"
+    # two threads: 2 MiB of the 6 stay in the two L2s
+    r2 = roofline.roof(c, median, "float32", threads=2, caches=ZEN5_CACHES, fma_gflops=280.0,
+                       level_gbs={"L2": l2, "L3": l3})
+    assert r2["roof_s"] == pytest.approx(2 * (each / 3 / (l2 * 1e9) + each * 2 / 3 / (l3 * 1e9)))
+
+
 def test_a_w_hh_within_the_l2s_reads_all_of_it_at_the_l2s_bandwidth():
     T, H = 100, 512
     r = roofline.roof(case(T, 1, H), 1e-3, "float32", threads=2, caches={**ZEN5_CACHES, "L2": 2 * MIB},

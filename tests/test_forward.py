@@ -236,6 +236,37 @@ def test_each_table_gives_the_same_bits_for_any_thread_count_and_run(rng, table,
     _assert_max_diff(first[0], expected_output, TOLERANCE[dtype], "output")
 
 
+@pytest.mark.parametrize("table", _core.kernel_tables())
+@pytest.mark.parametrize("precision", DTYPES + ["int8"])
+@VARIANTS
+def test_one_step_calls_give_the_same_bits_in_either_block_order(rng, table, reset_after, precision):
+    """Consecutive one-step calls of a thread take their blocks in alternating order (the panels a call
+    read last come first in the next one). Blocks are independent, so the same call gives the same bits
+    on odd and even calls, at any thread count; 45 units are five full blocks and a tail, so reversed
+    ranges start on a pair and on a lone block, and both directions and two layers take part."""
+    if table not in _core.supported_isas():
+        pytest.skip(f"this CPU lacks {', '.join(_core.missing_features(table))}")
+    dtype = "float32" if precision == "int8" else precision
+    spec = GRUSpec(6, 45, 2, True, reset_after=reset_after, dtype=dtype)
+    weights = random_weights(spec, rng)
+    x, h0, _ = random_inputs(spec, rng, steps=1, batch=3, with_h0=True)
+    gru = fastgru.GRU.from_spec(spec, weights)
+    if precision == "int8":
+        gru = gru.quantize("int8")
+    _core.set_backend(isa=table)
+    try:
+        first = gru(x, h0, num_threads=1)
+        for num_threads in (1, 1, 2, 2, 3, 3):
+            output, h_n = gru(x, h0, num_threads=num_threads)
+            np.testing.assert_array_equal(output, first[0], err_msg=f"{table}, {num_threads} threads")
+            np.testing.assert_array_equal(h_n, first[1], err_msg=f"{table}, {num_threads} threads")
+    finally:
+        _core.set_backend()
+    expected_output, _ = reference.forward(spec, weights, x, h0)
+    tolerance = 3e-2 if precision == "int8" else TOLERANCE[dtype]
+    _assert_max_diff(first[0], expected_output, tolerance, "output")
+
+
 # ---------------------------------------------------------------------------------------------
 # construction
 
