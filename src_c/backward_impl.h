@@ -246,11 +246,14 @@ static const REAL *FN(prepare_recurrent_weights)(const FN(backward_state) *s, in
 }
 
 /* c (rows, H) += a (rows, K; row stride lda) . W_hh[k0 : k0 + K] (K, H), on the panels when there
- * are (prepare_recurrent_weights), else through the BLAS on the row-major w_hh. */
-static void FN(recurrent_product)(const FN(backward_state) *s, int64_t rows, int64_t k0, int64_t K, const REAL *a,
-                                  int64_t lda, const REAL *w_hh, REAL *c) {
+ * are (prepare_recurrent_weights; in reverse order on odd steps, backward_kernels.h), else through the
+ * BLAS on the row-major w_hh. */
+static void FN(recurrent_product)(const FN(backward_state) *s, int64_t step, int64_t rows, int64_t k0, int64_t K,
+                                  const REAL *a, int64_t lda, const REAL *w_hh, REAL *c) {
     const int64_t H = s->gru->spec.hidden_size, P = FG_PANEL_BYTES / sizeof(REAL);
-    if (s->panel_gemm) s->panel_gemm(rows, H, K, a, lda, (const REAL *)s->buf.panels + k0 * P, s->buf.panel_stride, c, H);
+    if (s->panel_gemm)
+        s->panel_gemm(rows, H, K, a, lda, (const REAL *)s->buf.panels + k0 * P, s->buf.panel_stride, c, H,
+                      (int)(step % 2));
     else s->gemm(0, 0, rows, H, K, 1, a, lda, w_hh + k0 * H, H, 1, c, H);
 }
 
@@ -298,17 +301,17 @@ static void FN(reverse_loop)(const FN(backward_state) *s, int64_t l, int d, cons
             else FN(derivatives_rb1)(&s->params, H, tape + b * 4 * H, h_prev, grad_out, dh + i * H, dgx_row, dgh + i * G);
         }
         if (lbr) {
-            FN(recurrent_product)(s, active, 0, G, dgh, G, w_hh, dh);
+            FN(recurrent_product)(s, step, active, 0, G, dgh, G, w_hh, dh);
         } else {
             memset(grad_reset_h, 0, (size_t)(active * H) * sizeof(REAL));
-            FN(recurrent_product)(s, active, 2 * H, H, dgh + 2 * H, G, w_hh, grad_reset_h);
+            FN(recurrent_product)(s, step, active, 2 * H, H, dgh + 2 * H, G, w_hh, grad_reset_h);
             for (int64_t i = 0; i < active; i++) {
                 if (!FN(step_ran)(s, t, i)) continue;
                 const REAL *h_prev = before_all + (t * B + i) * H;
                 FN(derivatives_rb2)(&s->params, H, tape + perm[i] * 4 * H, h_prev, grad_reset_h + i * H, dh + i * H,
                                     dgx_all + (t * B + i) * D * G + d * G, dgh + i * G);
             }
-            FN(recurrent_product)(s, active, 0, 2 * H, dgh, G, w_hh, dh);
+            FN(recurrent_product)(s, step, active, 0, 2 * H, dgh, G, w_hh, dh);
         }
     }
 }

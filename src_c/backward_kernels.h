@@ -18,11 +18,16 @@
 
 #define FG_PANEL_BYTES 128
 
-/* c (rows, cols; row stride ldc) += a (rows, K; row stride lda) . W (K, cols) with W as panels. */
+/* c (rows, cols; row stride ldc) += a (rows, K; row stride lda) . W (K, cols) with W as panels, from the
+ * last panel to the first when `reverse`. The backward reverses every other step: where W is larger
+ * than the L2, the panels a step read last are then still there for the next one, which reads them
+ * first (in one order, each step evicts what the next reads first). Panels are independent column
+ * ranges: the order changes no bit. */
 typedef void (*fg_panel_gemm_f32)(int64_t rows, int64_t cols, int64_t K, const float *a, int64_t lda,
-                                  const float *panels, int64_t panel_stride, float *c, int64_t ldc);
+                                  const float *panels, int64_t panel_stride, float *c, int64_t ldc, int reverse);
 typedef void (*fg_panel_gemm_f64)(int64_t rows, int64_t cols, int64_t K, const double *a, int64_t lda,
-                                  const double *panels, int64_t panel_stride, double *c, int64_t ldc);
+                                  const double *panels, int64_t panel_stride, double *c, int64_t ldc,
+                                  int reverse);
 
 /* The instances, fg_panel_gemm_f32_avx2 and fg_panel_gemm_f64_avx2, are declared in templates.h. */
 #if defined(__x86_64__) || defined(_M_X64)

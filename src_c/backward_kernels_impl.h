@@ -87,9 +87,11 @@ FG_INLINE void FN_ISA(panel_tile)(int R, int64_t K, const REAL *a, int64_t lda, 
 #define FG_PANEL_CHUNK 128
 
 void FN_ISA(fg_panel_gemm)(int64_t rows, int64_t cols, int64_t K, const REAL *a, int64_t lda, const REAL *panels,
-                           int64_t panel_stride, REAL *c, int64_t ldc) {
+                           int64_t panel_stride, REAL *c, int64_t ldc, int reverse) {
     enum { P = FG_PANEL_BYTES / sizeof(REAL) };
-    for (int64_t j0 = 0; j0 < cols; j0 += P) {
+    const int64_t n_panels = (cols + P - 1) / P;
+    for (int64_t p = 0; p < n_panels; p++) {
+        const int64_t j0 = (reverse ? n_panels - 1 - p : p) * P;
         const int64_t width = cols - j0 < P ? cols - j0 : P;
         for (int64_t k0 = 0; k0 < K; k0 += FG_PANEL_CHUNK) {
             const REAL *panel = panels + (j0 / P) * panel_stride + k0 * P;

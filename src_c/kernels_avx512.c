@@ -474,7 +474,7 @@ const fg_kernels fg_kernels_avx512 = {
     .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
     .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
-    .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
+    .backward_product_f32 = fg_panel_gemm_f32_avx512, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_INT8,
 };
 
@@ -485,7 +485,7 @@ const fg_kernels fg_kernels_avx512_vnni = {
     .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
     .step_lbr_i8 = step_lbr_i8_avx512_vnni, .step_rb1_i8 = step_rb1_i8_avx512_vnni,
     .step_rb2_i8 = step_rb2_i8_avx512_vnni, .project_i8 = project_i8_avx512_vnni,
-    .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
+    .backward_product_f32 = fg_panel_gemm_f32_avx512, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_OFFSET,
 };
 

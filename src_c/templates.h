@@ -191,9 +191,15 @@ FG_INTERNAL void backward_f64(const fg_gru *gru, const fg_sequence *seq, const v
 #ifdef FG_HAVE_AVX2_PANEL_GEMM
 /* backward_kernels_avx2.c (backward_kernels_impl.h): the backward's per-step product on AVX2+FMA */
 FG_INTERNAL void fg_panel_gemm_f32_avx2(int64_t rows, int64_t cols, int64_t K, const float *a, int64_t lda,
-                                        const float *panels, int64_t panel_stride, float *c, int64_t ldc);
+                                        const float *panels, int64_t panel_stride, float *c, int64_t ldc,
+                                        int reverse);
 FG_INTERNAL void fg_panel_gemm_f64_avx2(int64_t rows, int64_t cols, int64_t K, const double *a, int64_t lda,
-                                        const double *panels, int64_t panel_stride, double *c, int64_t ldc);
+                                        const double *panels, int64_t panel_stride, double *c, int64_t ldc,
+                                        int reverse);
+/* backward_kernels_avx512.c: the float32 one on 512-bit vectors, the AVX2 kernel's bits (512-bit tables) */
+FG_INTERNAL void fg_panel_gemm_f32_avx512(int64_t rows, int64_t cols, int64_t K, const float *a, int64_t lda,
+                                          const float *panels, int64_t panel_stride, float *c, int64_t ldc,
+                                          int reverse);
 #endif
 
 /* model.c (pack_impl.h): one (layer, direction) of the caller's weights into the packed layout

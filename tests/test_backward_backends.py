@@ -1,5 +1,5 @@
 """The backward on every kernel set and GEMM backend: the per-step product runs on the AVX2 panel
-kernel or on the BLAS, the large GEMMs on scipy's BLAS or the core's reference loops; all must agree
+kernel (the 512-bit one on the 512-bit tables, with the same bits: tested below) or on the BLAS, the large GEMMs on scipy's BLAS or the core's reference loops; all must agree
 with fastgru.reference. Sizes hit the kernel's tails: hidden 37 (a partial 32-column panel, blocks of
 8 plus 5), batches 1, 2, 5 (row tiles of 1, 2 and 3) and both dtypes and variants."""
 
@@ -53,3 +53,32 @@ def test_backward_rejects_a_tape_from_another_model(rng):
         second.backward(tape)
     with pytest.raises(TypeError, match="Tape"):
         first.backward("not a tape")
+
+
+WIDE_TABLES = [isa for isa in ("avx512", "avx512_vnni") if isa in ISAS]
+
+
+@pytest.mark.skipif(not WIDE_TABLES or "avx2" not in ISAS, reason="this CPU has no 512-bit table")
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+@pytest.mark.parametrize("batch, hidden", [(1, 37), (4, 70), (13, 37), (16, 64), (25, 96)])
+def test_512_bit_backward_product_gives_the_avx2_kernels_bits(rng, batch, hidden, reset_after):
+    """The 512-bit tables' per-step product (backward_kernels_avx512.c: tiles of up to 12 rows) sums
+    each element as the AVX2 kernel does (3-row tiles, a last row alone when rows % 3 == 1), so on the
+    same tape both give the same gradients, bit for bit. Batches 1, 4, 13, 16 and 25 take every kind of
+    tail; hidden 37, 70 and 96 end in a partial 32-column panel or a full one."""
+    spec = GRUSpec(5, hidden, 2, True, reset_after=reset_after)
+    weights = random_weights(spec, rng)
+    x, h0, lengths = random_inputs(spec, rng, steps=6, batch=batch, with_h0=True, with_lengths=True)
+    grad_output = rng.standard_normal((6, batch, 2 * hidden)).astype(np.float32)
+    gru = fastgru.GRU.from_spec(spec, weights)
+    _, _, tape = gru.forward(x, h0, lengths, return_tape=True)
+    gradients = {}
+    try:
+        for isa in ["avx2"] + WIDE_TABLES:
+            _core.set_backend(isa=isa)
+            gradients[isa] = gru.backward(tape, grad_output)
+    finally:
+        _core.set_backend()
+    for isa in WIDE_TABLES:
+        for name, value in gradients["avx2"].items():
+            np.testing.assert_array_equal(gradients[isa][name], value, err_msg=f"{isa}: {name}")
