@@ -26,7 +26,21 @@
 #define FG_PANEL_ROWS 12
 #define FG_PANEL_CHUNK 128
 
-/* c[r][0:width] += the chunk's sums of R rows (1 < R <= 12, a constant in each call) against one panel
+/* row[0:width] += the 32 sums lo (columns 0..15), hi (16..31) of one row: a partial last panel's
+ * columns past the matrix are not written. */
+FG_INLINE void add_sums_f32_avx512(float *row, __m512 lo, __m512 hi, int64_t width) {
+    if (width == 32) {
+        _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), lo));
+        _mm512_storeu_ps(row + 16, _mm512_add_ps(_mm512_loadu_ps(row + 16), hi));
+        return;
+    }
+    float partial[32];
+    _mm512_storeu_ps(partial, lo);
+    _mm512_storeu_ps(partial + 16, hi);
+    for (int64_t j = 0; j < width; j++) row[j] += partial[j];
+}
+
+/* c[r][0:width] += the chunk's sums of R rows (1..12, a constant in each call) against one panel
  * of K rows: each sum from zero in k order. */
 FG_INLINE void panel_tile_f32_avx512(int R, int64_t K, const float *a, int64_t lda, const float *panel, float *c,
                                      int64_t ldc, int64_t width) {
@@ -40,21 +54,10 @@ FG_INLINE void panel_tile_f32_avx512(int R, int64_t K, const float *a, int64_t l
             s[r][1] = _mm512_fmadd_ps(x, w1, s[r][1]);
         }
     }
-    for (int r = 0; r < R; r++) {
-        float *row = c + r * ldc;
-        if (width == 32) {
-            _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), s[r][0]));
-            _mm512_storeu_ps(row + 16, _mm512_add_ps(_mm512_loadu_ps(row + 16), s[r][1]));
-        } else {
-            float partial[32];
-            _mm512_storeu_ps(partial, s[r][0]);
-            _mm512_storeu_ps(partial + 16, s[r][1]);
-            for (int64_t j = 0; j < width; j++) row[j] += partial[j];
-        }
-    }
+    for (int r = 0; r < R; r++) add_sums_f32_avx512(c + r * ldc, s[r][0], s[r][1], width);
 }
 
-/* The AVX2 kernel's one-row tile: even k and odd k in separate sums, added before the last odd k. */
+/* The AVX2 kernel's one-row tile: even k and odd k in separate sums, added before a last lone k (K odd). */
 FG_INLINE void panel_row_f32_avx512(int64_t K, const float *a, const float *panel, float *c, int64_t width) {
     __m512 even0 = _mm512_setzero_ps(), even1 = _mm512_setzero_ps();
     __m512 odd0 = _mm512_setzero_ps(), odd1 = _mm512_setzero_ps();
@@ -73,15 +76,7 @@ FG_INLINE void panel_row_f32_avx512(int64_t K, const float *a, const float *pane
         even0 = _mm512_fmadd_ps(x, _mm512_loadu_ps(panel + k * 32), even0);
         even1 = _mm512_fmadd_ps(x, _mm512_loadu_ps(panel + k * 32 + 16), even1);
     }
-    if (width == 32) {
-        _mm512_storeu_ps(c, _mm512_add_ps(_mm512_loadu_ps(c), even0));
-        _mm512_storeu_ps(c + 16, _mm512_add_ps(_mm512_loadu_ps(c + 16), even1));
-    } else {
-        float partial[32];
-        _mm512_storeu_ps(partial, even0);
-        _mm512_storeu_ps(partial + 16, even1);
-        for (int64_t j = 0; j < width; j++) c[j] += partial[j];
-    }
+    add_sums_f32_avx512(c, even0, even1, width);
 }
 
 /* panel_tile_f32_avx512 with R a constant for the compiler (2..12 from fg_panel_gemm_f32_avx512; 1 is
@@ -104,9 +99,9 @@ FG_INLINE void panel_rows_f32_avx512(int R, int64_t K, const float *a, int64_t l
     }
 }
 
-/* The loops of fg_panel_gemm_f32_avx2: panels outermost (in `reverse` order when asked), then chunks of rows of W (in L1 while every
- * row tile reads them). The rows the AVX2 kernel tiles by 3 go in tiles of up to 12; a last row it
- * would take alone (rows % 3 == 1) goes alone here too. */
+/* The loops of fg_panel_gemm_f32_avx2: panels outermost (in `reverse` order when asked), then chunks of
+ * rows of W (in L1 while every row tile reads them). The rows the AVX2 kernel tiles by 3 go in tiles of
+ * up to 12; a last row it would take alone (rows % 3 == 1) goes alone here too. */
 void fg_panel_gemm_f32_avx512(int64_t rows, int64_t cols, int64_t K, const float *a, int64_t lda,
                               const float *panels, int64_t panel_stride, float *c, int64_t ldc, int reverse) {
     const int64_t tiled = rows % 3 == 1 ? rows - 1 : rows, n_panels = (cols + 31) / 32;

@@ -50,7 +50,7 @@ static void quantize_rows(const float *rows, int64_t stride, int64_t width, int6
         memcpy(&largest, &largest_bits, sizeof largest);
         const float inverse = largest > 0 ? 127.0f / largest : 0.0f;
         for (int64_t k = 0; k < width; k++) code[k] = fg_code_byte(row[k] * inverse, codes_form);
-        for (int64_t k = width; k < padded; k++) code[k] = fg_code_byte(0.0f, codes_form);
+        for (int64_t k = width; k < padded; k++) code[k] = (uint8_t)fg_code_offset(codes_form);
         scales[i] = largest / 127.0f;
     }
 }

@@ -12,9 +12,10 @@
  * sequences still running are the first active[t] rows of the state. The reverse direction visits t
  * from T-1 down, and a sequence joins it at t = length - 1 with its initial state: the same rows.
  *
- * With FG_QUANTIZED (int8 models, REAL = float) the driver also keeps the code bytes (internal.h)
- * the int8 kernels multiply: the input rows of each chunk are quantized per row before the projection, and the state's
- * codes live next to the state (the step kernels write them; the driver seeds and carries them). */
+ * With FG_QUANTIZED (int8 models, REAL = float) the driver also keeps the code bytes (internal.h) the
+ * int8 kernels multiply: the input rows of each chunk are quantized per row before the projection, and
+ * the state's codes live next to the state (the step kernels write them; the driver seeds and carries
+ * them). */
 
 #if !defined(REAL) || !defined(SFX)
 #error "forward_impl.h takes REAL, SFX and FG_QUANTIZED (templates.h)"
@@ -246,8 +247,9 @@ static void FN(step_args)(const FN(forward_state) *s, int64_t l, int64_t t0, int
     }
 }
 
-/* After a step's kernels (args of FN(step_args)). Finished sequences output zeros. Masked steps carry the state, output zeros, and leave a tape
-     * row with r = 0, z = 1, n = 0: the backward formulas then pass the state's gradient through. */
+/* After a step's kernels (args of FN(step_args)). Finished sequences output zeros. Masked steps carry
+ * the state, output zeros, and leave a tape row with r = 0, z = 1, n = 0: the backward formulas then
+ * pass the state's gradient through. */
 static void FN(step_finish)(const FN(forward_state) *s, const fg_step_args *args) {
     const int64_t B = s->seq->batch, H = s->gru->spec.hidden_size, D = s->gru->spec.num_directions;
     for (int64_t d = 0; d < D; d++) {
@@ -340,7 +342,7 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
             uint8_t *codes = s->buf.state_codes + (parity * D + d) * B * Hp;
             float *scale = s->buf.state_scales + d * B, *inverse = s->buf.state_scales + (D + d) * B;
             const int form = s->kernels->int8_codes;
-            memset(codes, fg_code_byte(0.0f, form), (size_t)(B * Hp));
+            memset(codes, fg_code_offset(form), (size_t)(B * Hp));
             for (int64_t i = 0; i < B; i++) {
                 float largest = 1.0f;
                 for (int64_t k = 0; k < H; k++)
@@ -353,7 +355,7 @@ static void FN(run_layer)(const FN(forward_state) *s, int64_t l, const REAL *inp
         }
 #ifdef FG_QUANTIZED
     if (spec->variant == FG_RESET_BEFORE)
-        memset(s->buf.reset_h_codes, fg_code_byte(0.0f, s->kernels->int8_codes), (size_t)(D * B * fg_i8_padded(H)));
+        memset(s->buf.reset_h_codes, fg_code_offset(s->kernels->int8_codes), (size_t)(D * B * fg_i8_padded(H)));
 #endif
     if (T == 1) {
         FN(single_step)(s, l, input, out);

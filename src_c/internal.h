@@ -166,7 +166,7 @@ static inline int8_t fg_quantize_code(float v) {
 /* How activation codes are stored as bytes (above, "int8 panels"): a kernel table's int8_codes, and
  * the `codes` argument of the gate math (gates_impl.h), where FG_CODES_NONE means a float model. */
 enum { FG_CODES_NONE = 0, FG_CODES_INT8 = 1, FG_CODES_OFFSET = 2 };
-/* What a code's byte adds to the code, and the byte of an activation's code. */
+/* What a code's byte adds to the code (so also the byte of code 0), and the byte of an activation's code. */
 static inline int fg_code_offset(int codes) { return codes == FG_CODES_OFFSET ? 128 : 0; }
 static inline uint8_t fg_code_byte(float v, int codes) {
     return (uint8_t)(fg_quantize_code(v) + fg_code_offset(codes));
@@ -340,7 +340,7 @@ void fg_blocking_for(int64_t l2_bytes, int64_t *chunk_bytes, int64_t *k_block);
  * (forward_impl.h, block_work.owned): each thread then reads the same share of W_hh every step, which
  * stays in its core's L2 (with several small tasks the shares moved between cores, and every step read
  * them from the L3 again: on an Intel Xeon with 2 MiB of L2, 2 threads, batch 1, T=100, H=1024 took
- * 27.5 ms with four tasks per thread and 21.3 ms with one; batch 16 ran alike). */
+ * 28.5 ms with four tasks per thread and 22.3 ms with one; batch 16 ran alike). */
 #define FG_MIN_PARALLEL_MACS ((int64_t)1 << 16)
 #define FG_TASKS_PER_THREAD 4
 #define FG_STEP_TASKS_PER_THREAD 1

@@ -68,14 +68,13 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
         for (int v = 0; v < V; v++) _mm256_storeu_ps(acc + r * 24 + 8 * v, sum[r][v]);
 }
 
-/* acc[r][0:C] = sum_k a[r][k] * q[k][0:C] for rows a of int8 codes (code offset 0, internal.h) and an
+/* acc[r][0:C] = sum_k a[r][k] * q[k][0:C] for rows a of int8 codes (FG_CODES_INT8, internal.h) and an
  * int8 panel in [k/4][c][k%4] order (C = 8, 16 or 24; acc rows 24 apart); the same exact int32 sums as
  * the portable dot_generic of kernels_int8_impl.h. vpmaddubsw multiplies unsigned by signed bytes and
  * adds adjacent pairs into int16 with saturation: fed codes + 128 (up to 255), a pair could reach
  * 2 * 255 * 127 and saturate, so it is fed |a| (unsigned, <= 127) against q with a's sign applied
- * (vpsignb, |.| <= 127): a pair is at most
- * 2 * 127 * 127 = 32258 < 32767, so it never saturates and |a| * (sign(a) q) = a q exactly. vpmaddwd
- * against ones then adds the pairs into int32. The |a| of a broadcast serves all C / 8 weight vectors;
+ * (vpsignb, |.| <= 127): a pair is at most 2 * 127 * 127 = 32258 < 32767, so it never saturates and
+ * |a| * (sign(a) q) = a q exactly. vpmaddwd against ones then adds the pairs into int32. The |a| of a broadcast serves all C / 8 weight vectors;
  * per 32 weights the cost is one vpsignb, vpmaddubsw, vpmaddwd and vpaddd. */
 static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int64_t Kp, const uint8_t *a,
                                                               int64_t lda, const char *block, int32_t *acc) {
@@ -153,9 +152,10 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
 
 /* The int8 panel product of dot_i8_avx2 (same exact sums) with vpdpbusd, which multiplies unsigned by
  * signed bytes and adds each group of four into an int32 lane without intermediate saturation. The
- * code bytes a + 128 (FG_CODES_OFFSET, internal.h) are its unsigned operand as they are, so
- * each lane accumulates sum (a + 128) q = sum a q + 128 * column_sum, and the block's column sums
- * (internal.h) take the 128 * column_sum back out. int32 lanes wrap, and the true result fits, so the result is exact.
+ * code bytes a + 128 (FG_CODES_OFFSET, internal.h) are its unsigned operand as they are, so each lane
+ * accumulates sum (a + 128) q = sum a q + 128 * column_sum, and the block's column sums (internal.h)
+ * take the 128 * column_sum back out. int32 lanes wrap, and the true result fits, so the result is
+ * exact.
  * vpdpbusd's latency is several cycles and each accumulator is one dependency chain: with few rows,
  * consecutive groups of k go to separate accumulators (S sets) so enough chains are in flight. */
 /* acc += vpdpbusd(x, w). Through inline assembly: GCC 12 keeps the intrinsic's accumulator in a copy

@@ -240,8 +240,8 @@ FG_INLINE void pair_gather_f32_avx512(int gates, const float *packed, float *out
  *
  * The products of dot_i8_avx512vl_vnni (kernels_avx2.c) on 512-bit vectors: vpdpbusd multiplies
  * unsigned by signed bytes and adds each group of four into an int32 lane; the offset codes a + 128
- * (internal.h) are that unsigned operand, and the blocks' column sums take 128 * column_sum back out. The sums are exact, so these
- * are the bits of every table. An int8 panel block holds 4 consecutive k of a column together: 4 k of
+ * (internal.h) are that unsigned operand, and the blocks' column sums take 128 * column_sum back out.
+ * The sums are exact, so these are the bits of every table. An int8 panel block holds 4 consecutive k of a column together: 4 k of
  * 8 columns are 32 bytes, of 24 columns 96 bytes. */
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -269,7 +269,7 @@ FG_INLINE __m512i quad_i8(const uint8_t *a) {
 /* One row, one block: the batch-1 product, bound by reading the weights as row_f32_avx512 is. Two
  * consecutive groups of 4 k of a block are 2 * 4C adjacent bytes, 2C / 16 full 512-bit loads; for C = 24
  * the middle vector holds the first group's columns 16..23 and the second's 0..7, multiplied by the
- * blend of the two broadcasts. Two sets of group pairs: 16 k per iteration (Kp is a multiple of 16).
+ * two broadcasts' halves (FG_HALVES_I). Two sets of group pairs: 16 k per iteration (Kp is a multiple of 16).
  * out + g * gate_stride receives gate g's 8 exact sums. */
 FG_INLINE void row_i8_avx512_vnni(int C, int64_t Kp, const uint8_t *a, const char *block, int32_t *out, int gate_stride) {
     const int32_t *column_sum = (const int32_t *)block;

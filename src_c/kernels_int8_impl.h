@@ -30,8 +30,8 @@
 #define FG_I8_ROWS 4
 
 /* acc[r][c] = sum_k a[r][k] * q[k][c] for R rows and C columns over Kp inputs (a multiple of 16), a
- * the rows' codes (FG_CODES_INT8: the bytes are the int8 codes), q the weights of int8 panel block `block`
- * (internal.h), in [k / 4][c][k % 4] order; acc rows FG_PANEL_COLUMNS apart. Plain integer arithmetic:
+ * the rows' codes (FG_CODES_INT8: the bytes are the int8 codes), q the weights of int8 panel block
+ * `block` (internal.h), in [k / 4][c][k % 4] order; acc rows FG_PANEL_COLUMNS apart. Plain integer arithmetic:
  * the sums are exact (internal.h), and this is what every ISA's kernel must reproduce. */
 FG_INLINE void FN_ISA(dot_generic)(int R, int C, int64_t Kp, const uint8_t *a, int64_t lda, const char *block,
                                    int32_t *acc) {
@@ -140,7 +140,7 @@ FG_INLINE void FN_ISA(step_pair)(int kind, const fg_step_args *s, int C, const v
         for (int r = 0; r < R; r++) {
             const int64_t i = i0 + r, b = s->perm[i];
             if (s->mask && !s->mask[b]) {
-                if (kind == FG_STEP_RB1) memset(s->reset_h_q + i * Hp + j0, fg_code_byte(0.0f, CODES), FG_GATE_SPAN);
+                if (kind == FG_STEP_RB1) memset(s->reset_h_q + i * Hp + j0, fg_code_offset(CODES), FG_GATE_SPAN);
                 continue;
             }
             FN_ISA(dequantize)(2 * C, acc + r * 2 * FG_PANEL_COLUMNS, s->state_scale[i], scales, gates);
@@ -179,7 +179,7 @@ FG_INLINE void FN_ISA(step)(int kind, const fg_step_args *s, int64_t block_begin
                     if (s->mask && !s->mask[b]) {
                         /* keeps the second half's product of this row defined (it is not used) */
                         if (kind == FG_STEP_RB1)
-                            memset(s->reset_h_q + i * Hp + j0, fg_code_byte(0.0f, CODES), (size_t)width);
+                            memset(s->reset_h_q + i * Hp + j0, fg_code_offset(CODES), (size_t)width);
                         continue;
                     }
                     /* W_hn's product has one gate: a tail block's values are already its first `width` */
