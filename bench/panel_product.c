@@ -13,6 +13,13 @@
  *   zmm16          8 rows x 3 zmm over one 16-unit block, a (K, 48) panel: the layout a 16-unit packing
  *                  would need (models, tape and backward following the block width)
  *   zmm8x2/padded  zmm8x2 with the block panels 64 bytes further apart than their size
+ *   t16x24         16 rows x 24 columns of one block with the rows transposed, (K, rows): each 512-bit
+ *                  accumulator holds one column of 16 rows, each weight is broadcast from the panel (an
+ *                  FMA with an embedded broadcast), so one pass over a block's panel serves 16 rows
+ *   t32x12         the same over 32 rows (two vectors) and half a block's columns, two passes per block
+ *   (the transposed ones include transposing the rows once per step, in the time they report; they need
+ *   rows in multiples of 16 or 32, "-" where they do not apply. Their sums are the 8-row tiles' FMA
+ *   chains in k order, so a table built on them would keep those bits.)
  * Candidates over one row (batch 1: bound by reading W_hh, all of it, from L2 or L3), each with two
  * independent sets of accumulators:
  *   ymm            one block, 3 ymm per k, even and odd k apart (the 256-bit tables)
@@ -119,11 +126,67 @@ TARGET512 static void tile_zmm16(long K, const float *a, long lda, const float *
         for (int v = 0; v < 3; v++) _mm512_storeu_ps(acc + r * 48 + 16 * v, s[r][v]);
 }
 
+/* 16 rows (one vector of aT's row k) x 24 columns of a (K, 24) panel: 24 accumulators, column c of
+ * the 16 rows in s[c]. GCC 12 keeps the accumulators in registers only with the loops unrolled. */
+TARGET512 static void tile_t16x24(long K, const float *aT, long ldt, const float *panel, float *acc) {
+    __m512 s[24];
+#pragma GCC unroll 24
+    for (int c = 0; c < 24; c++) s[c] = _mm512_setzero_ps();
+    for (long k = 0; k < K; k++) {
+        const __m512 x = _mm512_loadu_ps(aT + k * ldt);
+        const float *w = panel + k * 24;
+#pragma GCC unroll 24
+        for (int c = 0; c < 24; c++) s[c] = _mm512_fmadd_ps(x, _mm512_set1_ps(w[c]), s[c]);
+    }
+#pragma GCC unroll 24
+    for (int c = 0; c < 24; c++) _mm512_storeu_ps(acc + 16 * c, s[c]);
+}
+
+/* 32 rows (two vectors) x columns c0..c0+11 of a (K, 24) panel: 24 accumulators, each broadcast
+ * weight used twice. */
+TARGET512 static void tile_t32x12(long K, const float *aT, long ldt, const float *panel, int c0, float *acc) {
+    __m512 s[2][12];
+#pragma GCC unroll 12
+    for (int c = 0; c < 12; c++) s[0][c] = s[1][c] = _mm512_setzero_ps();
+    for (long k = 0; k < K; k++) {
+        const __m512 x0 = _mm512_loadu_ps(aT + k * ldt), x1 = _mm512_loadu_ps(aT + k * ldt + 16);
+        const float *w = panel + k * 24 + c0;
+#pragma GCC unroll 12
+        for (int c = 0; c < 12; c++) {
+            const __m512 b = _mm512_set1_ps(w[c]);
+            s[0][c] = _mm512_fmadd_ps(x0, b, s[0][c]);
+            s[1][c] = _mm512_fmadd_ps(x1, b, s[1][c]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int c = 0; c < 12; c++) {
+        _mm512_storeu_ps(acc + 32 * c, s[0][c]);
+        _mm512_storeu_ps(acc + 32 * c + 16, s[1][c]);
+    }
+}
+
+/* aT[k][r] = a[r][k]: the rows of one step as the transposed tiles read them. */
+static void transpose_rows(long rows, long K, const float *a, float *aT) {
+    for (long r = 0; r < rows; r++)
+        for (long k = 0; k < K; k++) aT[k * rows + r] = a[r * K + k];
+}
+
 /* One recurrent step's products at batch `rows` (a multiple of 8) and hidden H: block-outer (a
- * block's panel stays in L2 while every row tile passes), as the step kernels do. */
-TARGET512 static void step_products(int kind, long H, long rows, const float *a, const float *panels, float *acc) {
+ * block's panel stays in L2 while every row tile passes), as the step kernels do. aT: room for the
+ * transposed rows (kinds 4 and 5). */
+TARGET512 static void step_products(int kind, long H, long rows, const float *a, float *aT, const float *panels,
+                                    float *acc) {
     const long blocks = H / 8;
-    if (kind == 0) {
+    if (kind == 4) {
+        transpose_rows(rows, H, a, aT);
+        for (long u = 0; u < blocks; u++)
+            for (long i = 0; i < rows; i += 16) tile_t16x24(H, aT + i, rows, panels + u * H * 24, acc);
+    } else if (kind == 5) {
+        transpose_rows(rows, H, a, aT);
+        for (long u = 0; u < blocks; u++)
+            for (long i = 0; i < rows; i += 32)
+                for (int c0 = 0; c0 < 24; c0 += 12) tile_t32x12(H, aT + i, rows, panels + u * H * 24, c0, acc);
+    } else if (kind == 0) {
         /* inlined here, on a local array, as in the core: a standalone function made GCC 12 store
          * seven rows' accumulators to the stack every iteration */
         float local[8 * 24];
@@ -311,13 +374,17 @@ static volatile double sink;
  * all of them alike; each candidate's figure is its best sample. */
 #define ROUNDS 40
 
-static void best_seconds_products(int kinds, long H, long rows, const float *a, const float *panels, float *acc,
-                                  int reps, double *best) {
+/* The rows each product kind needs a multiple of (8: every tile of 8 rows). */
+static long rows_multiple(int kind) { return kind == 4 ? 16 : kind == 5 ? 32 : 8; }
+
+static void best_seconds_products(int kinds, long H, long rows, const float *a, float *aT, const float *panels,
+                                  float *acc, int reps, double *best) {
     for (int kind = 0; kind < kinds; kind++) best[kind] = 1e30;
     for (int round = 0; round < ROUNDS; round++)
         for (int kind = 0; kind < kinds; kind++) {
+            if (rows % rows_multiple(kind)) continue;
             const double t0 = bench_now();
-            for (int r = 0; r < reps; r++) step_products(kind, H, rows, a, panels, acc);
+            for (int r = 0; r < reps; r++) step_products(kind, H, rows, a, aT, panels, acc);
             const double t = (bench_now() - t0) / reps;
             best[kind] = t < best[kind] ? t : best[kind];
         }
@@ -355,21 +422,23 @@ int main(void) {
     const long shapes[][2] = {{512, 64}, {512, 16}, {1024, 32}, {1024, 8}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const long H = shapes[s][0], rows = shapes[s][1];
-        float *a = aligned_alloc(64, (size_t)(rows * H) * 4);
+        float *a = aligned_alloc(64, (size_t)(rows * H) * 4), *aT = aligned_alloc(64, (size_t)(rows * H) * 4);
         float *panels = aligned_alloc(64, (size_t)(3 * H * H + 16 * H) * 4);
         float *acc = aligned_alloc(64, (size_t)(rows * 48) * 4);
         for (long i = 0; i < rows * H; i++) a[i] = (float)((i * 7) % 13) * 0.01f;
         for (long i = 0; i < 3 * H * H + 16 * H; i++) panels[i] = (float)((i * 5) % 11) * 0.01f;
         const double flops = 2.0 * rows * 3 * H * H;
         printf("  H=%ld (K=%ld) rows=%ld:", H, H, rows);
-        double best[4];
-        best_seconds_products(4, H, rows, a, panels, acc, 3, best);
-        for (int kind = 0; kind < 4; kind++) {
+        static const char *const names[] = {"ymm8", "zmm8x2", "zmm16", "zmm8x2/padded", "t16x24", "t32x12"};
+        double best[6];
+        best_seconds_products(6, H, rows, a, aT, panels, acc, 3, best);
+        for (int kind = 0; kind < 6; kind++) {
             const double t = best[kind];
-            printf("  %s %.1f (%.0f%%)", kind == 0 ? "ymm8" : kind == 1 ? "zmm8x2" : kind == 2 ? "zmm16" : "zmm8x2/padded", flops / t / 1e9,
-                   100 * flops / t / 1e9 / peak);
+            if (rows % rows_multiple(kind)) printf("  %s -", names[kind]);
+            else printf("  %s %.1f (%.0f%%)", names[kind], flops / t / 1e9, 100 * flops / t / 1e9 / peak);
         }
         printf("\n");
+        free(aT);
         free(a);
         free(panels);
         free(acc);
