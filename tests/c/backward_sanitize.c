@@ -1,11 +1,11 @@
 /* backward_sanitize.c: the C core's forward + backward with no Python, built with AddressSanitizer and
- * UndefinedBehaviorSanitizer by tests/test_backward_sanitizers.py.
+ * UndefinedBehaviorSanitizer by tools/sanitize.sh (make sanitize).
  *
  * Every array is its own exact-size malloc, the workspaces exactly as large as the *_size functions say,
  * so a read or write past any of them, a leak or a double free stops the run. Covers both variants and
  * dtypes, hard sigmoid, clip, lengths, masks, batch-first, B = 0, absent h0 / grad_output / grad_x /
- * grad_h0 / bias gradients, and both kernel sets (GEMMs from fg_reference_blas); the two kernel sets
- * must give the same gradients, and a workspace one byte short must be refused. */
+ * grad_h0 / bias gradients, and every kernel table this CPU runs (GEMMs from fg_reference_blas): each
+ * table's gradients must match the generic table's, and a workspace one byte short must be refused. */
 #include "fastgru.h"
 
 #include <math.h>
@@ -49,7 +49,15 @@ static double max_difference(const void *a, const void *b, size_t count, int f64
 
 int main(void) {
     unsigned state = 7;
-    const int have_avx2 = fg_isa_supported(FG_ISA_AVX2); /* AVX-512 CPUs run the AVX2 kernels too */
+    /* The tables this CPU runs, generic first: the backward's per-step product differs per table (the
+     * 512-bit ones have their own), and each must stay inside its exact-size arrays. */
+    fg_isa tables[FG_ISA_COUNT];
+    int n_tables = 0;
+    for (int isa = FG_ISA_GENERIC; isa < FG_ISA_COUNT; isa++)
+        if (fg_isa_supported((fg_isa)isa)) tables[n_tables++] = (fg_isa)isa;
+    printf("kernel tables:");
+    for (int t = 0; t < n_tables; t++) printf(" %s", fg_isa_name(tables[t]));
+    printf("\n");
     for (int iter = 0; iter < 240; iter++) {
         const int f64 = iter & 1, lbr = (iter >> 1) & 1;
         const int64_t I = 1 + iter % 7, H = 1 + (iter * 7) % 41, L = 1 + iter % 3, D = 1 + (iter / 3) % 2;
@@ -58,12 +66,12 @@ int main(void) {
         fg_spec spec = {I, H, L, D, f64 ? FG_FLOAT64 : FG_FLOAT32,
                         lbr ? FG_LINEAR_BEFORE_RESET : FG_RESET_BEFORE,
                         iter % 3 == 0 ? FG_HARD_SIGMOID : FG_SIGMOID, 0.2, 0.5, iter % 5 == 1 ? 1.5 : 0};
-        fg_layer_weights weights[6], grads[2][6];
+        fg_layer_weights weights[6], grads[FG_ISA_COUNT][6];
         for (int k = 0; k < L * D; k++) {
             const int64_t in = k / D == 0 ? I : D * H;
             weights[k] = (fg_layer_weights){random_array(3 * H * in, f64, &state), random_array(3 * H * H, f64, &state),
                                             random_array(3 * H, f64, &state), random_array(3 * H, f64, &state)};
-            for (int run = 0; run < 2; run++)
+            for (int run = 0; run < n_tables; run++)
                 grads[run][k] = (fg_layer_weights){random_array(3 * H * in, f64, &state),
                                                    random_array(3 * H * H, f64, &state),
                                                    iter % 7 ? random_array(3 * H, f64, &state) : NULL,
@@ -90,12 +98,12 @@ int main(void) {
         CHECK(fg_forward(gru, &seq, tape, forward_ws, forward_bytes, &ctx) == FG_OK, "forward failed");
         void *grad_output = iter % 3 ? random_array(T * B * D * H, f64, &state) : NULL;
         void *grad_h_n = random_array(L * D * B * H, f64, &state);
-        void *grad_x[2], *grad_h0[2];
-        for (int run = 0; run < 2; run++) {
+        void *grad_x[FG_ISA_COUNT], *grad_h0[FG_ISA_COUNT];
+        for (int run = 0; run < n_tables; run++) {
             grad_x[run] = random_array(T * B * I, f64, &state);
             grad_h0[run] = random_array(L * D * B * H, f64, &state);
             fg_gradients out = {iter % 6 ? grad_x[run] : NULL, iter % 4 ? grad_h0[run] : NULL, grads[run]};
-            ctx.isa = run == 1 && have_avx2 ? FG_ISA_AVX2 : FG_ISA_GENERIC;
+            ctx.isa = tables[run];
             fg_status status = fg_backward(gru, &seq, tape, grad_output, grad_h_n, &out, backward_ws, backward_bytes, &ctx);
             CHECK(status == FG_OK, "backward failed: %s", fg_status_string(status));
             if (B > 0 && backward_bytes > 0)
@@ -103,14 +111,22 @@ int main(void) {
                           FG_ERR_WORKSPACE_TOO_SMALL,
                       "a short workspace was accepted");
         }
-        /* Both kernel sets: same gradients up to the order of floating-point sums. */
+        /* Every table: generic's gradients up to the order of floating-point sums. */
         const double tolerance = f64 ? 1e-12 : 1e-4;
-        if (iter % 6) CHECK(max_difference(grad_x[0], grad_x[1], T * B * I, f64) < tolerance, "grad_x differs");
-        if (iter % 4) CHECK(max_difference(grad_h0[0], grad_h0[1], L * D * B * H, f64) < tolerance, "grad_h0 differs");
-        for (int k = 0; k < L * D; k++) {
-            const int64_t in = k / D == 0 ? I : D * H;
-            CHECK(max_difference(grads[0][k].weight_ih, grads[1][k].weight_ih, 3 * H * in, f64) < tolerance, "dW_ih differs");
-            CHECK(max_difference(grads[0][k].weight_hh, grads[1][k].weight_hh, 3 * H * H, f64) < tolerance, "dW_hh differs");
+        for (int run = 1; run < n_tables; run++) {
+            const char *name = fg_isa_name(tables[run]);
+            if (iter % 6)
+                CHECK(max_difference(grad_x[0], grad_x[run], T * B * I, f64) < tolerance, "grad_x differs (%s)", name);
+            if (iter % 4)
+                CHECK(max_difference(grad_h0[0], grad_h0[run], L * D * B * H, f64) < tolerance, "grad_h0 differs (%s)",
+                      name);
+            for (int k = 0; k < L * D; k++) {
+                const int64_t in = k / D == 0 ? I : D * H;
+                CHECK(max_difference(grads[0][k].weight_ih, grads[run][k].weight_ih, 3 * H * in, f64) < tolerance,
+                      "dW_ih differs (%s)", name);
+                CHECK(max_difference(grads[0][k].weight_hh, grads[run][k].weight_hh, 3 * H * H, f64) < tolerance,
+                      "dW_hh differs (%s)", name);
+            }
         }
 
         free(lengths);
@@ -124,7 +140,7 @@ int main(void) {
         free(tape);
         free(grad_output);
         free(grad_h_n);
-        for (int run = 0; run < 2; run++) {
+        for (int run = 0; run < n_tables; run++) {
             free(grad_x[run]);
             free(grad_h0[run]);
         }
@@ -133,7 +149,7 @@ int main(void) {
             free(weights[k].weight_hh);
             free(weights[k].bias_ih);
             free(weights[k].bias_hh);
-            for (int run = 0; run < 2; run++) {
+            for (int run = 0; run < n_tables; run++) {
                 free(grads[run][k].weight_ih);
                 free(grads[run][k].weight_hh);
                 free(grads[run][k].bias_ih);
