@@ -369,6 +369,29 @@ def measure(threads: int, shapes, quick: bool) -> dict:
     }
 
 
+def fma_after(limits: dict, quick: bool) -> dict:
+    """The widest FMA loop of ``limits`` (measure's result) measured again, after the cases, at the
+    worker's thread count: {"gflops", "width", "of_before"} or {"not_measured"}. A shared VM or a
+    power-limited core can slow down under the run's sustained load (one seen here ran the same call
+    25-35% slower in a loop than after a second idle); the shares of the peak stay against the figure
+    measured before the cases, and this one says how far the machine drifted from it."""
+    fma = limits.get("fma", {})
+    if not fma.get("peak_gflops") or "widest" not in fma:
+        return {"not_measured": fma.get("not_measured", "no FMA peak was measured before the cases")}
+    threads, cores, cpus = limits["threads"], limits["cores"], limits["cpus"]
+    width = fma["widest"]
+    again = _loop_peaks("bench_fma", "FMA loop", (width,), _WIDTH_FLAG, "this CPU has no FMA", threads, cpus, cores,
+                        5 if quick else 21, 0.001 if quick else 0.002)
+    if not again.get("peak_gflops"):
+        return {"not_measured": again.get("not_measured", f"the {width}-bit loop did not run")}
+    # medians too: a best sample can fall in a fast moment of a machine that is slow most of the time
+    t = str(threads)
+    median = again["widths"][str(width)]["by_threads"][t]["median_gflops"]
+    median_before = fma["widths"][str(width)]["by_threads"][t]["median_gflops"]
+    return {"gflops": again["peak_gflops"], "width": width, "of_before": again["peak_gflops"] / fma["peak_gflops"],
+            "median_gflops": median, "median_of_before": median / median_before}
+
+
 def _mb(nbytes: float) -> str:
     return f"{nbytes / 2**20:.2f} MiB"
 

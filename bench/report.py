@@ -265,6 +265,24 @@ def _peak_rows(name: str, unit: str, used_as: str, digits: str, peaks: dict, cou
     return rows
 
 
+def _fma_after_lines(worker: dict) -> list[str]:
+    """The FMA loop measured again after the cases (limits.fma_after), against the figure before them."""
+    after = worker.get("fma_after")
+    if after is None:  # a run from before the re-measurement existed
+        return []
+    if "gflops" not in after:
+        return [f"- FMA loop after the cases: not measured: {after['not_measured']}", ""]
+    slowest = min(after["of_before"], after.get("median_of_before", after["of_before"]))
+    drift = ("the machine kept its speed" if slowest >= 0.95 else
+             "the machine ran slower by the end of the run, so the shares of the peak understate the engines' "
+             "(every engine alike: the samples are interleaved)")
+    median = (f" (median {after['median_gflops']:.1f}, {100 * after['median_of_before']:.0f}% of the median "
+              "before)" if "median_gflops" in after else "")
+    return [f"- FMA loop ({after['width']}-bit, {worker['threads']} thread(s)) measured again after the cases: "
+            f"{after['gflops']:.1f} GFLOP/s best, {100 * after['of_before']:.0f}% of the figure before them{median}; "
+            f"{drift}. The summary's shares are against the figure before.", ""]
+
+
 def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
     """The worker's measured limits: FMA peak per width, read bandwidth per level, W_hh-sized reads,
     sgemm (reference) and which BLAS ran."""
@@ -305,6 +323,7 @@ def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
         f"{s['best_gflops']:.1f}" if c == t else "" for c in counts) + f" | reference, not a limit: {s['what']} |")
     lines += ["", "Figures are best samples (load from other processes only lowers a rate). Per-core limits "
               "(FMA, L1, L2) at t threads are at least min(t, cores) x the 1-thread figure.", ""]
+    lines += _fma_after_lines(worker)
     caches = limits.get("caches", {})
     l2 = caches.get("L2")
     for h, r in limits["read"].items():

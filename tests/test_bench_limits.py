@@ -443,6 +443,31 @@ def test_shares_go_into_the_json_rows_as_in_the_tables():
     json.dumps(workers)  # JSON-safe as written to bench.json
 
 
+@pytest.mark.parametrize("after, expected", [
+    ({"gflops": 210.0, "width": 512, "of_before": 0.75},
+     "measured again after the cases: 210.0 GFLOP/s best, 75% of the figure before them; the machine ran slower"),
+    ({"gflops": 279.0, "width": 512, "of_before": 279.0 / 280.0, "median_gflops": 270.0, "median_of_before": 0.99},
+     "measured again after the cases: 279.0 GFLOP/s best, 100% of the figure before them (median 270.0, 99% of "
+     "the median before); the machine kept its speed"),
+    ({"gflops": 279.0, "width": 512, "of_before": 279.0 / 280.0, "median_gflops": 200.0, "median_of_before": 0.72},
+     "(median 200.0, 72% of the median before); the machine ran slower"),
+    ({"not_measured": "no FMA peak was measured before the cases"},
+     "FMA loop after the cases: not measured: no FMA peak was measured before the cases"),
+])
+def test_report_says_how_far_the_fma_peak_drifted_during_the_run(after, expected):
+    meta, workers = synthetic_run(SHOW_CONFIG)
+    workers[0]["fma_after"] = after
+    text = report.markdown(meta, workers)
+    assert expected in text
+    row = next(line for line in text.splitlines() if line.startswith("| T100-B64-H512 | fastgru |"))
+    assert "| 50% |" in row  # the share stays against the figure before the cases
+
+
+def test_fma_after_needs_a_peak_from_before_the_cases():
+    assert limits.fma_after({"fma": {"not_measured": "no C compiler (cc: not found)", "peak_gflops": None}},
+                            quick=True) == {"not_measured": "no C compiler (cc: not found)"}
+
+
 def test_report_on_a_cpu_without_avx512_and_without_threadpoolctl():
     meta, workers = synthetic_run(FALLBACK)
     fma = workers[0]["limits"]["fma"]
@@ -539,6 +564,18 @@ def test_fma_loop_counts_the_flops_it_does(monkeypatch):
         assert flops.value == 2 * 10 * chains * lanes * 2
         assert np.isfinite(sink.value) and seconds.value >= 0
     assert lib.bench_fma(64, 10, 1, cpus, ctypes.byref(flops), ctypes.byref(seconds), ctypes.byref(sink)) == -1
+
+
+@needs_cc
+def test_fma_after_measures_the_widest_loop_again_against_the_figure_before():
+    before = {"threads": 1, "cores": 1, "cpus": [-1],
+              "fma": limits.fma_peaks(1, [-1], 1, samples=2, target_s=1e-3)}
+    after = limits.fma_after(before, quick=True)
+    assert after["width"] == before["fma"]["widest"]
+    assert after["gflops"] > 0
+    assert after["of_before"] == pytest.approx(after["gflops"] / before["fma"]["peak_gflops"])
+    median_before = before["fma"]["widths"][str(after["width"])]["by_threads"]["1"]["median_gflops"]
+    assert after["median_of_before"] == pytest.approx(after["median_gflops"] / median_before)
 
 
 @needs_cc
