@@ -342,12 +342,16 @@ def sgemm_rate(threads: int, size: int, samples: int) -> dict:
             "threads": threads, "size": size, "median_gflops": median, "best_gflops": best}
 
 
+def _sampling(quick: bool) -> tuple[int, float]:
+    """(samples, seconds per sample) of the loops. Many short samples: on a shared machine a sample
+    that falls between other processes' time slices is likelier when it is short, and the best sample
+    is the figure kept."""
+    return (5, 0.001) if quick else (21, 0.002)
+
+
 def measure(threads: int, shapes, quick: bool) -> dict:
     """Every limit for a worker of ``threads`` threads running ``shapes`` (shapes.Shape rows)."""
-    # Many short samples: on a shared machine a sample that falls between other processes' time
-    # slices is likelier when it is short, and the best sample is the figure kept.
-    samples = 5 if quick else 21
-    target_s = 0.001 if quick else 0.002
+    samples, target_s = _sampling(quick)
     caches = common.cache_sizes()
     ordered, cores = common.cpu_cores()
     cpus = [ordered[t % len(ordered)] for t in range(max(threads, 1))]
@@ -371,7 +375,8 @@ def measure(threads: int, shapes, quick: bool) -> dict:
 
 def fma_after(limits: dict, quick: bool) -> dict:
     """The widest FMA loop of ``limits`` (measure's result) measured again, after the cases, at the
-    worker's thread count: {"gflops", "width", "of_before"} or {"not_measured"}. A shared VM or a
+    worker's thread count: {"gflops", "width", "of_before", "median_gflops", "median_of_before"} (best
+    and median samples, each against the same figure before) or {"not_measured"}. A shared VM or a
     power-limited core can slow down under the run's sustained load (one seen here ran the same call
     25-35% slower in a loop than after a second idle); the shares of the peak stay against the figure
     measured before the cases, and this one says how far the machine drifted from it."""
@@ -381,7 +386,7 @@ def fma_after(limits: dict, quick: bool) -> dict:
     threads, cores, cpus = limits["threads"], limits["cores"], limits["cpus"]
     width = fma["widest"]
     again = _loop_peaks("bench_fma", "FMA loop", (width,), _WIDTH_FLAG, "this CPU has no FMA", threads, cpus, cores,
-                        5 if quick else 21, 0.001 if quick else 0.002)
+                        *_sampling(quick))
     if not again.get("peak_gflops"):
         return {"not_measured": again.get("not_measured", f"the {width}-bit loop did not run")}
     # medians too: a best sample can fall in a fast moment of a machine that is slow most of the time

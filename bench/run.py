@@ -167,9 +167,8 @@ def worker(args) -> None:
         runners = built = None
         gc.collect()  # this case's models (tens of MB each at H=1024) go before the next case's
 
-    result["fma_after"] = limits.fma_after(result["limits"], quick)
-    if "gflops" in result["fma_after"]:
-        after = result["fma_after"]
+    after = result["fma_after"] = limits.fma_after(result["limits"], quick)
+    if "gflops" in after:
         say(f"FMA peak after the cases: {after['gflops']:.1f} GFLOP/s ({100 * after['of_before']:.0f}% of before)")
     result["loadavg_end"] = common.loadavg()
     Path(args.json).write_text(json.dumps(result, indent=1))
