@@ -85,6 +85,8 @@ def _interleaved(runs: dict, target_s: float, samples: int, calibration: dict | 
     ``calibration[key]``, where given, is a one-thread run of one thread's share of the work, used to
     choose the repetitions: on a busy machine a multi-threaded call waits for its slowest thread's CPU,
     and calibrating on that wait would leave samples with almost no work in them."""
+    if not runs:  # nothing this CPU runs (an AVX2-only CPU's vpdpbusd loops): no rounds to rotate
+        return {}
     calibration = calibration or {}
     reps = {key: _calibrate(calibration.get(key, run), target_s) for key, run in runs.items()}
     keys = list(runs)

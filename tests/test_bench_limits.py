@@ -544,6 +544,29 @@ def test_limits_say_not_measured_without_a_compiler(monkeypatch):
     assert not any("limit_gbs" in entry for entry in levels.values())
 
 
+class _LoopsNoneSupported:
+    """A compiled fma_peak stand-in on a CPU that runs none of a loop's widths (the vpdpbusd loops on
+    an AVX2-only CPU such as a Zen 3)."""
+
+    def __getattr__(self, name):
+        if name.endswith("_supported"):
+            return lambda width: 0
+        raise AssertionError(f"{name} called although no width is supported")
+
+
+def test_interleaving_nothing_measures_nothing():
+    assert limits._interleaved({}, target_s=1e-3, samples=3) == {}
+
+
+def test_a_loop_no_width_of_which_the_cpu_runs_is_not_measured_and_says_why(monkeypatch):
+    monkeypatch.setattr(compiled, "load", lambda name, signatures: _LoopsNoneSupported())
+    out = limits.int8_peaks(2, [0, 1], 2, samples=3, target_s=1e-3)
+    assert out["not_measured"] == "this CPU has no AVX-512 VNNI"
+    assert out["peak_gflops"] is None
+    assert out["widths"] == {str(w): {"not_measured": f"this CPU lacks {limits._DOT_I8_FLAG[w]}"}
+                             for w in limits.DOT_I8_WIDTHS}
+
+
 needs_cc = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None, reason="no C compiler")
 
 
