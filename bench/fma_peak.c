@@ -107,6 +107,30 @@ static double dot_i8_512(long reps) {
 #undef STORE
 }
 
+/* The AVX2 int8 peak, where there is no VNNI: chains acc += vpmaddwd(vpmaddubsw(u, s), ones), the
+ * instructions of fastgru's AVX2 int8 product (kernels_avx2.c, dot_i8_avx2; it also applies a sign per
+ * row, vpsignb, not counted here): 32 byte products into 8 int32 lanes per pair of instructions, so 2 x
+ * 32 operations per chain and iteration. The products do not depend on the chains (only the adds do),
+ * so 12 chains fill 12 of the 16 registers with room for the three constants and a product. */
+__attribute__((target("avx2")))
+static double madd_i8_256(long reps) {
+/* the empty asm "changes" u before each product, so the compiler cannot compute one product for all
+ * chains, or hoist it out of the loop */
+#define DECLARE(k) __m256i a##k = _mm256_set1_epi32(k);
+#define STEP(k)                                                                                      \
+    __asm__("" : "+x"(u));                                                                           \
+    a##k = _mm256_add_epi32(a##k, _mm256_madd_epi16(_mm256_maddubs_epi16(u, w), ones));
+#define STORE(out, v) _mm256_storeu_si256((__m256i *)(out), (v))
+#define CONSTANTS                                                                                    \
+    __m256i u = _mm256_set1_epi8(1);                                                                 \
+    const __m256i w = _mm256_set1_epi8(2), ones = _mm256_set1_epi16(1);
+    CHAIN_LOOP(int, 8, REPEAT12)
+#undef CONSTANTS
+#undef DECLARE
+#undef STEP
+#undef STORE
+}
+
 /* 1 if this CPU runs the FMA loop of `width` bits (128, 256 or 512), else 0. */
 int bench_fma_supported(int width) {
     __builtin_cpu_init();
@@ -142,6 +166,21 @@ int bench_dot_i8_supported(int width) {
 /* int8 operations of one loop iteration: chains x int32 lanes x 4 byte pairs x 2. */
 double bench_dot_i8_ops_per_rep(int width) {
     return width == 512 ? 16 * 16 * 4 * 2 : width == 256 ? 16 * 8 * 4 * 2 : 0;
+}
+
+/* 1 if this CPU runs the AVX2 int8 loop (only 256 bits), else 0. */
+int bench_madd_i8_supported(int width) {
+    __builtin_cpu_init();
+    return width == 256 && __builtin_cpu_supports("avx2");
+}
+
+/* int8 operations of one AVX2 int8 loop iteration: chains x 32 byte pairs x 2. */
+double bench_madd_i8_ops_per_rep(int width) {
+    return width == 256 ? 12 * 32 * 2 : 0;
+}
+
+static void madd_i8_work(bench_job *job) {
+    job->sink = madd_i8_256(job->reps);
 }
 
 static void dot_i8_work(bench_job *job) {
@@ -188,5 +227,13 @@ int bench_dot_i8(int width, long reps, int threads, const int *cpus, double *ops
                  double *sink) {
     if (!bench_dot_i8_supported(width) || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
     return run_loops(dot_i8_work, width, bench_dot_i8_ops_per_rep(width), reps, threads, cpus, ops, seconds,
+                     sink);
+}
+
+/* The AVX2 int8 loop, as bench_dot_i8. */
+int bench_madd_i8(int width, long reps, int threads, const int *cpus, double *ops, double *seconds,
+                  double *sink) {
+    if (!bench_madd_i8_supported(width) || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
+    return run_loops(madd_i8_work, width, bench_madd_i8_ops_per_rep(width), reps, threads, cpus, ops, seconds,
                      sink);
 }

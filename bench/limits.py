@@ -53,6 +53,8 @@ _FMA_SIGNATURES = {
     "bench_fma": (_LOOP_ARGS, ctypes.c_int),
     "bench_dot_i8_supported": ([ctypes.c_int], ctypes.c_int),
     "bench_dot_i8": (_LOOP_ARGS, ctypes.c_int),
+    "bench_madd_i8_supported": ([ctypes.c_int], ctypes.c_int),
+    "bench_madd_i8": (_LOOP_ARGS, ctypes.c_int),
 }
 _READ_SIGNATURES = {
     "bench_read_supported": ([ctypes.c_int], ctypes.c_int),
@@ -61,6 +63,7 @@ _READ_SIGNATURES = {
 }
 _WIDTH_FLAG = {128: "fma", 256: "avx/fma", 512: "avx512f"}
 _DOT_I8_FLAG = {256: "avx512_vnni/avx512vl", 512: "avx512_vnni"}
+_MADD_I8_FLAG = {256: "avx2"}
 
 
 def _calibrate(run, target_s: float) -> int:
@@ -194,11 +197,21 @@ def fma_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s:
 
 
 def int8_peaks(threads: int, cpus: list[int], cores: int, samples: int, target_s: float) -> dict:
-    """The int8 dot-product peak (vpdpbusd chains, GOP/s counted as 2 per byte product) per width, where
-    the CPU has AVX-512 VNNI: the compute limit of the int8 engines (an AVX2-only CPU's int8 products,
-    vpmaddubsw + vpmaddwd, are not measured: "not_measured" then)."""
-    return _loop_peaks("bench_dot_i8", "vpdpbusd loop", DOT_I8_WIDTHS, _DOT_I8_FLAG, "this CPU has no AVX-512 VNNI",
-                       threads, cpus, cores, samples, target_s)
+    """The int8 dot-product peak (GOP/s counted as 2 per byte product), the compute limit of the int8
+    engines, from the loop of the instructions fastgru's int8 products run on this CPU: vpdpbusd chains
+    per width where it has AVX-512 VNNI, else vpmaddubsw + vpmaddwd (the AVX2 table's). "loop" names
+    the one measured; "not_measured" where neither runs."""
+    out = _loop_peaks("bench_dot_i8", "vpdpbusd loop", DOT_I8_WIDTHS, _DOT_I8_FLAG, "this CPU has no AVX-512 VNNI",
+                      threads, cpus, cores, samples, target_s)
+    if "widths" not in out:  # no compiler: neither loop can run
+        return out
+    if "widest" in out:
+        out["loop"] = "vpdpbusd"
+        return out
+    avx2 = _loop_peaks("bench_madd_i8", "vpmaddubsw + vpmaddwd loop", (256,), _MADD_I8_FLAG,
+                       "this CPU has neither AVX-512 VNNI nor AVX2", threads, cpus, cores, samples, target_s)
+    avx2["loop"] = "vpmaddubsw"
+    return avx2
 
 
 def _read_rates(lib, buffers: dict, cpus: list[int], samples: int, target_s: float) -> dict:
@@ -425,12 +438,12 @@ def describe(limits: dict) -> list[str]:
                      + (f" -> limit {fma['peak_gflops']:.1f} GFLOP/s ({fma['peak_what']})" if fma["peak_gflops"] else ""))
     int8 = limits.get("int8", {})
     if int8.get("widest") is None:
-        lines.append(f"int8 vpdpbusd peak: not measured: {int8.get('not_measured', '-')}")
+        lines.append(f"int8 peak: not measured: {int8.get('not_measured', '-')}")
     else:
         parts = [f"{width}-bit " + " / ".join(f"{v['best_gflops']:.0f}" for v in entry["by_threads"].values())
                  if "by_threads" in entry else f"{width}-bit not measured ({entry['not_measured']})"
                  for width, entry in int8["widths"].items()]
-        lines.append(f"int8 vpdpbusd peak, GOP/s at {'/'.join(str(c) for c in _thread_counts(t))} thread(s): "
+        lines.append(f"int8 {int8.get('loop', 'vpdpbusd')} peak, GOP/s at {'/'.join(str(c) for c in _thread_counts(t))} thread(s): "
                      + ", ".join(parts) + f" -> limit {int8['peak_gflops']:.0f} GOP/s ({int8['peak_what']})")
     for level, entry in limits["levels"].items():
         if "widths" not in entry:

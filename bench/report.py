@@ -303,7 +303,7 @@ def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
             lines.append("| FMA 512-bit / 256-bit | " + " | ".join("-" for _ in counts)
                          + " | not measured: no 512-bit FMA on this CPU |")
     int8 = limits.get("int8", {"not_measured": "not measured by this version of limits.py"})
-    lines += _peak_rows("int8 vpdpbusd", "GOP/s", "int8 compute limit", ".0f", int8, counts,
+    lines += _peak_rows(f"int8 {int8.get('loop', 'vpdpbusd')}", "GOP/s", "int8 compute limit", ".0f", int8, counts,
                         missing="int8 rows get no compute roof")
     for level, entry in limits["levels"].items():
         if "widths" not in entry:
@@ -383,7 +383,7 @@ def _worker_section(worker: dict, cpu_flags: list[str] | None = None) -> list[st
                 f"{_pct(roof['pct_roof'])} | {row['max_abs_diff']:.1e} | {row['samples']} x {row['calls_per_sample']} |")
             notes += [f"{case['shape']} / {name}: {n}" for n in row.get("notes", [])]
     lines += ["", "% FMA peak = GFLOP/s / the widest FMA loop's GFLOP/s at this thread count for float32 engines, "
-              "GOP/s / the widest vpdpbusd loop's for int8 ones (the compute limit of batched rows and of a "
+              "GOP/s / the widest int8 loop's (vpdpbusd with AVX-512 VNNI, else vpmaddubsw + vpmaddwd) for int8 ones (the compute limit of batched rows and of a "
               "sequence's input projection). "
               "weights GB/s = (T * W_hh + W_ih) bytes / median, b = 4 bytes per weight for float32 engines and 1 for "
               "int8 ones; `level` = where the weights a step reads live at this thread count (W_hh, plus W_ih "

@@ -24,8 +24,9 @@ The FMA peak is the widest vector unit's, at the worker's thread count; the leve
 read loop's at that thread count on a buffer resident in that level. The sgemm figure (OpenBLAS)
 is reported beside them for reference only: it is one library's GEMM, not a limit of the machine.
 int8 engines read 1-byte weights, and their compute limit is the int8 dot-product peak (fma_peak.c's
-vpdpbusd loop, GOP/s counting a multiply and an add per byte product), where the CPU has AVX-512 VNNI;
-without it they get no compute roof.
+vpdpbusd loop where the CPU has AVX-512 VNNI, else its vpmaddubsw + vpmaddwd loop, the AVX2 table's
+instructions; GOP/s counting a multiply and an add per byte product); where neither was measured they
+get no compute roof.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def roof(case: dict, median_s: float, precision: str, *, threads: int, caches: d
     """Every ratio of one timed row. ``case`` has T, B, H, I and flops; ``level_gbs`` maps a level
     (L1, L2, L3, DRAM) to its read bandwidth at ``threads`` threads; ``fallback_gbs`` (the best read
     of a W_hh-sized buffer by any method) stands in where the level's own figure is missing. An int8
-    row's compute limit is ``int8_gops`` (the vpdpbusd loop's GOP/s), a float32 row's ``fma_gflops``;
+    row's compute limit is ``int8_gops`` (the int8 loop's GOP/s), a float32 row's ``fma_gflops``;
     ``pct_fma`` is the share of whichever applies."""
     t, b, h, i = case["T"], case["B"], case["H"], case["I"]
     per_weight = weight_bytes(precision)

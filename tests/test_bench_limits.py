@@ -560,11 +560,28 @@ def test_interleaving_nothing_measures_nothing():
 
 def test_a_loop_no_width_of_which_the_cpu_runs_is_not_measured_and_says_why(monkeypatch):
     monkeypatch.setattr(compiled, "load", lambda name, signatures: _LoopsNoneSupported())
-    out = limits.int8_peaks(2, [0, 1], 2, samples=3, target_s=1e-3)
-    assert out["not_measured"] == "this CPU has no AVX-512 VNNI"
+    out = limits.fma_peaks(2, [0, 1], 2, samples=3, target_s=1e-3)
+    assert out["not_measured"] == "this CPU has no FMA"
     assert out["peak_gflops"] is None
-    assert out["widths"] == {str(w): {"not_measured": f"this CPU lacks {limits._DOT_I8_FLAG[w]}"}
-                             for w in limits.DOT_I8_WIDTHS}
+    assert out["widths"] == {str(w): {"not_measured": f"this CPU lacks {limits._WIDTH_FLAG[w]}"}
+                             for w in limits.FMA_WIDTHS}
+
+
+def test_int8_peak_without_vnni_or_avx2_says_neither_runs(monkeypatch):
+    monkeypatch.setattr(compiled, "load", lambda name, signatures: _LoopsNoneSupported())
+    out = limits.int8_peaks(2, [0, 1], 2, samples=3, target_s=1e-3)
+    assert out["not_measured"] == "this CPU has neither AVX-512 VNNI nor AVX2"
+    assert out["peak_gflops"] is None and out["loop"] == "vpmaddubsw"
+    assert out["widths"] == {"256": {"not_measured": "this CPU lacks avx2"}}
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None, reason="no C compiler")
+def test_int8_peak_comes_from_the_loop_of_the_instructions_this_cpu_runs():
+    flags = set(common.cpu_info()["flags"])
+    out = limits.int8_peaks(1, [-1], 1, samples=2, target_s=1e-3)
+    vnni = "avx512_vnni" in flags and "avx512f" in flags
+    assert out["loop"] == ("vpdpbusd" if vnni else "vpmaddubsw")
+    assert out["peak_gflops"] > 0 and out["loop"].split()[0] in out["peak_what"]
 
 
 needs_cc = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None, reason="no C compiler")
@@ -622,6 +639,26 @@ def test_int8_loop_counts_the_operations_it_does_and_does_them(monkeypatch):
         assert ops.value == 2 * reps * 16 * lanes * 4 * 2
         assert sink.value == 2 * lanes * sum(k + 8 * reps for k in range(16))
     assert lib.bench_dot_i8(128, 10, 1, cpus, ctypes.byref(ops), ctypes.byref(seconds), ctypes.byref(sink)) == -1
+
+
+@needs_cc
+def test_avx2_int8_loop_counts_the_operations_it_does_and_does_them(monkeypatch):
+    """Each of 12 chains starts at its index and adds, per int32 lane and iteration, two pairs of byte
+    products 1 x 2 (vpmaddubsw) summed by vpmaddwd: 8. The lanes' sum is exact: the loop ran every
+    product it counts."""
+    monkeypatch.setattr(compiled, "_loaded", {})
+    lib = compiled.load("fma_peak", limits._FMA_SIGNATURES)
+    assert not isinstance(lib, str), lib
+    assert bool(lib.bench_madd_i8_supported(256)) == ("avx2" in set(common.cpu_info()["flags"]))
+    assert not lib.bench_madd_i8_supported(512)
+    cpus = (ctypes.c_int * 2)(-1, -1)
+    ops, seconds, sink = ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+    reps = 10
+    if lib.bench_madd_i8_supported(256):
+        assert lib.bench_madd_i8(256, reps, 2, cpus, ctypes.byref(ops), ctypes.byref(seconds), ctypes.byref(sink)) == 0
+        assert ops.value == 2 * reps * 12 * 32 * 2
+        assert sink.value == 2 * 8 * sum(k + 8 * reps for k in range(12))
+    assert lib.bench_madd_i8(512, 10, 1, cpus, ctypes.byref(ops), ctypes.byref(seconds), ctypes.byref(sink)) == -1
 
 
 @needs_cc
