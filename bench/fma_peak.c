@@ -114,11 +114,11 @@ static double dot_i8_512(long reps) {
  * so 12 chains fill 12 of the 16 registers with room for the three constants and a product. */
 __attribute__((target("avx2")))
 static double madd_i8_256(long reps) {
-/* the empty asm "changes" u before each product, so the compiler cannot compute one product for all
- * chains, or hoist it out of the loop */
+/* the empty volatile asm "changes" u before each product, so the compiler cannot compute one product
+ * for all chains, hoist it out of the loop, or fold the chains' sums into a closed form */
 #define DECLARE(k) __m256i a##k = _mm256_set1_epi32(k);
 #define STEP(k)                                                                                      \
-    __asm__("" : "+x"(u));                                                                           \
+    __asm__ volatile("" : "+x"(u));                                                                  \
     a##k = _mm256_add_epi32(a##k, _mm256_madd_epi16(_mm256_maddubs_epi16(u, w), ones));
 #define STORE(out, v) _mm256_storeu_si256((__m256i *)(out), (v))
 #define CONSTANTS                                                                                    \
