@@ -2,8 +2,7 @@
  * measured in the same run: the measuring device behind docs/kernels.md, "Measured on a Zen 3 (AVX2
  * only)", not part of fastgru; built by hand:
  *
- *     cc -O3 -std=c11 -D_POSIX_C_SOURCE=200809L bench/panel_product_avx2.c -o /tmp/panel_product_avx2 \
- *         && /tmp/panel_product_avx2
+ *     cc -O3 -std=c11 -pthread bench/panel_product_avx2.c -o /tmp/panel_product_avx2 && /tmp/panel_product_avx2
  *
  * One recurrent step's products, block-outer as the step kernels run (each block's (K, 24) panel, then
  * every tile of 4 rows over it), at H = 512 and 1024:
@@ -12,10 +11,15 @@
  *   f32/ahead-L1   the same, each tile requesting its own panel 8 KiB ahead of its loads into L1
  *   i8             kernels_avx2.c's dot_i8_avx2 at R = 4: vpsignb, vpmaddubsw, vpmaddwd, vpaddd
  * each over all of W_hh ("L3" where it exceeds the L2) and over its first 4 blocks only ("L2").
- * References: 12 chains of 256-bit FMAs (fma_peak.c's loop), 12 chains of vpmaddubsw + vpmaddwd (its
- * AVX2 int8 loop) and the same with a vpsignb before each product. The candidates take one sample each
+ * References, fma_peak.c's loops as the benchmark runs them: 12 chains of 256-bit FMAs, 12 chains of
+ * vpmaddubsw + vpmaddwd (its AVX2 int8 loop), and the same with a vpsignb before each product. The candidates take one sample each
  * in turn, 30 rounds, and each reports its best sample (load from other processes only lowers a rate).
  * The prefetching candidates were not adopted: whole calls ran slower with them (docs/kernels.md). */
+/* fma_peak.c's loops, the very ones the benchmark reports (fma_256, madd_i8_256), its CHAIN_LOOP for the
+ * one added below (madd_i8_256's chains with a vpsignb before each product, as dot_i8_avx2 has), and
+ * pinned_threads.h's bench_now */
+#include "fma_peak.c"
+
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,12 +28,6 @@
 #include <time.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
-
-static double bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------------ float32, 4 rows x 24 columns */
 
@@ -118,47 +116,21 @@ AVX2 static void step_i8(long H, long blocks, long rows, const uint8_t *a, const
 
 /* ------------------------------------------------------------------ references */
 
-#define REPEAT12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-
-/* 12 chains of 256-bit FMAs (GFLOP/s = 2 x 8 x 12 per iteration) */
-AVX2 static double loop_fma(long reps) {
-    const __m256 m = _mm256_set1_ps(0.99999994f), c = _mm256_set1_ps(1e-6f);
-#define DECLARE(i) __m256 a##i = _mm256_set1_ps((float)(i));
-#define STEP(i) a##i = _mm256_fmadd_ps(a##i, m, c);
-#define SUM(i) total += _mm256_cvtss_f32(a##i);
-    REPEAT12(DECLARE)
-    for (long r = 0; r < reps; r++) {
-        REPEAT12(STEP)
-    }
-    double total = 0;
-    REPEAT12(SUM)
-    return total;
-#undef DECLARE
-#undef STEP
-#undef SUM
-}
-
-/* 12 chains acc += vpmaddwd(vpmaddubsw(u, w), ones), with `sign` a vpsignb on w first (GOP/s = 2 x 32
- * x 12 per iteration); the empty volatile asm keeps each product from being shared, hoisted or
- * folded into a closed form */
-AVX2 static double loop_i8(long reps, int sign) {
-    __m256i u = _mm256_set1_epi8(1);
-    const __m256i w = _mm256_set1_epi8(2), s = _mm256_set1_epi8(-3), ones = _mm256_set1_epi16(1);
-#define DECLARE(i) __m256i a##i = _mm256_set1_epi32(i);
-#define STEP(i)                                                                                      \
+__attribute__((target("avx2")))
+static double sign_i8_256(long reps) {
+#define DECLARE(k) __m256i a##k = _mm256_set1_epi32(k);
+#define STEP(k)                                                                                      \
     __asm__ volatile("" : "+x"(u));                                                                  \
-    a##i = _mm256_add_epi32(a##i, _mm256_madd_epi16(_mm256_maddubs_epi16(w, sign ? _mm256_sign_epi8(u, s) : u), ones));
-#define SUM(i) total += _mm256_extract_epi32(a##i, 0);
-    REPEAT12(DECLARE)
-    for (long r = 0; r < reps; r++) {
-        REPEAT12(STEP)
-    }
-    double total = 0;
-    REPEAT12(SUM)
-    return total;
+    a##k = _mm256_add_epi32(a##k, _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_sign_epi8(u, s)), ones));
+#define STORE(out, v) _mm256_storeu_si256((__m256i *)(out), (v))
+#define CONSTANTS                                                                                    \
+    __m256i u = _mm256_set1_epi8(1);                                                                 \
+    const __m256i w = _mm256_set1_epi8(2), s = _mm256_set1_epi8(-3), ones = _mm256_set1_epi16(1);
+    CHAIN_LOOP(int, 8, REPEAT12)
+#undef CONSTANTS
 #undef DECLARE
 #undef STEP
-#undef SUM
+#undef STORE
 }
 
 static volatile double sink;
@@ -191,7 +163,7 @@ static volatile long reference_reps = 200000;
 
 static void run_references(int k) {
     const long reps = reference_reps;
-    sink = k == 0 ? loop_fma(reps) : loop_i8(reps, k == 2);
+    sink = k == 0 ? fma_256(reps) : k == 1 ? madd_i8_256(reps) : sign_i8_256(reps);
 }
 
 static long g_H, g_blocks, g_rows;
