@@ -195,9 +195,11 @@ static void fma_work(bench_job *job) {
 
 /* Runs `work` (a loop of `width` bits, `per_rep` operations an iteration) `reps` times on each of
  * `threads` threads (thread t pinned to cpus[t]); *ops = the operations of all threads, *seconds = wall
- * time from the first start to the last end. Returns 0 or -2 (a thread failed to start). */
-static int run_loops(void (*work)(bench_job *), int width, double per_rep, long reps, int threads,
+ * time from the first start to the last end. Returns 0, -1 (not `supported` by this CPU, or a bad
+ * thread count) or -2 (a thread failed to start). */
+static int run_loops(int supported, void (*work)(bench_job *), int width, double per_rep, long reps, int threads,
                      const int *cpus, double *ops, double *seconds, double *sink) {
+    if (!supported || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
     bench_job jobs[BENCH_MAX_THREADS];
     for (int t = 0; t < threads; t++) {
         jobs[t].work = work;
@@ -218,22 +220,20 @@ static int run_loops(void (*work)(bench_job *), int width, double per_rep, long 
  * Returns 0, -1 (width not run by this CPU, or bad thread count) or -2 (a thread failed to start). */
 int bench_fma(int width, long reps, int threads, const int *cpus, double *flops, double *seconds,
               double *sink) {
-    if (!bench_fma_supported(width) || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
-    return run_loops(fma_work, width, bench_fma_flops_per_rep(width), reps, threads, cpus, flops, seconds, sink);
+    return run_loops(bench_fma_supported(width), fma_work, width, bench_fma_flops_per_rep(width), reps, threads,
+                     cpus, flops, seconds, sink);
 }
 
 /* The int8 loop of `width` bits, as bench_fma; *ops = int8 operations (2 per byte product). */
 int bench_dot_i8(int width, long reps, int threads, const int *cpus, double *ops, double *seconds,
                  double *sink) {
-    if (!bench_dot_i8_supported(width) || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
-    return run_loops(dot_i8_work, width, bench_dot_i8_ops_per_rep(width), reps, threads, cpus, ops, seconds,
-                     sink);
+    return run_loops(bench_dot_i8_supported(width), dot_i8_work, width, bench_dot_i8_ops_per_rep(width), reps,
+                     threads, cpus, ops, seconds, sink);
 }
 
 /* The AVX2 int8 loop, as bench_dot_i8. */
 int bench_madd_i8(int width, long reps, int threads, const int *cpus, double *ops, double *seconds,
                   double *sink) {
-    if (!bench_madd_i8_supported(width) || threads < 1 || threads > BENCH_MAX_THREADS) return -1;
-    return run_loops(madd_i8_work, width, bench_madd_i8_ops_per_rep(width), reps, threads, cpus, ops, seconds,
-                     sink);
+    return run_loops(bench_madd_i8_supported(width), madd_i8_work, width, bench_madd_i8_ops_per_rep(width), reps,
+                     threads, cpus, ops, seconds, sink);
 }

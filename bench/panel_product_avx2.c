@@ -12,8 +12,9 @@
  *   i8             kernels_avx2.c's dot_i8_avx2 at R = 4: vpsignb, vpmaddubsw, vpmaddwd, vpaddd
  * each over all of W_hh ("L3" where it exceeds the L2) and over its first 4 blocks only ("L2").
  * References, fma_peak.c's loops as the benchmark runs them: 12 chains of 256-bit FMAs, 12 chains of
- * vpmaddubsw + vpmaddwd (its AVX2 int8 loop), and the same with a vpsignb before each product. The candidates take one sample each
- * in turn, 30 rounds, and each reports its best sample (load from other processes only lowers a rate).
+ * vpmaddubsw + vpmaddwd (its AVX2 int8 loop), and the same with a vpsignb before each product. The
+ * candidates take one sample each in turn, 30 rounds, and each reports its best sample (load from other
+ * processes only lowers a rate).
  * The prefetching candidates were not adopted: whole calls ran slower with them (docs/kernels.md). */
 /* fma_peak.c's loops, the very ones the benchmark reports (fma_256, madd_i8_256), its CHAIN_LOOP for the
  * one added below (madd_i8_256's chains with a vpsignb before each product, as dot_i8_avx2 has), and
@@ -25,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
 

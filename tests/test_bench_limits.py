@@ -575,15 +575,6 @@ def test_int8_peak_without_vnni_or_avx2_says_neither_runs(monkeypatch):
     assert out["widths"] == {"256": {"not_measured": "this CPU lacks avx2"}}
 
 
-@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None, reason="no C compiler")
-def test_int8_peak_comes_from_the_loop_of_the_instructions_this_cpu_runs():
-    flags = set(common.cpu_info()["flags"])
-    out = limits.int8_peaks(1, [-1], 1, samples=2, target_s=1e-3)
-    vnni = "avx512_vnni" in flags and "avx512f" in flags
-    assert out["loop"] == ("vpdpbusd" if vnni else "vpmaddubsw")
-    assert out["peak_gflops"] > 0 and out["loop"].split()[0] in out["peak_what"]
-
-
 needs_cc = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None, reason="no C compiler")
 
 
@@ -639,6 +630,15 @@ def test_int8_loop_counts_the_operations_it_does_and_does_them(monkeypatch):
         assert ops.value == 2 * reps * 16 * lanes * 4 * 2
         assert sink.value == 2 * lanes * sum(k + 8 * reps for k in range(16))
     assert lib.bench_dot_i8(128, 10, 1, cpus, ctypes.byref(ops), ctypes.byref(seconds), ctypes.byref(sink)) == -1
+
+
+@needs_cc
+def test_int8_peak_comes_from_the_loop_of_the_instructions_this_cpu_runs():
+    flags = set(common.cpu_info()["flags"])
+    out = limits.int8_peaks(1, [-1], 1, samples=2, target_s=1e-3)
+    vnni = "avx512_vnni" in flags and "avx512f" in flags
+    assert out["loop"] == ("vpdpbusd" if vnni else "vpmaddubsw")
+    assert out["peak_gflops"] > 0 and out["loop"].split()[0] in out["peak_what"]
 
 
 @needs_cc
