@@ -32,7 +32,7 @@ if str(REPO_DIR) not in sys.path:
 # the `fastgru bench` command uses them too; these names are the benchmark scripts' handles on them.
 from fastgru.benchmark.frameworks import pin_torch_threads  # noqa: E402,F401
 from fastgru.benchmark.machine import cpu_info, fastgru_config  # noqa: E402,F401
-from fastgru.benchmark.timing import format_seconds  # noqa: E402,F401
+from fastgru.benchmark.timing import format_seconds, paired_ratio  # noqa: E402,F401
 from fastgru.benchmark.workers import (BLAS_PIN_VARS, THREAD_ENV_VARS, WorkerError,  # noqa: E402,F401
                                        thread_env)
 from fastgru.benchmark import workers as _workers  # noqa: E402

@@ -2,7 +2,12 @@
 
 "speedup" is (best peer's median time) / (fastgru engine's median time): above 1 fastgru is faster.
 The best peer of a float32 fastgru engine is the fastest float32 peer; an int8 fastgru engine is
-compared with every peer (int8 ones included). Medians are per call.
+compared with every peer (int8 ones included). Medians are per call. "round by round" is the same
+comparison as the median over the rounds of the interleaved timing of the peer's sample / fastgru's
+sample in that round (fastgru.benchmark.timing.paired_ratio): a slow spell of the machine slows both
+samples of a round, so it cancels out of this figure, while it can move the ratio of two medians
+when it falls on one engine's samples more than the other's (a long row has few samples). Where the
+two figures disagree, the machine drifted during the case.
 
 Every row is also put against the machine's limits measured in the same worker (limits.py,
 roofline.py): "% FMA peak" is GFLOP/s over the register-only FMA loop of the widest vector unit at
@@ -17,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import roofline as roofline_model
-from common import blas_warning, format_seconds
+from common import blas_warning, format_seconds, paired_ratio
 
 THREAD_SETTINGS = {
     "fastgru": "`num_threads=t` (model attribute and per call); scipy OpenBLAS via OPENBLAS_NUM_THREADS=t",
@@ -46,6 +51,12 @@ def _timed(row: dict) -> bool:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}%"
+
+
+def _paired_text(peer_row: dict, row: dict) -> str:
+    """The round-by-round ratio of a peer's row to a fastgru row (timing.paired_ratio), "-" without one."""
+    ratio = paired_ratio(peer_row, row)
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def best_peer(case: dict, worker: dict, precision: str) -> tuple[str, float] | None:
@@ -346,25 +357,27 @@ def _worker_section(worker: dict, cpu_flags: list[str] | None = None) -> list[st
     lines = [f"## {t} thread{'s' if t > 1 else ''}", ""] + limits_section(worker, cpu_flags)
 
     lines += [f"### Summary, {t} thread(s)", "",
-              "| shape | T | B | H | fastgru engine | median | max diff | best float32 peer | its median | speedup | vs machine limit |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| shape | T | B | H | fastgru engine | median | max diff | best float32 peer | its median | speedup | "
+              "round by round | vs machine limit |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for case in worker["cases"]:
         names = [n for n in _fastgru_names(case["rows"])]
         if not names:
-            lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | - | - | | | | | |")
+            lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | - | - | | | | | | |")
         for name in names:
             row = case["rows"][name]
             if not _timed(row):
                 lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | {name} | "
-                             f"failed: {row.get('error', '?')} | | | | | |")
+                             f"failed: {row.get('error', '?')} | | | | | | |")
                 continue
             precision = worker["engines"][name]["precision"]
             peer = best_peer(case, worker, precision)
-            peer_text = ("-", "-", "-") if peer is None else (
-                peer[0], format_seconds(peer[1]), f"**{peer[1] / row['median_s']:.2f}x**")
+            peer_text = ("-", "-", "-", "-") if peer is None else (
+                peer[0], format_seconds(peer[1]), f"**{peer[1] / row['median_s']:.2f}x**",
+                _paired_text(case["rows"][peer[0]], row))
             lines.append(f"| {case['shape']} | {case['T']} | {case['B']} | {case['H']} | {name} | "
                          f"{format_seconds(row['median_s'])} | {row['max_abs_diff']:.1e} | {peer_text[0]} | {peer_text[1]} | "
-                         f"{peer_text[2]} | {_limit_text(case, roofline(case, row, limits, precision), precision)} |")
+                         f"{peer_text[2]} | {peer_text[3]} | {_limit_text(case, roofline(case, row, limits, precision), precision)} |")
 
     lines += ["", f"### All rows, {t} thread(s)", "",
               "| shape | engine | median | p90 | GFLOP/s | % FMA peak | % sgemm (ref) | weights GB/s | level | % read | % roof | max diff | samples x calls |",
@@ -428,7 +441,8 @@ def _int8_section(worker: dict) -> list[str]:
             if _timed(row):
                 ratio = row["median_s"] / median
                 cells.append(f"{format_seconds(row['median_s'])}: **{ratio:.2f}x** "
-                             f"({'meets' if ratio >= target else 'misses'} {target}x)")
+                             f"({'meets' if ratio >= target else 'misses'} {target}x; round by round "
+                             f"{_paired_text(row, case['rows'][name])})")
             else:
                 cells.append("-")
         rows.append(f"| {case['shape']} | {name} | {format_seconds(median)} | " + " | ".join(cells) + " |")

@@ -23,6 +23,7 @@ import engines  # noqa: E402
 import limits  # noqa: E402
 import report  # noqa: E402
 import roofline  # noqa: E402
+from fastgru.benchmark import timing  # noqa: E402
 
 KIB, MIB = 1 << 10, 1 << 20
 # A Zen 5 core's data caches as sysfs gives them (48 KB L1d, 1 MB L2 per core, 32 MB L3).
@@ -432,6 +433,57 @@ def test_report_rates_rows_against_the_fma_peak_and_keeps_sgemm_as_reference():
     assert "**compute limit 280.0 GFLOP/s**" in text
     assert "kernel **SkylakeX**" in text
     assert "unset in every worker" in text
+
+
+def summary_values(text, shape):
+    """The summary table's cells of `shape`'s row, by column name."""
+    header = next(line for line in text.splitlines() if line.startswith("| shape | T | B | H | fastgru engine |"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| {shape} | 100 |"))
+    return dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+
+
+def test_round_by_round_ratio_cancels_a_drift_that_slows_whole_rounds():
+    # the peer always takes 1.2x fastgru's time in the same round, but the machine was three times
+    # slower in the rounds where most of the peer's samples fell
+    fastgru_rounds, peer_rounds = [1.0, 1.0, 1.0, 3.0, 3.0], [1.2, 1.2, 3.6, 3.6, 3.6]
+    fastgru_stats, peer_stats = timing.summarize(fastgru_rounds, 1), timing.summarize(peer_rounds, 1)
+    assert peer_stats["median_s"] / fastgru_stats["median_s"] == pytest.approx(3.6)
+    assert timing.paired_ratio(peer_stats, fastgru_stats) == pytest.approx(1.2)
+    assert timing.paired_ratio(fastgru_stats, peer_stats) == pytest.approx(1 / 1.2)
+
+
+def test_round_by_round_ratio_is_none_without_per_round_samples():
+    stats = timing.summarize([1.0, 2.0], 1)
+    assert timing.paired_ratio(stats, {"median_s": 1.0}) is None
+    assert timing.paired_ratio({"rounds_s": []}, stats) is None
+
+
+def test_interleaving_keeps_one_sample_per_round_for_every_engine():
+    calls = {"a": 0, "b": 0}
+
+    def runner(name):
+        def run(n):
+            calls[name] += n
+        return run
+
+    stats = timing.interleaved({"a": runner("a"), "b": runner("b")}, budget_s=0.0, sample_s=1e-4,
+                               min_rounds=4, max_rounds=4)
+    assert [len(stats[n]["rounds_s"]) for n in "ab"] == [4, 4]
+    assert stats["a"]["samples"] == 4 and timing.paired_ratio(stats["a"], stats["b"]) > 0
+
+
+def test_report_gives_the_round_by_round_ratio_beside_the_ratio_of_medians():
+    meta, workers = synthetic_run(SHOW_CONFIG)
+    text = report.markdown(meta, workers)
+    assert summary_values(text, "T100-B64-H512")["round by round"] == "-"  # a result without rounds_s
+    rows = workers[0]["cases"][0]["rows"]
+    seconds = rows["fastgru"]["median_s"]
+    rows["fastgru"]["rounds_s"] = [seconds, seconds, 3 * seconds]
+    rows["onnxruntime"]["rounds_s"] = [1.5 * seconds, 6 * seconds, 6 * seconds]
+    values = summary_values(report.markdown(meta, workers), "T100-B64-H512")
+    assert values["speedup"] == "**2.00x**" and values["round by round"] == "2.00x"
+    rows["onnxruntime"]["rounds_s"] = [1.5 * seconds, 1.5 * seconds, 4.5 * seconds]
+    assert summary_values(report.markdown(meta, workers), "T100-B64-H512")["round by round"] == "1.50x"
 
 
 def test_shares_go_into_the_json_rows_as_in_the_tables():

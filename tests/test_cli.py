@@ -502,8 +502,8 @@ def _table_rows(out: str) -> list[dict]:
     rows = []
     for line in out.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and len(cells) == 7 and cells[0] not in ("engine", "---"):
-            rows.append(dict(zip(("engine", "version", "median", "p90", "ratio", "max diff", "what"), cells)))
+        if line.startswith("| ") and len(cells) == 8 and cells[0] not in ("engine", "---"):
+            rows.append(dict(zip(("engine", "version", "median", "p90", "ratio", "paired", "max diff", "what"), cells)))
     return rows
 
 
@@ -511,6 +511,9 @@ def _check_rows(rows, engines):
     assert [row["engine"] for row in rows] == engines
     for row in rows:
         assert re.fullmatch(r"[0-9.]+ (us|ms|s)", row["median"]) and re.fullmatch(r"[0-9.]+x", row["ratio"])
+        assert re.fullmatch(r"[0-9.]+x", row["paired"])
+        if row["engine"] == "fastgru":
+            assert row["ratio"] == row["paired"] == "1.00x"  # its own samples, round by round
         assert float(row["max diff"]) <= (INT8_TOLERANCE if "int8" in row["engine"] else TOLERANCE)
 
 
@@ -518,7 +521,7 @@ def test_bench_times_each_thread_count_in_its_own_worker(files):
     status, out, err = run_module("bench", files["torch"]["path"], "--batch", "2", "--seq-len", "4",
                                   "--threads", "1,2", "--budget", "0.01", "--int8", "--against", "torch")
     assert status == 0, err
-    assert "| engine | version | median | p90 | ratio | max diff | what runs |" in out
+    assert "| engine | version | median | p90 | ratio | round by round | max diff | what runs |" in out
     assert "CPU: " in out and f"kernel table {fastgru._core.best_isa()}" in out
     rows = _table_rows(out)
     engines = ["fastgru", "fastgru int8", "torch"]

@@ -7,7 +7,11 @@ from round to round, so drifts are spread over all engines alike.
 
 A sample is ``inner`` back-to-back calls timed together, ``inner`` chosen once so that a sample
 lasts at least ``sample_s`` (fast calls are not at the mercy of the timer's resolution); the
-figure reported per call is the sample's time / ``inner``. Median and p90 are taken over samples.
+figure reported per call is the sample's time / ``inner``. Median and p90 are taken over samples, and
+the samples are kept in round order (``rounds_s``): `paired_ratio` compares two engines round by round,
+so a drift that slows a whole round (a shared guest's speed moved by up to 50% from one call to the
+next on this project's Zen 3) cancels out of the ratio instead of landing on whichever engine had more
+slow samples.
 The garbage collector is off while timing, as in ``timeit``. Rounds stop at ``budget_s`` of wall time once ``min_rounds``
 are done, so a shape's timing costs about max(budget, min_rounds rounds).
 
@@ -111,7 +115,19 @@ def summarize(samples: list[float], inner: int) -> dict:
         "min_s": float(values.min()),
         "samples": len(samples),
         "calls_per_sample": inner,
+        "rounds_s": [float(v) for v in values],
     }
+
+
+def paired_ratio(slower: dict, faster: dict) -> float | None:
+    """The median over rounds of ``slower``'s sample / ``faster``'s sample in the same round (two
+    `interleaved` stats of one call); None where either lacks per-round samples (results written before
+    they were kept) or they share no round. Above 1: ``faster`` took less time."""
+    a, b = slower.get("rounds_s"), faster.get("rounds_s")
+    n = min(len(a), len(b)) if a and b else 0
+    if n == 0:
+        return None
+    return float(np.median(np.asarray(a[:n]) / np.asarray(b[:n])))
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -249,22 +249,28 @@ def _loadavg() -> float | None:
 
 
 def table(result: dict) -> str:
-    """One thread count's result as bench/run.py's tables are shaped: median, p90, ratio, max diff."""
-    from fastgru.benchmark.timing import format_seconds
+    """One thread count's result as bench/run.py's tables are shaped: median, p90, ratio (of medians and
+    round by round), max diff."""
+    from fastgru.benchmark.timing import format_seconds, paired_ratio
 
     threads = result["threads"]
     load = " -> ".join("?" if value is None else f"{value:.2f}" for value in result["loadavg"])
     note = f"; {result['input']['note']}" if result["input"]["note"] else ""
     lines = [f"{threads} thread{'s' if threads > 1 else ''}; input {result['input']['shape']}{note}; "
              f"1-minute load average {load}", "",
-             "| engine | version | median | p90 | ratio | max diff | what runs |", "|---|---|---|---|---|---|---|"]
-    base = result["rows"]["fastgru"]["median_s"]
+             "| engine | version | median | p90 | ratio | round by round | max diff | what runs |",
+             "|---|---|---|---|---|---|---|---|"]
+    fastgru = result["rows"]["fastgru"]
     for name, row in result["rows"].items():
+        paired = paired_ratio(row, fastgru)
         lines.append(f"| {name} | {row['version']} | {format_seconds(row['median_s'])} | {format_seconds(row['p90_s'])} "
-                     f"| {_ratio(row['median_s'] / base)} | {row['max_abs_diff']:.1e} | {row['what']} |")
+                     f"| {_ratio(row['median_s'] / fastgru['median_s'])} | {'-' if paired is None else _ratio(paired)} "
+                     f"| {row['max_abs_diff']:.1e} | {row['what']} |")
     lines.append("")
-    lines.append("ratio: the engine's median over fastgru's (above 1: fastgru is faster); median and p90 per call "
-                 f"over {result['rows']['fastgru']['samples']} interleaved samples; max diff: the largest "
+    lines.append("ratio: the engine's median over fastgru's (above 1: fastgru is faster); round by round: the median "
+                 "over the rounds of the engine's sample over fastgru's in the same round (a slow spell of the machine "
+                 "slows both, so it cancels out of this one); median and p90 per call "
+                 f"over {fastgru['samples']} interleaved samples; max diff: the largest "
                  f"|output - reference|, the reference being {result['reference']}.")
     for name, why in result["not_run"].items():
         lines.append(f"not run: {name}: {why}")
