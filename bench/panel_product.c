@@ -7,7 +7,7 @@
  *
  * Candidates over 8 batch rows (one recurrent step's products, block-outer as the step kernels run):
  *   ymm8           8 rows x 3 ymm over one 8-unit block, a (K, 24) panel: the avx512vl table's tile
- *                  (kernels_avx2.c's product, in AVX-512VL's 32 registers)
+ *                  (src_c/tiles_avx2.h's dot_f32_avx2, in AVX-512VL's 32 registers)
  *   zmm8x2         8 rows x 3 zmm over two adjacent 8-unit blocks u, u+1: 48 columns, the middle zmm
  *                  built from u's columns 16..23 and u+1's 0..7 (one 256-bit load + one insert)
  *   zmm16          8 rows x 3 zmm over one 16-unit block, a (K, 48) panel: the layout a 16-unit packing
@@ -49,43 +49,24 @@ static double bench_now(void) {
 
 /* ------------------------------------------------------------------ R rows, compute-bound */
 
-/* kernels_avx2.c's dot_f32_avx2, the product of the avx512vl table at R = 8, C = 24 */
-TARGET512 static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int64_t K, const float *a, int64_t lda,
-                                                               const float *panel, float *acc) {
-    const int V = C / 8;
-    __m256 sum[8][3], odd[3];
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < 3; v++) sum[r][v] = _mm256_setzero_ps();
-    for (int v = 0; v < 3; v++) odd[v] = _mm256_setzero_ps();
-    int64_t k = 0;
-    if (R == 1) {
-        for (; k + 1 < K; k += 2) {
-            const __m256 a0 = _mm256_broadcast_ss(a + k), a1 = _mm256_broadcast_ss(a + k + 1);
-            const float *w = panel + k * C;
-            for (int v = 0; v < V; v++) {
-                sum[0][v] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(w + 8 * v), sum[0][v]);
-                odd[v] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(w + C + 8 * v), odd[v]);
-            }
-        }
-    }
-    for (; k < K; k++) {
-        const float *w = panel + k * C;
-        __m256 weights[3];
-        for (int v = 0; v < V; v++) weights[v] = _mm256_loadu_ps(w + 8 * v);
-        for (int r = 0; r < R; r++) {
-            const __m256 a_rk = _mm256_broadcast_ss(a + r * lda + k);
-            for (int v = 0; v < V; v++) sum[r][v] = _mm256_fmadd_ps(a_rk, weights[v], sum[r][v]);
-        }
-    }
-    if (R == 1)
-        for (int v = 0; v < V; v++) sum[0][v] = _mm256_add_ps(sum[0][v], odd[v]);
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < V; v++) _mm256_storeu_ps(acc + r * 24 + 8 * v, sum[r][v]);
-}
+/* dot_f32_avx2, the product of the avx512vl table (at R = 8, C = 24): the core's own tile, compiled here
+ * for that table's target */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq,avx512bw"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512vl,avx512dq,avx512bw")
+#endif
+#include "../src_c/tiles_avx2.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
 
 TARGET512 static inline __attribute__((always_inline)) void tile_ymm8(long K, const float *a, long lda,
                                                                      const float *panel, float *acc) {
-    dot_f32_avx2(8, 24, K, a, lda, panel, acc);
+    dot_f32_avx2(8, 24, K, a, lda, panel, acc, 0);
 }
 
 TARGET512 static void tile_zmm8x2(long K, const float *a, long lda, const float *pu, const float *pv, float *acc) {
@@ -214,21 +195,9 @@ TARGET512 static void step_products(int kind, long H, long rows, const float *a,
 
 /* ------------------------------------------------------------------ one row, bandwidth-bound */
 
+/* the 256-bit tables' batch-1 product: dot_f32_avx2 at R = 1, even and odd k apart */
 TARGET512 static void row_ymm(long K, const float *a, const float *panel, float *acc) {
-    __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, o0 = e0, o1 = e0, o2 = e0;
-    for (long k = 0; k < K; k += 2) {
-        const float *w = panel + k * 24;
-        const __m256 x0 = _mm256_broadcast_ss(a + k), x1 = _mm256_broadcast_ss(a + k + 1);
-        e0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w), e0);
-        e1 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w + 8), e1);
-        e2 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w + 16), e2);
-        o0 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(w + 24), o0);
-        o1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(w + 32), o1);
-        o2 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(w + 40), o2);
-    }
-    _mm256_storeu_ps(acc, _mm256_add_ps(e0, o0));
-    _mm256_storeu_ps(acc + 8, _mm256_add_ps(e1, o1));
-    _mm256_storeu_ps(acc + 16, _mm256_add_ps(e2, o2));
+    dot_f32_avx2(1, 24, K, a, 0, panel, acc, 0);
 }
 
 TARGET512 static void row_zmm8x2(long K, const float *a, const float *pu, const float *pv, float *acc) {

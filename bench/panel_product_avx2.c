@@ -6,10 +6,11 @@
  *
  * One recurrent step's products, block-outer as the step kernels run (each block's (K, 24) panel, then
  * every tile of 4 rows over it), at H = 512 and 1024:
- *   f32            kernels_avx2.c's dot_f32_avx2 at R = 4: 12 accumulators, 3 weight vectors, a broadcast
- *   f32/next-L2    the same, each tile requesting its share of the next block's panel into L2
- *   f32/ahead-L1   the same, each tile requesting its own panel 8 KiB ahead of its loads into L1
- *   i8             kernels_avx2.c's dot_i8_avx2 at R = 4: vpsignb, vpmaddubsw, vpmaddwd, vpaddd
+ *   f32            the core's dot_f32_avx2 (src_c/tiles_avx2.h) at R = 4: 12 accumulators, 3 weight
+ *                  vectors, a broadcast
+ *   f32/next-L2    the same loop, each tile requesting its share of the next block's panel into L2
+ *   f32/ahead-L1   the same loop, each tile requesting its own panel 8 KiB ahead of its loads into L1
+ *   i8             the core's dot_i8_avx2 at R = 4: vpsignb, vpmaddubsw, vpmaddwd, vpaddd
  * each over all of W_hh ("L3" where it exceeds the L2) and over its first 4 blocks only ("L2").
  * References, fma_peak.c's loops as the benchmark runs them: 12 chains of 256-bit FMAs, 12 chains of
  * vpmaddubsw + vpmaddwd (its AVX2 int8 loop), and the same with a vpsignb before each product. The
@@ -27,24 +28,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* dot_f32_avx2 and dot_i8_avx2, the core's own tiles, compiled here as kernels_avx2.c compiles them */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#include "../src_c/tiles_avx2.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 #define AVX2 __attribute__((target("avx2,fma")))
 
 /* ------------------------------------------------------------------ float32, 4 rows x 24 columns */
 
 enum { PLAIN, NEXT_L2, AHEAD_L1 };
 
-/* acc[r][0:24] = sum_k a[r][k] * panel[k][0:24], r < 4; with a prefetch mode, `lines` cache lines from
- * `pf`, spread evenly over K (counted in whole lines, without a division in the loop) */
-AVX2 static inline __attribute__((always_inline)) void tile_f32(int64_t K, const float *a, int64_t lda,
-                                                                const float *panel, float *acc, int mode,
-                                                                const char *pf, int64_t lines) {
+/* acc[r][0:24] = sum_k a[r][k] * panel[k][0:24], r < 4: dot_f32_avx2's loop at R = 4, requesting `lines`
+ * cache lines from `pf` (mode NEXT_L2 or AHEAD_L1), spread evenly over K (counted in whole lines,
+ * without a division in the loop) */
+AVX2 static inline __attribute__((always_inline)) void tile_f32_prefetching(int64_t K, const float *a, int64_t lda,
+                                                                            const float *panel, float *acc, int mode,
+                                                                            const char *pf, int64_t lines) {
     __m256 sum[4][3];
     for (int r = 0; r < 4; r++)
         for (int v = 0; v < 3; v++) sum[r][v] = _mm256_setzero_ps();
     int64_t owed = 0, done = 0;
     for (int64_t k = 0; k < K; k++) {
-        if (mode != PLAIN)
-            for (owed += lines; owed >= K && done < lines; owed -= K, done++) {
+        for (owed += lines; owed >= K && done < lines; owed -= K, done++) {
                 if (mode == AHEAD_L1) _mm_prefetch(pf + 64 * done, _MM_HINT_T0);
                 else _mm_prefetch(pf + 64 * done, _MM_HINT_T1);
             }
@@ -76,42 +91,22 @@ AVX2 static void step_f32(int mode, long H, long blocks, long rows, const float 
                 pf = (const char *)panel + 8192;
                 n = lines;
             }
-            tile_f32(H, a + i * H, H, panel, acc + (u * rows + i) * 24, pf ? mode : PLAIN, pf, n);
+            if (pf) tile_f32_prefetching(H, a + i * H, H, panel, acc + (u * rows + i) * 24, mode, pf, n);
+            else dot_f32_avx2(4, 24, H, a + i * H, H, panel, acc + (u * rows + i) * 24, 0);
         }
     }
 }
 
 /* ------------------------------------------------------------------ int8, 4 rows x 24 columns */
 
-/* kernels_avx2.c's dot_i8_avx2 at R = 4, C = 24: rows of int8 codes against a panel in [k/4][c][k%4]
- * order, exact int32 sums */
-AVX2 static inline __attribute__((always_inline)) void tile_i8(int64_t K, const uint8_t *a, int64_t lda,
-                                                               const int8_t *panel, int32_t *acc) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i sum[4][3];
-    for (int r = 0; r < 4; r++)
-        for (int v = 0; v < 3; v++) sum[r][v] = _mm256_setzero_si256();
-    for (int64_t k = 0; k < K; k += 4) {
-        const int8_t *q = panel + k * 24;
-        __m256i weights[3];
-        for (int v = 0; v < 3; v++) weights[v] = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
-        for (int r = 0; r < 4; r++) {
-            int32_t quad;
-            memcpy(&quad, a + r * lda + k, sizeof quad);
-            const __m256i x = _mm256_set1_epi32(quad), magnitude = _mm256_abs_epi8(x);
-            for (int v = 0; v < 3; v++) {
-                const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(weights[v], x));
-                sum[r][v] = _mm256_add_epi32(sum[r][v], _mm256_madd_epi16(pairs, ones));
-            }
-        }
-    }
-    for (int r = 0; r < 4; r++)
-        for (int v = 0; v < 3; v++) _mm256_storeu_si256((__m256i *)(acc + r * 24 + 8 * v), sum[r][v]);
-}
+/* dot_i8_avx2 at R = 4, C = 24 over every block: a block is its 24 column sums and scales (8 * 24 bytes,
+ * which this product does not read) and then its (K, 24) int8 panel in [k/4][c][k%4] order */
+#define I8_HEADER (8 * 24)
 
-AVX2 static void step_i8(long H, long blocks, long rows, const uint8_t *a, const int8_t *panels, int32_t *acc) {
+AVX2 static void step_i8(long H, long blocks, long rows, const uint8_t *a, const char *panels, int32_t *acc) {
     for (long u = 0; u < blocks; u++)
-        for (long i = 0; i < rows; i += 4) tile_i8(H, a + i * H, H, panels + u * H * 24, acc + (u * rows + i) * 24);
+        for (long i = 0; i < rows; i += 4)
+            dot_i8_avx2(4, 24, H, a + i * H, H, panels + u * (I8_HEADER + H * 24), acc + (u * rows + i) * 24);
 }
 
 /* ------------------------------------------------------------------ references */
@@ -169,7 +164,7 @@ static void run_references(int k) {
 static long g_H, g_blocks, g_rows;
 static float *g_a, *g_panels, *g_acc;
 static uint8_t *g_codes;
-static int8_t *g_q;
+static char *g_q;
 static int32_t *g_iacc;
 
 static void run_products(int k) {
@@ -199,10 +194,11 @@ int main(void) {
         g_panels = aligned_alloc(64, (size_t)(blocks * H * 24) * 4 + 16384);
         g_acc = aligned_alloc(64, (size_t)(blocks * rows * 24) * 4);
         g_codes = aligned_alloc(64, (size_t)(rows * H));
-        g_q = aligned_alloc(64, (size_t)(blocks * H * 24));
+        g_q = aligned_alloc(64, (size_t)(blocks * (I8_HEADER + H * 24)));
         g_iacc = aligned_alloc(64, (size_t)(blocks * rows * 24) * 4);
         for (long i = 0; i < rows * H; i++) g_a[i] = (float)((i * 7) % 13) * 0.01f, g_codes[i] = (uint8_t)(i % 251);
-        for (long i = 0; i < blocks * H * 24; i++) g_panels[i] = (float)((i * 5) % 11) * 0.01f, g_q[i] = (int8_t)(i % 255 - 127);
+        for (long i = 0; i < blocks * H * 24; i++) g_panels[i] = (float)((i * 5) % 11) * 0.01f;
+        for (long i = 0; i < blocks * (I8_HEADER + H * 24); i++) g_q[i] = (char)(i % 255 - 127);
         for (int fits = 0; fits < 2; fits++) {
             g_blocks = fits ? 4 : blocks;
             const double macs = (double)rows * H * g_blocks * 24;
