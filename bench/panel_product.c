@@ -51,18 +51,8 @@ static double bench_now(void) {
 
 /* dot_f32_avx2, the product of the avx512vl table (at R = 8, C = 24): the core's own tile, compiled here
  * for that table's target */
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512vl,avx512dq,avx512bw"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,avx512f,avx512vl,avx512dq,avx512bw")
-#endif
+#define FG_TILES_TARGET "avx2,fma,avx512f,avx512vl,avx512dq,avx512bw"
 #include "../src_c/tiles_avx2.h"
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
 
 TARGET512 static inline __attribute__((always_inline)) void tile_ymm8(long K, const float *a, long lda,
                                                                      const float *panel, float *acc) {

@@ -29,18 +29,8 @@
 #include <string.h>
 
 /* dot_f32_avx2 and dot_i8_avx2, the core's own tiles, compiled here as kernels_avx2.c compiles them */
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+#define FG_TILES_TARGET "avx2,fma"
 #include "../src_c/tiles_avx2.h"
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
 
 #define AVX2 __attribute__((target("avx2,fma")))
 

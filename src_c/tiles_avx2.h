@@ -1,15 +1,26 @@
 /* tiles_avx2.h: the AVX2 table's panel products, one tile of batch rows over one block's panel:
  * dot_f32_avx2 (float32, also the avx512vl tables' product) and dot_i8_avx2 (int8). Included by
  * kernels_avx2.c, inside its AVX2 target region, and by the benchmark's harnesses
- * (bench/panel_product.c, bench/panel_product_avx2.c), which time these very tiles alone: an includer
- * selects the instructions (a target pragma around the include); nothing here needs the rest of the
- * core. */
+ * (bench/panel_product.c, bench/panel_product_avx2.c), which time these very tiles alone and define
+ * FG_TILES_TARGET, the target string these functions are then compiled for (kernels_avx2.c does not:
+ * its own region selects the instructions). Nothing here needs the rest of the core. */
 #ifndef FASTGRU_TILES_AVX2_H
 #define FASTGRU_TILES_AVX2_H
 
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef FG_TILES_TARGET
+#define FG_TILES_PRAGMA_(text) _Pragma(#text)
+#define FG_TILES_PRAGMA(text) FG_TILES_PRAGMA_(text)
+#if defined(__clang__)
+FG_TILES_PRAGMA(clang attribute push(__attribute__((target(FG_TILES_TARGET))), apply_to = function))
+#else
+FG_TILES_PRAGMA(GCC push_options)
+FG_TILES_PRAGMA(GCC target(FG_TILES_TARGET))
+#endif
+#endif
 
 /* acc[r][0:C] (+)= sum_k a[r][k] * panel[k][0:C] (C = 8, 16 or 24; acc rows 24 apart; R <= 8, and R > 4
  * only where AVX-512VL gives 32 registers; accumulate: continue the sums in acc, kernels_impl.h's
@@ -84,5 +95,13 @@ static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int6
     for (int r = 0; r < R; r++)
         for (int v = 0; v < V; v++) _mm256_storeu_si256((__m256i *)(acc + r * 24 + 8 * v), sum[r][v]);
 }
+
+#ifdef FG_TILES_TARGET
+#if defined(__clang__)
+FG_TILES_PRAGMA(clang attribute pop)
+#else
+FG_TILES_PRAGMA(GCC pop_options)
+#endif
+#endif
 
 #endif
