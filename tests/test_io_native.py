@@ -14,7 +14,7 @@ import fastgru
 from conftest import random_weights
 from fastgru.io import flip_update_gate
 from fastgru.io.load import sniff
-from fastgru.io.safetensors import decode_safetensors, write_safetensors
+from fastgru.io.safetensors import decode_metadata, decode_safetensors, write_safetensors
 from fastgru.spec import GRUSpec
 
 SPECS = [
@@ -128,6 +128,43 @@ def test_load_recognises_files_by_content(rng, tmp_path):
     hdf5 = tmp_path / "x.model"
     hdf5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
     assert sniff(hdf5) == "h5"
+
+
+def test_loading_a_fastgru_file_decodes_its_tensors_once(rng, tmp_path, monkeypatch):
+    import fastgru.io.native as native
+    import fastgru.io.safetensors as safetensors
+
+    gru = _gru(SPECS[0], rng)
+    gru.save(tmp_path / "m.fastgru")
+    calls = []
+    counting = lambda *a: calls.append(1) or decode_safetensors(*a)  # noqa: E731
+    monkeypatch.setattr(native, "decode_safetensors", counting)  # the reader's own import
+    monkeypatch.setattr(safetensors, "decode_safetensors", counting)  # anyone importing it at call time
+    loaded = fastgru.load(tmp_path / "m.fastgru")
+    assert calls == [1]  # the format is told from the header alone, the tensors decoded by the reader
+    for name, value in gru.weights.items():
+        np.testing.assert_array_equal(loaded.weights[name], value)
+
+
+def test_metadata_comes_from_the_header_alone(rng, tmp_path):
+    path = tmp_path / "m.fastgru"
+    _gru(SPECS[0], rng).save(path)
+    data = path.read_bytes()
+    (header_size,) = struct.unpack("<Q", data[:8])
+    truncated = data[: 8 + header_size + 16]  # the header whole, the tensors cut off
+    assert decode_metadata(truncated, "t")["format"] == "fastgru"
+    with pytest.raises(ValueError, match="truncated"):
+        decode_safetensors(truncated, "t")
+    with pytest.raises(ValueError, match="t: not a safetensors file"):
+        decode_metadata(data[:6], "t")
+    with pytest.raises(ValueError, match="truncated") as error:
+        fastgru.load(_write_bytes(tmp_path / "cut.fastgru", truncated))
+    assert "cut.fastgru" in str(error.value)
+
+
+def _write_bytes(path, data):
+    path.write_bytes(data)
+    return path
 
 
 def _write_fastgru(path, spec, weights, **metadata):

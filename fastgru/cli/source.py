@@ -116,10 +116,10 @@ def _selector(source: Source, layer: str | None) -> dict:
 
 def _is_fastgru_file(path: str) -> bool:
     from fastgru.io import native
-    from fastgru.io.safetensors import decode_safetensors
+    from fastgru.io.safetensors import decode_metadata
 
     with open(path, "rb") as file:
-        return decode_safetensors(file.read(), path)[1].get("format") == native.FORMAT
+        return decode_metadata(file.read(), path).get("format") == native.FORMAT
 
 
 # ------------------------------------------------------------------------------------------ formats

@@ -127,11 +127,12 @@ def _describe(path: str, **options) -> FileDescription:
     kind = sniff(path)
     if kind == "safetensors":
         from fastgru.io import native
-        from fastgru.io.safetensors import decode_safetensors
+        from fastgru.io.safetensors import decode_metadata
 
         with open(path, "rb") as file:
             data = file.read()
-        if decode_safetensors(data, path)[1].get("format") == native.FORMAT:
+        # the header says whose file it is; the tensors are decoded (and checked) once, by the reader
+        if decode_metadata(data, path).get("format") == native.FORMAT:
             if options:
                 raise TypeError(f"{path}: a fastgru file holds its own description; options "
                                 f"{sorted(options)} do not apply")

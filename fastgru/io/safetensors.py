@@ -33,9 +33,14 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return decode_safetensors(data, path)
 
 
-def decode_safetensors(data: bytes, label: str = "<bytes>") -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """`read_safetensors` on bytes already in memory; errors name ``label`` (a file, or what the bytes are)."""
-    data = bytes(data)
+def decode_metadata(data: bytes, label: str = "<bytes>") -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes, from the header alone: no tensor is decoded or checked
+    (`decode_safetensors` does both). Errors as for `decode_safetensors`'s header."""
+    return _header(bytes(data), label)[1]
+
+
+def _header(data: bytes, label: str) -> tuple[dict, dict, int]:
+    """(tensor entries, metadata, header size) of safetensors bytes; errors name ``label``."""
     if len(data) < 8:
         raise ValueError(f"{label}: not a safetensors file (only {len(data)} bytes)")
     (header_size,) = struct.unpack("<Q", data[:8])
@@ -51,6 +56,13 @@ def decode_safetensors(data: bytes, label: str = "<bytes>") -> tuple[dict[str, n
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict):
         raise ValueError(f"{label}: not a safetensors file ('__metadata__' is not a JSON object)")
+    return header, metadata, header_size
+
+
+def decode_safetensors(data: bytes, label: str = "<bytes>") -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """`read_safetensors` on bytes already in memory; errors name ``label`` (a file, or what the bytes are)."""
+    data = bytes(data)
+    header, metadata, header_size = _header(data, label)
     body = memoryview(data)[8 + header_size :]
     tensors = {}
     for name, info in header.items():
