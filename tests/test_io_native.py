@@ -14,7 +14,7 @@ import fastgru
 from conftest import random_weights
 from fastgru.io import flip_update_gate
 from fastgru.io.load import sniff
-from fastgru.io.safetensors import decode_metadata, decode_safetensors, write_safetensors
+from fastgru.io.safetensors import decode_metadata, decode_safetensors, read_metadata, write_safetensors
 from fastgru.spec import GRUSpec
 
 SPECS = [
@@ -157,9 +157,19 @@ def test_metadata_comes_from_the_header_alone(rng, tmp_path):
         decode_safetensors(truncated, "t")
     with pytest.raises(ValueError, match="t: not a safetensors file"):
         decode_metadata(data[:6], "t")
+    cut = _write_bytes(tmp_path / "cut.fastgru", truncated)
+    assert read_metadata(cut)["format"] == "fastgru"  # read from the header, the rest of the file unread
     with pytest.raises(ValueError, match="truncated") as error:
-        fastgru.load(_write_bytes(tmp_path / "cut.fastgru", truncated))
+        fastgru.load(cut)
     assert "cut.fastgru" in str(error.value)
+    # a header cut short is judged on the whole file: the same error as decoding all of it
+    short = _write_bytes(tmp_path / "short.fastgru", data[: 8 + header_size // 2])
+    with pytest.raises(ValueError) as from_header:
+        read_metadata(short)
+    with pytest.raises(ValueError) as from_whole:
+        decode_safetensors(short.read_bytes(), str(short))
+    assert str(from_header.value) == str(from_whole.value)
+    assert f"file of {8 + header_size // 2}" in str(from_header.value)
 
 
 def _write_bytes(path, data):

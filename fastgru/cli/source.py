@@ -104,22 +104,16 @@ def missing_package(error: ImportError, doing: str) -> str:
 
 
 def _selector(source: Source, layer: str | None) -> dict:
+    from fastgru.io import native
+
     if layer is None:
         return {}
-    if source.kind == "safetensors" and _is_fastgru_file(source.path):
+    if source.kind == "safetensors" and native.is_fastgru_file(source.path):
         raise CommandError(f"{source.path}: --layer does not apply to a fastgru file (it holds one model)")
     option = _SELECTOR[source.kind]
     if option == "node_name" and "," in layer:
         return {option: [name.strip() for name in layer.split(",") if name.strip()]}
     return {option: layer}
-
-
-def _is_fastgru_file(path: str) -> bool:
-    from fastgru.io import native
-    from fastgru.io.safetensors import decode_metadata
-
-    with open(path, "rb") as file:
-        return decode_metadata(file.read(), path).get("format") == native.FORMAT
 
 
 # ------------------------------------------------------------------------------------------ formats

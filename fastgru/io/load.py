@@ -127,16 +127,13 @@ def _describe(path: str, **options) -> FileDescription:
     kind = sniff(path)
     if kind == "safetensors":
         from fastgru.io import native
-        from fastgru.io.safetensors import decode_metadata
 
-        with open(path, "rb") as file:
-            data = file.read()
-        # the header says whose file it is; the tensors are decoded (and checked) once, by the reader
-        if decode_metadata(data, path).get("format") == native.FORMAT:
+        # the header says whose file it is; the whole file is read (and its tensors decoded) once, by the reader
+        if native.is_fastgru_file(path):
             if options:
                 raise TypeError(f"{path}: a fastgru file holds its own description; options "
                                 f"{sorted(options)} do not apply")
-            return FileDescription("fastgru", (*native.parse(data, path), path), path)
+            return FileDescription("fastgru", (*native.read(path), path), path)
         # a state dict with torch's names (read_torch_file reads safetensors with numpy)
     if kind in ("torch", "safetensors"):
         from fastgru.io.torch import read_torch_file

@@ -40,7 +40,7 @@ import struct
 import zlib
 from typing import Callable
 
-from fastgru.io.safetensors import decode_safetensors, encode_safetensors
+from fastgru.io.safetensors import decode_safetensors, encode_safetensors, read_metadata
 from fastgru.spec import GRUSpec
 
 FORMAT = "fastgru"
@@ -115,6 +115,11 @@ def save(obj, path) -> None:
     data = dumps(obj)
     with open(os.fspath(path), "wb") as file:
         file.write(data)
+
+
+def is_fastgru_file(path) -> bool:
+    """Whether a safetensors file is fastgru's own (its metadata's ``format``), from its header alone."""
+    return read_metadata(path).get("format") == FORMAT
 
 
 def read(path) -> tuple[dict, dict]:

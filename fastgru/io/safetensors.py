@@ -33,6 +33,22 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return decode_safetensors(data, path)
 
 
+def read_metadata(path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, reading its header only (`decode_metadata`). A header
+    that claims more than the file holds, or more than any header may, is judged on the whole file, so
+    the error is `decode_safetensors`'s."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        data = file.read(8)
+        if len(data) == 8:
+            (size,) = struct.unpack("<Q", data)
+            if size <= _MAX_HEADER:
+                data += file.read(size)
+            if len(data) < 8 + size:
+                data += file.read()
+    return decode_metadata(data, path)
+
+
 def decode_metadata(data: bytes, label: str = "<bytes>") -> dict[str, str]:
     """The ``__metadata__`` of safetensors bytes, from the header alone: no tensor is decoded or checked
     (`decode_safetensors` does both). Errors as for `decode_safetensors`'s header."""
