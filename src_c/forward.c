@@ -185,6 +185,20 @@ static fg_status check_sequence(const fg_gru *gru, const fg_sequence *seq) {
     return FG_OK;
 }
 
+/* The table an int8 model runs: `table`, or where the model is narrow (fg_gru.int8_wide == 0) and the
+ * table has narrow kernels, a copy of it holding those (and their code bytes) as its _i8 kernels, so
+ * that the driver (forward_impl.h) needs no second path. Both give the same exact sums. */
+static const fg_kernels *int8_kernels(const fg_gru *gru, const fg_kernels *table, fg_kernels *narrow) {
+    if (gru->int8_wide || !table->step_lbr_i8n) return table;
+    *narrow = *table;
+    narrow->step_lbr_i8 = table->step_lbr_i8n;
+    narrow->step_rb1_i8 = table->step_rb1_i8n;
+    narrow->step_rb2_i8 = table->step_rb2_i8n;
+    narrow->project_i8 = table->project_i8n;
+    narrow->int8_codes = table->int8n_codes;
+    return narrow;
+}
+
 fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void *workspace,
                      size_t workspace_bytes, const fg_context *ctx) {
     const fg_kernels *kernels;
@@ -215,7 +229,9 @@ fg_status fg_forward(const fg_gru *gru, const fg_sequence *seq, void *tape, void
     static _Thread_local unsigned one_step_calls;
     const int odd_call = seq->seq_len == 1 ? (int)(one_step_calls++ & 1) : 0;
     unsigned saved_csr = fg_denormals_off();
-    if (gru->weight_format == FG_WEIGHTS_INT8) forward_i8(gru, seq, NULL, NULL, &buf, kernels, pool, odd_call);
+    fg_kernels narrow;
+    if (gru->weight_format == FG_WEIGHTS_INT8)
+        forward_i8(gru, seq, NULL, NULL, &buf, int8_kernels(gru, kernels, &narrow), pool, odd_call);
     else if (gru->spec.dtype == FG_FLOAT32)
         forward_f32(gru, seq, tape_gates, tape_outputs, &buf, kernels, pool, odd_call);
     else forward_f64(gru, seq, tape_gates, tape_outputs, &buf, kernels, pool, odd_call);

@@ -91,6 +91,9 @@ typedef struct fg_packed_layer {
 struct fg_gru {
     fg_spec spec;
     fg_weight_format weight_format;
+    /* int8 models: some weight code lies outside -FG_I8_NARROW..FG_I8_NARROW, so the tables' narrow
+     * int8 kernels (fg_kernels.step_lbr_i8n, ...) cannot take it (set_column of model_int8.c) */
+    int int8_wide;
     fg_packed_layer *layers;
     void *memory;           /* one allocation holding every packed array */
     size_t packed_bytes;
@@ -125,10 +128,20 @@ fg_status fg_gru_allocate(const fg_spec *spec, fg_weight_format format, fg_gru *
  *     operation per broadcast on the products' ports (27% of the tile alone on the Intel Xeon of
  *     docs/kernels.md, 10-13% of whole int8 batch calls), and making offset codes signed in the AVX2
  *     product cost 7% there.
+ *   - narrow models, whose weight codes all lie within +-FG_I8_NARROW (7-bit ones, fg_gru_quantize_bits;
+ *     fg_gru.int8_wide == 0), run the tables' _i8n kernels where they have them (AVX2, AVX-512F): those
+ *     take offset code bytes against the codes in vpmaddubsw with no sign operation, and subtract
+ *     128 * column_sum as the VNNI kernels do. The same panels, the same exact sums.
  * Every integer product is exact: |q| <= 127 on both sides, so K * 127^2 < 2^31 for K <= 131072
  * (FG_INT8_MAX_K), and the kernels of every ISA produce the same int32 sums; with the float32 steps
  * after them written identically, every ISA gives bitwise identical outputs. */
 #define FG_INT8_MAX_K ((int64_t)1 << 17)
+
+/* The largest |code| of a narrow int8 model's weights. The narrow products (dot_i8n_avx2,
+ * tiles_avx2.h) feed vpmaddubsw activation bytes a + 128 (<= 255, unsigned) against the weight codes
+ * themselves: a pair of products is at most 2 * 255 * 64 = 32640 < 32767, so it never saturates, and
+ * the int32 sums of (a + 128) q stay within 255 * 64 * FG_INT8_MAX_K < 2^31. */
+#define FG_I8_NARROW 64
 
 /* Rows of codes and panels are padded to a multiple of 16 inputs (panels with zeros): the kernels then
  * take four groups of 4 per iteration (independent accumulators for vpdpbusd's latency), no tail. */
@@ -262,6 +275,12 @@ typedef struct fg_kernels {
     fg_step_fn step_lbr_i8, step_rb1_i8, step_rb2_i8;  /* int8 weights, float32 activations */
     fg_project_fn project_i8;
     int int8_codes;  /* the code bytes its _i8 kernels read: FG_CODES_INT8 or FG_CODES_OFFSET (above) */
+    /* The kernels for narrow int8 models (weight codes within +-FG_I8_NARROW, fg_gru.int8_wide == 0)
+     * and the code bytes they read; NULL where the _i8 kernels are no slower on them (the generic and
+     * VNNI tables). fg_forward swaps them in (forward.c, int8_kernels). */
+    fg_step_fn step_lbr_i8n, step_rb1_i8n, step_rb2_i8n;
+    fg_project_fn project_i8n;
+    int int8n_codes;
     /* the backward's per-step product dh += dG_h . W_hh (backward_kernels.h); NULL: the BLAS does it */
     fg_panel_gemm_f32 backward_product_f32;
     fg_panel_gemm_f64 backward_product_f64;

@@ -28,7 +28,7 @@
 #define SFX f64
 #include "gates_impl.h"
 
-/* dot_f32_avx2, dot_i8_avx2: compiled here for AVX2+FMA (and inlined into the avx512vl kernels below) */
+/* dot_f32_avx2, dot_i8_avx2, dot_i8n_avx2: compiled here for AVX2+FMA (and inlined into the avx512vl kernels below) */
 #include "tiles_avx2.h"
 
 /* step_lbr_f32_avx2, step_rb1_f32_avx2, step_rb2_f32_avx2, project_f32_avx2 */
@@ -49,6 +49,14 @@
 #define ISA avx2
 #define CODES FG_CODES_INT8
 #define DOT dot_i8_avx2
+#include "kernels_int8_impl.h"
+
+/* step_lbr_i8n_avx2, step_rb1_i8n_avx2, step_rb2_i8n_avx2, project_i8n_avx2: narrow weights (codes
+ * within +-64), whose products need no sign operation, on offset code bytes */
+#define ISA avx2
+#define CODES FG_CODES_OFFSET
+#define DOT dot_i8n_avx2
+#define NARROW
 #include "kernels_int8_impl.h"
 
 /* float32 with 8-row panel products: AVX-512VL's registers ymm16-31 hold the 24 accumulators. The
@@ -145,6 +153,9 @@ const fg_kernels fg_kernels_avx2 = {
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_INT8,
+    .step_lbr_i8n = step_lbr_i8n_avx2, .step_rb1_i8n = step_rb1_i8n_avx2,
+    .step_rb2_i8n = step_rb2_i8n_avx2, .project_i8n = project_i8n_avx2,
+    .int8n_codes = FG_CODES_OFFSET,
 };
 
 const fg_kernels fg_kernels_avx512vl = {
@@ -156,6 +167,9 @@ const fg_kernels fg_kernels_avx512vl = {
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_INT8,
+    .step_lbr_i8n = step_lbr_i8n_avx2, .step_rb1_i8n = step_rb1_i8n_avx2,
+    .step_rb2_i8n = step_rb2_i8n_avx2, .project_i8n = project_i8n_avx2,
+    .int8n_codes = FG_CODES_OFFSET,
 };
 
 const fg_kernels fg_kernels_avx512vl_vnni = {

@@ -476,6 +476,9 @@ const fg_kernels fg_kernels_avx512 = {
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx512, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_INT8,
+    .step_lbr_i8n = step_lbr_i8n_avx2, .step_rb1_i8n = step_rb1_i8n_avx2,
+    .step_rb2_i8n = step_rb2_i8n_avx2, .project_i8n = project_i8n_avx2,
+    .int8n_codes = FG_CODES_OFFSET,
 };
 
 const fg_kernels fg_kernels_avx512_vnni = {

@@ -20,12 +20,16 @@
  * the bits are those of every other table. */
 
 #if !defined(ISA) || !defined(CODES) || defined(REAL) || defined(SFX)
-#error "kernels_int8_impl.h takes ISA, CODES, DOT, PAIR_DOT and PAIR_GATHER only (templates.h)"
+#error "kernels_int8_impl.h takes ISA, CODES, DOT, PAIR_DOT, PAIR_GATHER and NARROW only (templates.h)"
 #endif
 #if defined(PAIR_DOT) != defined(PAIR_GATHER)
 #error "PAIR_DOT and PAIR_GATHER come together"
 #endif
+#ifdef NARROW
+#define SFX i8n
+#else
 #define SFX i8
+#endif
 /* Batch rows per panel product (the int8 products hold 4 rows of accumulators). */
 #define FG_I8_ROWS 4
 
@@ -257,3 +261,4 @@ void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t bloc
 #undef DOT
 #undef PAIR_DOT
 #undef PAIR_GATHER
+#undef NARROW

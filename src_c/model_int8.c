@@ -31,27 +31,30 @@ static inline int8_t *code_at(const int8_column *at, int64_t k) {
 }
 
 /* Writes one row's codes (count of them; the block's zero padding past count stays), its scale and the
- * column sum the VNNI kernels need. */
-static void set_column(const int8_column *at, const int8_t *codes, int64_t count, float scale) {
+ * column sum the VNNI and narrow kernels need, and marks `gru` wide where a code is beyond the narrow
+ * kernels' range. Every int8 model's codes pass through here (fg_gru_quantize_bits, fg_gru_create_int8). */
+static void set_column(fg_gru *gru, const int8_column *at, const int8_t *codes, int64_t count, float scale) {
     int32_t sum = 0;
     for (int64_t k = 0; k < count; k++) {
         *code_at(at, k) = codes[k];
         sum += codes[k];
+        if (codes[k] > FG_I8_NARROW || codes[k] < -FG_I8_NARROW) gru->int8_wide = 1;
     }
     ((int32_t *)at->block)[at->column] = sum;
     ((float *)(at->block + 4 * at->columns))[at->column] = scale;
 }
 
 /* The codes of one float32 weight row (element k at row[k * stride]) into `codes`, and its scale:
- * symmetric, per row, scale = max|row| / 127, q = round-half-even(w / scale) clamped to [-127, 127] (an
- * all-zero row gets scale 0 and q = 0). nearbyintf rounds half to even in the default rounding mode. */
-static float quantize_row(const float *row, int64_t stride, int64_t count, int8_t *codes) {
+ * symmetric, per row, scale = max|row| / top, q = round-half-even(w / scale) clamped to [-top, top],
+ * top = 127 (8-bit codes) or 63 (7-bit); an all-zero row gets scale 0 and q = 0. nearbyintf rounds half
+ * to even in the default rounding mode. */
+static float quantize_row(const float *row, int64_t stride, int64_t count, float top, int8_t *codes) {
     float largest = 0;
     for (int64_t k = 0; k < count; k++) largest = fabsf(row[k * stride]) > largest ? fabsf(row[k * stride]) : largest;
-    const float scale = largest / 127.0f;
+    const float scale = largest / top;
     for (int64_t k = 0; k < count; k++) {
         float v = scale > 0 ? nearbyintf(row[k * stride] / scale) : 0.0f;
-        v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+        v = v < -top ? -top : v > top ? top : v;
         codes[k] = (int8_t)v;
     }
     return scale;
@@ -73,9 +76,15 @@ static int all_finite_row(const float *row, int64_t stride, int64_t count) {
 }
 
 fg_status fg_gru_quantize(const fg_gru *gru, fg_weight_format format, fg_gru **out) {
+    return fg_gru_quantize_bits(gru, format, 8, out);
+}
+
+fg_status fg_gru_quantize_bits(const fg_gru *gru, fg_weight_format format, int weight_bits, fg_gru **out) {
     if (!gru || !out) return FG_ERR_NULL_POINTER;
     *out = NULL;
     const fg_spec *spec = &gru->spec;
+    if (weight_bits != 7 && weight_bits != 8) return FG_ERR_INVALID_SPEC;
+    const float top = weight_bits == 8 ? 127.0f : 63.0f;
     if (format != FG_WEIGHTS_INT8 || gru->weight_format != FG_WEIGHTS_NATIVE) return FG_ERR_UNSUPPORTED;
     fg_status status = check_int8_spec(spec);
     if (status != FG_OK) return status;
@@ -118,9 +127,9 @@ fg_status fg_gru_quantize(const fg_gru *gru, fg_weight_format format, fg_gru **o
                                                                       &columns, &set_gate);
                     for (int64_t unit = 0; unit < hidden; unit++) {
                         const float scale = quantize_row(panels + fg_panel_index(inputs, columns, set_gate, unit, 0),
-                                                         columns, inputs, codes);
+                                                         columns, inputs, top, codes);
                         const int8_column at = column_of(quantized, &dst->directions[d], inputs, recurrent, gate, unit);
-                        set_column(&at, codes, inputs, scale);
+                        set_column(quantized, &at, codes, inputs, scale);
                     }
                 }
             }
@@ -140,6 +149,10 @@ fg_status fg_gru_quantize(const fg_gru *gru, fg_weight_format format, fg_gru **o
 }
 
 fg_weight_format fg_gru_weight_format(const fg_gru *gru) { return gru ? gru->weight_format : FG_WEIGHTS_NATIVE; }
+
+int fg_gru_int8_narrow(const fg_gru *gru) {
+    return gru && gru->weight_format == FG_WEIGHTS_INT8 && !gru->int8_wide;
+}
 
 static int weights_given(const fg_int8_layer_weights *w) {
     return w->weight_ih && w->weight_ih_scale && w->weight_hh && w->weight_hh_scale;
@@ -217,7 +230,8 @@ fg_status fg_gru_create_int8(const fg_spec *spec, const fg_int8_layer_weights *w
                 for (int gate = 0; gate < 3; gate++)
                     for (int64_t unit = 0; unit < hidden; unit++) {
                         const int8_column at = column_of(gru, &layer->directions[d], inputs, recurrent, gate, unit);
-                        set_column(&at, codes + (gate * hidden + unit) * inputs, inputs, scales[gate * hidden + unit]);
+                        set_column(gru, &at, codes + (gate * hidden + unit) * inputs, inputs,
+                                   scales[gate * hidden + unit]);
                     }
             }
             pack_biases_f32(spec, w->bias_ih, w->bias_hh, (int)d, layer);

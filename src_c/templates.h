@@ -41,6 +41,8 @@
  *   DOT           the panel product, an always_inline function called with constant rows and columns
  *                 (float kernels: and whether to continue the sums in its output, for K-blocking);
  *                 default the template's portable one
+ *   NARROW        (kernels_int8_impl.h) defined: SFX i8n, kernels for weight codes within
+ *                 +-FG_I8_NARROW only (internal.h), the tables' step_lbr_i8n and siblings
  *   CODES         (kernels_int8_impl.h) the form of the activation code bytes its DOT reads,
  *                 FG_CODES_INT8 or FG_CODES_OFFSET (internal.h, "int8 panels"); the tables taking
  *                 the kernels name the same one in int8_codes
@@ -56,9 +58,10 @@
  *                                           and input projection: kernels_generic.c (f32, f64),
  *                                           kernels_avx2.c (f32 and f64 avx2; f32 avx512vl, FG_ROWS 8),
  *                                           kernels_avx512.c (f32 avx512, FG_ROWS 8, pairs)
- *   kernels_int8_impl.h  ISA, CODES, [DOT], [PAIR_DOT, PAIR_GATHER]   int8 step kernels and
- *                                           projection (SFX i8 is its own): kernels_generic.c, kernels_avx2.c (avx2,
- *                                           avx512vl_vnni), kernels_avx512.c (avx512_vnni, pairs)
+ *   kernels_int8_impl.h  ISA, CODES, [DOT], [PAIR_DOT, PAIR_GATHER], [NARROW]   int8 step kernels and
+ *                                           projection (SFX i8, or i8n, is its own): kernels_generic.c,
+ *                                           kernels_avx2.c (avx2, avx2 NARROW, avx512vl_vnni),
+ *                                           kernels_avx512.c (avx512_vnni, pairs)
  *   forward_impl.h       REAL, SFX, [FG_QUANTIZED]   forward.c: f32, f64, i8
  *   backward_impl.h      REAL, SFX          backward.c: f32, f64
  *   backward_kernels_impl.h  REAL, SFX, ISA backward_kernels_avx2.c: f32, f64 (avx2)
@@ -139,6 +142,10 @@ FG_INTERNAL void step_lbr_i8_avx2(const fg_step_args *s, int64_t block_begin, in
 FG_INTERNAL void step_rb1_i8_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb2_i8_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void project_i8_avx2(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_lbr_i8n_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb1_i8n_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void step_rb2_i8n_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void project_i8n_avx2(const fg_project_args *p, int64_t block_begin, int64_t block_end);
 
 /* fg_kernels_avx512vl and fg_kernels_avx512vl_vnni (kernels_avx2.c): float32 in 8-row tiles of 256-bit
  * vectors; int8 on AVX2's products or on vpdpbusd; float64 from fg_kernels_avx2 */

@@ -15,7 +15,7 @@
  *     requirements, and a table the CPU lacks refused;
  *   - the floating-point control word is restored after a call;
  *   - fg_backward, when the core has it, against finite differences;
- *   - int8 models (fg_gru_quantize): refusals, closeness to the reference, identical bits from every
+ *   - int8 models (fg_gru_quantize, 8- and 7-bit fg_gru_quantize_bits): refusals, closeness to the reference, identical bits from every
  *     kernel set and thread count, fg_step equal to fg_forward;
  *   - the weights out again: fg_gru_get_weights returns what fg_gru_create took, bit for bit, and a
  *     float model holds them once (fg_gru_packed_bytes); an int8 model's codes and scales out
@@ -1287,7 +1287,7 @@ static void test_backward_matches_finite_differences(void) {
     }
 }
 
-/* int8 models (fg_gru_quantize): the refusals, closeness to the double reference, and bitwise equal
+/* int8 models (fg_gru_quantize, fg_gru_quantize_bits): the refusals, closeness to the double reference, and bitwise equal
  * results from every kernel set, thread count and fg_step. */
 static void test_int8_models(void) {
     current_test = "int8_models";
@@ -1302,9 +1302,14 @@ static void test_int8_models(void) {
     CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, NULL), FG_ERR_NULL_POINTER);
     CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_NATIVE, &q), FG_ERR_UNSUPPORTED);
     CHECK_STATUS(fg_gru_quantize(m.gru, (fg_weight_format)7, &q), FG_ERR_UNSUPPORTED);
+    CHECK_STATUS(fg_gru_quantize_bits(m.gru, FG_WEIGHTS_INT8, 6, &q), FG_ERR_INVALID_SPEC);
+    CHECK_STATUS(fg_gru_quantize_bits(m.gru, FG_WEIGHTS_INT8, 9, &q), FG_ERR_INVALID_SPEC);
+    CHECK(q == NULL, "a refused weight_bits leaves *out NULL");
     CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_OK);
     CHECK(fg_gru_weight_format(q) == FG_WEIGHTS_INT8 && fg_gru_weight_format(m.gru) == FG_WEIGHTS_NATIVE,
           "weight formats");
+    CHECK(!fg_gru_int8_narrow(q) && !fg_gru_int8_narrow(m.gru) && !fg_gru_int8_narrow(NULL),
+          "8-bit codes reach 127: not narrow");
     CHECK(fg_gru_packed_bytes(q) < fg_gru_packed_bytes(m.gru), "the int8 model is smaller");
     fg_gru *again = NULL;
     CHECK_STATUS(fg_gru_quantize(q, FG_WEIGHTS_INT8, &again), FG_ERR_UNSUPPORTED);
@@ -1342,11 +1347,15 @@ static void test_int8_models(void) {
     CHECK_STATUS(fg_pool_create(3, &pools[2]), FG_OK);
     for (int variant = 0; variant < 2; variant++)
         for (int kind = 0; kind < 3; kind++) {
-            /* kind 0: lengths, 1: mask + hard sigmoid + clip, 2: batch-first, big enough to split */
+            /* kind 0: lengths, 1: mask + hard sigmoid + clip, 2: batch-first, big enough to split; 8- and
+             * 7-bit weights in turn (the 7-bit ones take the narrow products of the AVX2 tables) */
+            const int bits = (variant + kind) % 2 ? 7 : 8;
             const int64_t H = kind == 2 ? 45 : 19, B = kind == 2 ? 24 : 5, D = kind == 1 ? 1 : 2;
             CHECK_STATUS(model_init(&m, make_spec(kind == 2 ? 6 : 33, H, 2, D, FG_FLOAT32, (fg_variant)variant,
                                                   kind == 1 ? 2 : 0, kind == 1 ? 0.9 : 0), 1, 0.4), FG_OK);
-            CHECK_STATUS(fg_gru_quantize(m.gru, FG_WEIGHTS_INT8, &q), FG_OK);
+            CHECK_STATUS(fg_gru_quantize_bits(m.gru, FG_WEIGHTS_INT8, bits, &q), FG_OK);
+            CHECK(fg_gru_int8_narrow(q) == (bits == 7), "variant=%d kind=%d: %d-bit codes narrow", variant, kind,
+                  bits);
             fg_gru *float_model = m.gru;
             m.gru = q;
             call_data c;
@@ -1360,8 +1369,8 @@ static void test_int8_models(void) {
             run_into(&m, &c, &ctx, &base_out, &base_h_n);
             const double diff = max_diff(base_out, expected_out, n_out, FG_FLOAT32);
             const double diff_h_n = max_diff(base_h_n, expected_h_n, n_state, FG_FLOAT32);
-            CHECK(diff <= 0.06 && diff_h_n <= 0.06, "variant=%d kind=%d: int8 vs double reference %g, %g", variant,
-                  kind, diff, diff_h_n);
+            CHECK(diff <= 0.06 && diff_h_n <= 0.06, "variant=%d kind=%d bits=%d: int8 vs double reference %g, %g",
+                  variant, kind, bits, diff, diff_h_n);
             const size_t out_bytes = (size_t)n_out * sizeof(float), h_n_bytes = (size_t)n_state * sizeof(float);
             for (int isa = FG_ISA_GENERIC; isa < FG_ISA_COUNT; isa++)
                 for (int p = 0; p < 3 && table_wanted(isa); p++) {
