@@ -68,7 +68,9 @@ cdef extern from "fastgru.h" nogil:
         FG_WEIGHTS_NATIVE
         FG_WEIGHTS_INT8
     fg_status fg_gru_quantize(const fg_gru *gru, fg_weight_format format, fg_gru **out)
+    fg_status fg_gru_quantize_bits(const fg_gru *gru, fg_weight_format format, int weight_bits, fg_gru **out)
     fg_weight_format fg_gru_weight_format(const fg_gru *gru)
+    int fg_gru_int8_narrow(const fg_gru *gru)
     const fg_spec *fg_gru_spec(const fg_gru *gru)
     fg_status fg_gru_get_weights(const fg_gru *gru, const fg_layer_weights *weights)
     ctypedef struct fg_int8_layer_weights:
@@ -518,6 +520,7 @@ cdef class Model:
     cdef readonly int64_t input_size, hidden_size, num_layers, num_directions
     cdef readonly bint reset_after
     cdef readonly str weight_format
+    cdef readonly bint int8_narrow
 
     def __cinit__(self, *args, **kwargs):
         self.gru = NULL
@@ -553,6 +556,7 @@ cdef class Model:
         self.num_directions = spec.num_directions
         self.reset_after = spec.variant == FG_LINEAR_BEFORE_RESET
         self.weight_format = "int8" if fg_gru_weight_format(gru) == FG_WEIGHTS_INT8 else "native"
+        self.int8_narrow = fg_gru_int8_narrow(gru) != 0
 
     @staticmethod
     def from_int8(int64_t input_size, int64_t hidden_size, int64_t num_layers, int64_t num_directions,
@@ -572,10 +576,11 @@ cdef class Model:
         model._adopt(gru)
         return model
 
-    def quantize(self):
-        """A new int8 model holding this float32 model's weights as int8 codes (fg_gru_quantize)."""
+    def quantize(self, int weight_bits=8):
+        """A new int8 model holding this float32 model's weights as int8 codes of `weight_bits` bits (8 or
+        7; fg_gru_quantize_bits)."""
         cdef fg_gru *gru
-        _check(fg_gru_quantize(self.gru, FG_WEIGHTS_INT8, &gru), "quantizing the model to int8")
+        _check(fg_gru_quantize_bits(self.gru, FG_WEIGHTS_INT8, weight_bits, &gru), "quantizing the model to int8")
         cdef Model model = Model.__new__(Model)
         model._adopt(gru)
         return model

@@ -131,7 +131,9 @@ class Layer:
     def arrays(self) -> dict:
         return {}
 
-    def quantized(self) -> "Layer":
+    def quantized(self, weight_bits: int = 8) -> "Layer":
+        """This layer with its GRU's weights quantized to int8 codes of `weight_bits` bits; a layer
+        without a GRU is returned as it is."""
         return self
 
     def describe(self) -> str:
@@ -885,8 +887,8 @@ class _Recurrent(Layer):
     def arrays(self):
         return self.gru._portable()[1]
 
-    def quantized(self):
-        return type(self)(self.name, self.gru.quantize("int8"), **self._options())
+    def quantized(self, weight_bits: int = 8):
+        return type(self)(self.name, self.gru.quantize("int8", weight_bits=weight_bits), **self._options())
 
 
 @_register

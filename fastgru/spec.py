@@ -152,6 +152,14 @@ def int8_weight_shapes(spec: GRUSpec) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def check_weight_bits(weight_bits) -> int:
+    """`quantize`'s ``weight_bits``: 8 (codes -127..127) or 7 (-63..63); anything else is a ValueError."""
+    if isinstance(weight_bits, (bool, np.bool_)) or not isinstance(weight_bits, (int, np.integer)) \
+            or int(weight_bits) not in (7, 8):
+        raise ValueError(f"weight_bits must be 8 or 7, got {weight_bits!r}")
+    return int(weight_bits)
+
+
 def check_int8_weights(spec: GRUSpec, weights: dict, source: str = "int8 weights") -> dict[str, np.ndarray]:
     """Validates the arrays of an int8 model (names, shapes, dtypes, codes in -127..127, scales finite and
     >= 0) and returns them C-contiguous: codes int8, scales and biases float32, converted only where that

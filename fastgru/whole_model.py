@@ -31,6 +31,7 @@ import numpy as np
 
 from .layers import Embedding, KerasRecurrent, Layer, OnnxRecurrent, _Recurrent, build_layer, describe_layer
 from .runtime import _as_real_array
+from .spec import check_weight_bits
 from .threads import check_num_threads
 
 CONVENTIONS = {"keras": ("mask", "initial_state"), "onnx": ("sequence_lens", "initial_h")}
@@ -229,14 +230,16 @@ class Model:
         raise NotImplementedError("a fastgru.Model runs inference only: call forward(..., return_tape=True) and "
                                   "backward on its GRU (model.gru or model.grus); the heads have no backward")
 
-    def quantize(self, weight_format: str = "int8") -> "Model":
-        """A new Model whose GRUs hold int8 weights (`fastgru.GRU.quantize`); the heads stay as they are.
-        This model is unchanged."""
+    def quantize(self, weight_format: str = "int8", *, weight_bits: int = 8) -> "Model":
+        """A new Model whose GRUs hold int8 weights of `weight_bits` bits (8 or 7, as
+        `fastgru.GRU.quantize`); the heads stay as they are. This model is unchanged."""
         if weight_format != "int8":
             raise ValueError(f"weight_format must be 'int8', got {weight_format!r}")
+        weight_bits = check_weight_bits(weight_bits)
         if self.weight_format == "int8":
             raise ValueError("this model's GRUs are already int8")
-        return Model([layer.quantized() for layer in self._layers], convention=self.convention, name=self.name)
+        return Model([layer.quantized(weight_bits) for layer in self._layers], convention=self.convention,
+                     name=self.name)
 
     def stream(self, batch_size: int = 1, *, num_threads: int | None = None) -> "ModelStream":
         """A stream that runs the whole model one time step at a time (:class:`ModelStream`)."""

@@ -12,7 +12,7 @@ import pytest
 import fastgru
 from conftest import STRUCTURE_CASES, case_id, case_spec, random_inputs, random_weights
 from fastgru import _core
-from fastgru.spec import GRUSpec
+from fastgru.spec import GRUSpec, int8_weight_shapes
 
 VARIANTS = pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
 CASES = pytest.mark.parametrize("case", STRUCTURE_CASES, ids=[case_id(c) for c in STRUCTURE_CASES])
@@ -139,16 +139,17 @@ def _code(values, scale):
     return np.clip(np.rint(np.float32(values) / np.float32(scale)), -127, 127)
 
 
-def _emulate_one_step(spec, weights, x, h0):
-    """One step of one int8 layer (docs/int8.md) in numpy: float32 scales and codes, exact integer sums,
-    then the float gate math in float64."""
+def _emulate_one_step(spec, weights, x, h0, weight_bits=8):
+    """One step of one int8 layer (docs/int8.md) in numpy: float32 scales and codes (``weight_bits`` 8:
+    -127..127, 7: -63..63), exact integer sums, then the float gate math in float64."""
     H = spec.hidden_size
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
 
     def codes_and_scales(w):
-        scale = f32(np.abs(f32(w)).max(axis=1)) / np.float32(127)
+        top = np.float32(2 ** (weight_bits - 1) - 1)
+        scale = f32(np.abs(f32(w)).max(axis=1)) / top
         safe = np.where(scale > 0, scale, np.float32(1))
-        return np.where(scale[:, None] > 0, np.clip(np.rint(f32(w) / safe[:, None]), -127, 127), 0), scale
+        return np.where(scale[:, None] > 0, np.clip(np.rint(f32(w) / safe[:, None]), -top, top), 0), scale
 
     q_ih, s_ih = codes_and_scales(weights["weight_ih_l0"])
     q_hh, s_hh = codes_and_scales(weights["weight_hh_l0"])
@@ -174,18 +175,22 @@ def _emulate_one_step(spec, weights, x, h0):
     return n + z * (h - n)
 
 
+WEIGHT_BITS = pytest.mark.parametrize("weight_bits", [8, 7], ids=["8bit", "7bit"])
+
+
 @VARIANTS
+@WEIGHT_BITS
 @pytest.mark.parametrize("sizes", [(3, 5), (40, 19), (16, 32)], ids=lambda s: f"I={s[0]}-H={s[1]}")
-def test_int8_step_is_the_documented_arithmetic(rng, isa, reset_after, sizes):
+def test_int8_step_is_the_documented_arithmetic(rng, isa, reset_after, weight_bits, sizes):
     spec = GRUSpec(*sizes, reset_after=reset_after)
     weights = random_weights(spec, rng, scale=0.8)
     weights["weight_hh_l0"][3, :] = 0  # an all-zero row: scale 0, codes 0
     x = rng.standard_normal((1, 6, spec.input_size))
     h0 = rng.uniform(-1, 1, (1, 6, spec.hidden_size))
 
-    output, _ = fastgru.GRU.from_spec(spec, weights).quantize()(x, h0)
+    output, _ = fastgru.GRU.from_spec(spec, weights).quantize(weight_bits=weight_bits)(x, h0)
 
-    expected = _emulate_one_step(spec, weights, x[0], h0[0])
+    expected = _emulate_one_step(spec, weights, x[0], h0[0], weight_bits)
     # float32 gate math with fastgru's sigmoid/tanh against float64 numpy: a few float32 ulps
     np.testing.assert_allclose(output[0], expected, rtol=0, atol=5e-6)
 
@@ -195,6 +200,7 @@ def test_int8_step_is_the_documented_arithmetic(rng, isa, reset_after, sizes):
 
 
 @VARIANTS
+@WEIGHT_BITS
 @pytest.mark.parametrize("gate_activation, clip", [("sigmoid", None), ("hard_sigmoid", 0.8)])
 @pytest.mark.parametrize("layers, bidirectional, batch, sizes", [
     (1, False, 1, (5, 19)),     # batch 1: the one-row products; a tail block of 3 units
@@ -202,13 +208,15 @@ def test_int8_step_is_the_documented_arithmetic(rng, isa, reset_after, sizes):
     (1, False, 7, (1, 40)),
     (1, False, 19, (40, 48)),   # full 8-row tiles of pairs of blocks (the 512-bit table's), then 3 rows
 ])
-def test_every_kernel_set_gives_identical_int8_results(rng, reset_after, gate_activation, clip, layers,
-                                                        bidirectional, batch, sizes):
+def test_every_kernel_set_gives_identical_int8_results(rng, reset_after, weight_bits, gate_activation, clip,
+                                                        layers, bidirectional, batch, sizes):
     """The integer sums are exact and the float32 code after them is compiled without contraction, so
-    the portable kernels and the vector ones (AVX2, AVX-512 VNNI where the CPU has them) agree bit for bit."""
+    the portable kernels and the vector ones (AVX2, AVX-512 VNNI where the CPU has them; with 7-bit
+    weights the AVX2 and AVX-512F tables' narrow products) agree bit for bit."""
     spec = GRUSpec(*sizes, layers, bidirectional, reset_after=reset_after, gate_activation=gate_activation,
                    clip=clip)
-    _, quantized = _quantized(spec, random_weights(spec, rng, scale=1.2))
+    quantized = fastgru.GRU.from_spec(spec, random_weights(spec, rng, scale=1.2)).quantize(weight_bits=weight_bits)
+    assert quantized.int8_narrow == (weight_bits == 7)
     x, h0, lengths = random_inputs(spec, rng, 11, batch, with_h0=True, with_lengths=batch > 1)
     x[3] *= 40  # rows of very different magnitudes: each gets its own scale
 
@@ -218,6 +226,92 @@ def test_every_kernel_set_gives_identical_int8_results(rng, reset_after, gate_ac
     for name, (output, h_n) in results.items():
         np.testing.assert_array_equal(output, first[0], err_msg=f"{name} output differs from generic")
         np.testing.assert_array_equal(h_n, first[1], err_msg=f"{name} h_n differs from generic")
+
+
+def _int8_model_with_codes(rng, spec, top):
+    """An int8 model (from_int8_weights) whose weight codes are random in -top..top, each row holding
+    both extremes, with random scales and biases."""
+    weights = {}
+    for name, shape in int8_weight_shapes(spec).items():
+        if name.endswith(".scale"):
+            weights[name] = rng.uniform(0.001, 0.02, shape).astype(np.float32)
+        elif name.startswith("weight"):
+            codes = rng.integers(-top, top + 1, shape).astype(np.int8)
+            codes[:, 0], codes[:, -1] = top, -top
+            weights[name] = codes
+        else:
+            weights[name] = rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+    return fastgru.GRU.from_int8_weights(spec, weights)
+
+
+@VARIANTS
+@pytest.mark.parametrize("top, narrow", [(64, True), (65, False), (127, False)])
+def test_codes_at_the_narrow_limit_give_identical_results_on_every_kernel_set(rng, reset_after, top, narrow):
+    """The narrow products' worst case: codes of +-64 against saturating activation codes (inputs and
+    states far beyond their scales' range code to +-127, offset bytes 255 and 1) sum pairs of 2 * 255 * 64,
+    just below int16's limit. One code of 65 makes the model wide (the sign-using products); both give
+    the generic kernels' bits."""
+    spec = GRUSpec(40, 48, reset_after=reset_after)
+    model = _int8_model_with_codes(rng, spec, top)
+    assert model.int8_narrow is narrow
+    x = np.where(rng.random((9, 6, 40)) < 0.5, -1.0, 1.0).astype(np.float32) * 50
+    x[:, :, ::7] = 0  # each row's scale comes from its +-50s: every nonzero code is +-127
+    h0 = np.where(rng.random((1, 6, 48)) < 0.5, -1.0, 1.0).astype(np.float32)
+
+    results = _run_each_isa(model, x, h0)
+
+    first = results["generic"]
+    for name, (output, h_n) in results.items():
+        np.testing.assert_array_equal(output, first[0], err_msg=f"{name} output differs from generic")
+        np.testing.assert_array_equal(h_n, first[1], err_msg=f"{name} h_n differs from generic")
+
+
+def test_7bit_codes_and_scales_are_the_documented_ones(rng):
+    spec = GRUSpec(24, 20, 2, True)
+    model = fastgru.GRU.from_spec(spec, random_weights(spec, rng))
+    stored = model.quantize("int8", weight_bits=7).int8_weights
+    for name, value in model.weights.items():
+        if name.startswith("weight"):
+            codes, scale = stored[name], stored[name + ".scale"]
+            assert np.abs(codes).max() == 63 and np.all(np.abs(codes).max(axis=1) == 63)
+            np.testing.assert_array_equal(scale, np.abs(value).max(axis=1) / np.float32(63))
+            np.testing.assert_array_equal(codes, np.clip(np.rint(value / scale[:, None]), -63, 63))
+    assert not model.quantize().int8_narrow and not model.int8_narrow
+
+
+@CASES
+@VARIANTS
+def test_7bit_int8_is_close_to_float32(rng, reset_after, case):
+    spec = case_spec(case, "float32", reset_after)
+    model = fastgru.GRU.from_spec(spec, random_weights(spec, rng))
+    x, h0, lengths = random_inputs(spec, rng, case["steps"], case["batch"], with_h0=case["h0"],
+                                   with_lengths=case["lengths"])
+
+    output, h_n = model.quantize(weight_bits=7)(x, h0, lengths)
+    expected_output, expected_h_n = model(x, h0, lengths)
+
+    assert np.max(np.abs(output - expected_output), initial=0) <= RANDOM_MAX_ERROR
+    assert np.max(np.abs(h_n - expected_h_n)) <= RANDOM_MAX_ERROR
+
+
+def test_narrow_int8_survives_save_load_and_pickle(rng, tmp_path):
+    """A 7-bit model is stored as any int8 model (its codes); loaded or unpickled it is narrow again
+    and gives the same bits."""
+    import pickle
+    spec = GRUSpec(10, 30)
+    quantized = fastgru.GRU.from_spec(spec, random_weights(spec, rng)).quantize(weight_bits=7)
+    x = rng.standard_normal((5, 3, 10)).astype(np.float32)
+    quantized.save(tmp_path / "q7.fastgru")
+    for copy in (fastgru.load(tmp_path / "q7.fastgru"), pickle.loads(pickle.dumps(quantized))):
+        assert copy.int8_narrow and copy.weight_format == "int8"
+        for got, expected in zip(copy(x), quantized(x)):
+            np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("weight_bits", [6, 9, 0, True, 7.0, "7", None])
+def test_quantize_refuses_other_weight_bits(weight_bits):
+    with pytest.raises(ValueError, match="weight_bits must be 8 or 7"):
+        fastgru.GRU(3, 4, seed=0).quantize("int8", weight_bits=weight_bits)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -161,6 +161,21 @@ def test_quantize_makes_the_grus_int8_and_leaves_the_heads_and_the_model(rng):
         model.quantize("int4")
 
 
+def test_quantize_passes_weight_bits_to_every_gru(rng):
+    model = fastgru.Model.from_keras(_model("stack-and-heads", "masking"))
+    quantized = model.quantize("int8", weight_bits=7)
+    assert quantized.grus and all(gru.int8_narrow for gru in quantized.grus)
+    assert not any(gru.int8_narrow for gru in model.quantize("int8").grus)
+    x = inputs(rng, "masking")
+    assert 0 < np.abs(quantized(x) - model(x)).max() < 0.1
+    for float_layer, int8_layer in zip(model.layers, quantized.layers):
+        if float_layer.grus:
+            h = rng.standard_normal((2, STEPS, float_layer.gru.spec.input_size)).astype("float32")
+            np.testing.assert_array_equal(int8_layer.gru(h)[0], float_layer.gru.quantize("int8", weight_bits=7)(h)[0])
+    with pytest.raises(ValueError, match="weight_bits must be 8 or 7"):
+        model.quantize("int8", weight_bits=4)
+
+
 # ---------------------------------------------------------------------------------------------
 # one serialized form: save/load, pickle, copy
 
