@@ -336,6 +336,17 @@ def test_convert_writes_fastgru_and_compares_with_the_source(files, run_main, tm
     assert ("quantization error" in out) is int8
 
 
+def test_convert_writes_7bit_int8_weights_and_refuses_the_option_alone(files, run_main, tmp_path):
+    out_path = tmp_path / "q7.fastgru"
+    status, out, err = run_main("convert", *_args(files, "torch"), out_path, "--int8", "--weight-bits", "7")
+    assert status == 0, err
+    assert 0 < _reported_diff(out, COMPARED_WITH["torch"]) <= INT8_TOLERANCE
+    assert fastgru.load(out_path).int8_narrow
+    status, out, err = run_main("convert", *_args(files, "torch"), tmp_path / "no.fastgru", "--weight-bits", "7")
+    assert status == 2 and "--weight-bits applies to int8 weights: add --int8" in err
+    assert not (tmp_path / "no.fastgru").exists()
+
+
 def test_convert_checks_a_model_of_fixed_length_on_that_length(files, run_main, tmp_path):
     out_path = tmp_path / "flat.fastgru"
     status, _, err = run_main("convert", files["flat"]["path"], out_path)

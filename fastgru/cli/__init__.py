@@ -1,7 +1,7 @@
 """The ``fastgru`` command (also ``python -m fastgru``): the user's own model file, from the shell.
 
     fastgru inspect FILE [--layer NAME] [--json]       what fastgru reads in the file, and what it refuses
-    fastgru convert FILE OUT [--int8] [--layer NAME] [--batch B] [--seq-len T]   fastgru's own file, checked
+    fastgru convert FILE OUT [--int8 [--weight-bits 7]] [--layer NAME] [--batch B] [--seq-len T]   fastgru's own file, checked
     fastgru bench FILE [--batch B] [--seq-len T] [--threads 1,2] [--int8] [--against torch,onnxruntime,keras]
 
 No framework is imported unless a subcommand compares with it. Exit status: 0 on success, 2 on a refused
@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     convert.add_argument("file")
     convert.add_argument("out")
     convert.add_argument("--int8", action="store_true", help="quantize the GRUs' weights to int8")
+    convert.add_argument("--weight-bits", type=int, choices=(8, 7), default=8,
+                         help="with --int8: 8-bit weight codes (default) or 7-bit ones, faster on CPUs without "
+                              "AVX-512 VNNI at twice the rounding error (docs/int8.md)")
     convert.add_argument("--layer", help=layer_help)
     convert.add_argument("--batch", type=_positive, default=2, help="batch size of the check's input (default 2)")
     convert.add_argument("--seq-len", type=_positive, default=16,

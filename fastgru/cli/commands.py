@@ -28,11 +28,13 @@ def convert_command(args) -> int:
     again: exit status 0 means a file that was written and checked."""
     import fastgru
 
+    if args.weight_bits != 8 and not args.int8:
+        raise CommandError("--weight-bits applies to int8 weights: add --int8")
     source = require(open_source(args.file, args.layer))
     model = source.model
     if args.int8:
         try:
-            model = model.quantize("int8")
+            model = model.quantize("int8", weight_bits=args.weight_bits)
         except (TypeError, ValueError) as error:
             raise CommandError(f"{source.path}: --int8: {one_line(error, '')}") from None
     try:
