@@ -217,6 +217,16 @@ class FastgruInt8(Fastgru):
         return _fastgru_model(module, threads, notes).quantize("int8")
 
 
+class FastgruInt8Narrow(FastgruInt8):
+    """int8 with 7-bit weight codes (`quantize("int8", weight_bits=7)`): the narrow products on AVX2 and
+    AVX-512F tables, the same as fastgru-int8 on VNNI ones."""
+
+    name = "fastgru-int8-w7"
+
+    def _model(self, module, threads, notes):
+        return _fastgru_model(module, threads, notes).quantize("int8", weight_bits=7)
+
+
 class FastgruInt8Stream(FastgruStream):
     """The streaming path of the int8 model (T=1 rows only)."""
 
@@ -418,7 +428,7 @@ class Keras(Engine):
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (
     FastgruStream(), Fastgru(), FastgruAvx2Stream(), FastgruAvx2(), Torch(), OnnxRuntime(), Keras(), TorchInt8(),
-    FastgruInt8(), FastgruInt8Stream(), FastgruInt8Avx2())}
+    FastgruInt8(), FastgruInt8Narrow(), FastgruInt8Stream(), FastgruInt8Avx2())}
 # fastgru-avx2* run only where the CPU has a wider kernel table than AVX2 (Engine.not_applicable).
 DEFAULT_ENGINES = ["fastgru-stream", "fastgru", "fastgru-avx2-stream", "fastgru-avx2", "torch", "onnxruntime", "keras"]
-INT8_ENGINES = ["fastgru-int8-stream", "fastgru-int8", "fastgru-int8-avx2", "torch-int8"]
+INT8_ENGINES = ["fastgru-int8-stream", "fastgru-int8", "fastgru-int8-w7", "fastgru-int8-avx2", "torch-int8"]

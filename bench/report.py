@@ -32,6 +32,7 @@ THREAD_SETTINGS = {
     "fastgru-int8": "as fastgru; `gru.quantize(\"int8\")`",
     "fastgru-int8-stream": "as fastgru-stream, on `gru.quantize(\"int8\")`",
     "fastgru-int8-avx2": "as fastgru-int8, with the AVX2 kernel table forced",
+    "fastgru-int8-w7": "as fastgru-int8, 7-bit weight codes: `gru.quantize(\"int8\", weight_bits=7)`",
     "torch": "`torch.set_num_threads(t)`, `set_num_interop_threads(1)`, OMP/MKL_NUM_THREADS=t; "
              "`torch.inference_mode()`",
     "torch-int8": "as torch; `quantize_dynamic(nn.GRU, qint8)`",

@@ -82,7 +82,9 @@ def evaluate(torch, task, gru, head):
             warnings.simplefilter("ignore")
             torch_int8 = torch.ao.quantization.quantize_dynamic(holder, {torch.nn.GRU}, dtype=torch.qint8).gru
         outputs = {"torch dynamic int8": torch_int8(torch.from_numpy(x))[0].numpy().astype(np.float64)}
-    outputs["fastgru int8"] = fastgru.GRU.from_torch(gru).quantize("int8")(x)[0].astype(np.float64)
+    model = fastgru.GRU.from_torch(gru)
+    outputs["fastgru int8"] = model.quantize("int8")(x)[0].astype(np.float64)
+    outputs["fastgru int8, 7-bit weights"] = model.quantize("int8", weight_bits=7)(x)[0].astype(np.float64)
     weight, bias = head.weight.detach().numpy(), head.bias.detach().numpy()
     rows = [("float32", 0.0, 0.0, metric(task, float32, weight, bias, target))]
     for name, output in outputs.items():
