@@ -11,6 +11,8 @@
  *   f32/next-L2    the same loop, each tile requesting its share of the next block's panel into L2
  *   f32/ahead-L1   the same loop, each tile requesting its own panel 8 KiB ahead of its loads into L1
  *   i8             the core's dot_i8_avx2 at R = 4: vpsignb, vpmaddubsw, vpmaddwd, vpaddd
+ *   i8n            the core's dot_i8n_avx2 at R = 4 (narrow weights, |q| <= 64, on offset code bytes):
+ *                  vpmaddubsw, vpmaddwd, vpaddd in one asm statement (tile4_i8n_avx2)
  * each over all of W_hh ("L3" where it exceeds the L2) and over its first 4 blocks only ("L2").
  * References, fma_peak.c's loops as the benchmark runs them: 12 chains of 256-bit FMAs, 12 chains of
  * vpmaddubsw + vpmaddwd (its AVX2 int8 loop), and the same with a vpsignb before each product. The
@@ -99,6 +101,12 @@ AVX2 static void step_i8(long H, long blocks, long rows, const uint8_t *a, const
             dot_i8_avx2(4, 24, H, a + i * H, H, panels + u * (I8_HEADER + H * 24), acc + (u * rows + i) * 24);
 }
 
+AVX2 static void step_i8n(long H, long blocks, long rows, const uint8_t *a, const char *panels, int32_t *acc) {
+    for (long u = 0; u < blocks; u++)
+        for (long i = 0; i < rows; i += 4)
+            dot_i8n_avx2(4, 24, H, a + i * H, H, panels + u * (I8_HEADER + H * 24), acc + (u * rows + i) * 24);
+}
+
 /* ------------------------------------------------------------------ references */
 
 __attribute__((target("avx2")))
@@ -159,7 +167,8 @@ static int32_t *g_iacc;
 
 static void run_products(int k) {
     if (k < 3) step_f32(k, g_H, g_blocks, g_rows, g_a, g_panels, g_acc);
-    else step_i8(g_H, g_blocks, g_rows, g_codes, g_q, g_iacc);
+    else if (k == 3) step_i8(g_H, g_blocks, g_rows, g_codes, g_q, g_iacc);
+    else step_i8n(g_H, g_blocks, g_rows, g_codes, g_q, g_iacc);
 }
 
 int main(void) {
@@ -174,8 +183,8 @@ int main(void) {
     printf("loops, 1 thread: 256-bit FMA %.1f GFLOP/s; vpmaddubsw + vpmaddwd %.0f GOP/s, with vpsignb %.0f GOP/s\n\n",
            ref[0] / 1e9, ref[1] / 1e9, ref[2] / 1e9);
     printf("one step's products, block-outer, 4-row tiles: GFLOP/s (f32, %% of the FMA loop) and GOP/s (i8, %% of\n"
-           "the vpmaddubsw loop without / with vpsignb)\n");
-    static const char *const names[] = {"f32", "f32/next-L2", "f32/ahead-L1", "i8"};
+           "the vpmaddubsw loop without / with vpsignb; i8n: without)\n");
+    static const char *const names[] = {"f32", "f32/next-L2", "f32/ahead-L1", "i8", "i8n"};
     const long shapes[][2] = {{512, 16}, {512, 64}, {1024, 4}, {1024, 32}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const long H = shapes[s][0], rows = shapes[s][1], blocks = H / 8;
@@ -192,13 +201,14 @@ int main(void) {
         for (int fits = 0; fits < 2; fits++) {
             g_blocks = fits ? 4 : blocks;
             const double macs = (double)rows * H * g_blocks * 24;
-            const double work[4] = {2 * macs, 2 * macs, 2 * macs, 2 * macs};
-            double best[4];
-            best_rates(4, run_products, work, best);
+            const double work[5] = {2 * macs, 2 * macs, 2 * macs, 2 * macs, 2 * macs};
+            double best[5];
+            best_rates(5, run_products, work, best);
             printf("  H=%ld rows=%ld, %s (%.2f MiB of float panels):", H, rows, fits ? "4 blocks, L2" : "all of W_hh",
                    g_blocks * H * 24 * 4 / 1048576.0);
             for (int k = 0; k < 3; k++) printf("  %s %.1f (%.0f%%)", names[k], best[k] / 1e9, 100 * best[k] / ref[0]);
-            printf("  %s %.0f (%.0f%% / %.0f%%)\n", names[3], best[3] / 1e9, 100 * best[3] / ref[1], 100 * best[3] / ref[2]);
+            printf("  %s %.0f (%.0f%% / %.0f%%)", names[3], best[3] / 1e9, 100 * best[3] / ref[1], 100 * best[3] / ref[2]);
+            printf("  %s %.0f (%.0f%%)\n", names[4], best[4] / 1e9, 100 * best[4] / ref[1]);
         }
         free(g_a), free(g_panels), free(g_acc), free(g_codes), free(g_q), free(g_iacc);
     }
