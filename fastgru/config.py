@@ -26,6 +26,17 @@ def _size(count: int) -> str:
     return f"{count} bytes"
 
 
+# Each table's int8 panel product (docs/int8.md, "The kernel layout"), as src_c/kernels_*.c build them.
+_INT8_PRODUCTS = {
+    "generic": "portable integer loops",
+    "avx2": "vpsignb + vpmaddubsw + vpmaddwd; narrow models (weight codes within +-64, GRU.int8_narrow): "
+            "vpmaddubsw + vpmaddwd, no sign",
+    "avx512vl_vnni": "vpdpbusd, 256-bit; 7- and 8-bit weights alike",
+    "avx512_vnni": "vpdpbusd, 512-bit; 7- and 8-bit weights alike",
+}
+_INT8_PRODUCTS["avx512vl"] = _INT8_PRODUCTS["avx512"] = _INT8_PRODUCTS["avx2"]
+
+
 def _kernel_table(cpu: dict) -> dict:
     running, how = _core.kernel_table()
     automatic = cpu["table"]
@@ -42,6 +53,8 @@ def _kernel_table(cpu: dict) -> dict:
                                   "ratio": round(ratio, 2), "threshold": 1.5}
     else:
         section["calibration"] = "not run: cpuid settles the width on this CPU"
+    if running is not None:
+        section["int8 products"] = _INT8_PRODUCTS[running]
     section["tables this CPU runs"] = _core.supported_isas()
     section["all tables"] = _core.kernel_tables()
     section[_core.KERNELS_VARIABLE] = os.environ.get(_core.KERNELS_VARIABLE)

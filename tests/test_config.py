@@ -182,3 +182,18 @@ def test_missing_features_and_table_names():
         _core.missing_features("avx1024")
     with pytest.raises(ValueError, match="isa must be None, 'auto' or one of"):
         _core.set_backend(isa="avx512vnni")
+
+
+@pytest.mark.parametrize("name", _core.supported_isas())
+def test_show_config_names_the_int8_product_of_the_table_running(name):
+    """Every table has its int8 product described; the narrow (sign-free) kernels are named exactly on
+    the tables without VNNI that have a vector product."""
+    from fastgru.config import _INT8_PRODUCTS
+    assert set(_INT8_PRODUCTS) == set(_core.kernel_tables())
+    _core.set_backend(isa=name)
+    try:
+        products = fastgru.show_config(mode="dicts")["kernel table"]["int8 products"]
+    finally:
+        _core.set_backend()
+    assert ("no sign" in products) == (name in ("avx2", "avx512vl", "avx512"))
+    assert ("vpdpbusd" in products) == name.endswith("vnni")
