@@ -63,6 +63,19 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
         for (int v = 0; v < V; v++) _mm256_storeu_ps(acc + r * 24 + 8 * v, sum[r][v]);
 }
 
+/* acc[r][8v:8v+8] = sum[r][v], less the block's 128 * column_sum (its header) for narrow sums, whose
+ * activation bytes carry the offset 128 */
+static inline __attribute__((always_inline)) void store_i8_sums_avx2(int narrow, int R, int V, __m256i sum[4][3],
+                                                                     const char *block, int32_t *acc) {
+    const int32_t *column_sum = (const int32_t *)block;
+    for (int v = 0; v < V; v++) {
+        const __m256i offset = narrow ? _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(column_sum + 8 * v)), 7)
+                                      : _mm256_setzero_si256();
+        for (int r = 0; r < R; r++)
+            _mm256_storeu_si256((__m256i *)(acc + r * 24 + 8 * v), _mm256_sub_epi32(sum[r][v], offset));
+    }
+}
+
 /* acc[r][0:C] = sum_k a[r][k] * q[k][0:C] for R rows of activation codes and an int8 panel in
  * [k/4][c][k%4] order (C = 8, 16 or 24; acc rows 24 apart); the same exact int32 sums as the portable
  * dot_generic of kernels_int8_impl.h. vpmaddubsw multiplies unsigned by signed bytes and adds adjacent
@@ -78,7 +91,6 @@ static inline __attribute__((always_inline)) void dot_f32_avx2(int R, int C, int
 static inline __attribute__((always_inline)) void dot_i8_rows_avx2(int narrow, int R, int C, int64_t Kp,
                                                                    const uint8_t *a, int64_t lda, const char *block,
                                                                    int32_t *acc) {
-    const int32_t *column_sum = (const int32_t *)block;
     const int8_t *panel = (const int8_t *)(block + 8 * C);
     const int V = C / 8;
     const __m256i ones = _mm256_set1_epi16(1);
@@ -99,12 +111,7 @@ static inline __attribute__((always_inline)) void dot_i8_rows_avx2(int narrow, i
             }
         }
     }
-    for (int v = 0; v < V; v++) {
-        const __m256i offset = narrow ? _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(column_sum + 8 * v)), 7)
-                                      : _mm256_setzero_si256();
-        for (int r = 0; r < R; r++)
-            _mm256_storeu_si256((__m256i *)(acc + r * 24 + 8 * v), _mm256_sub_epi32(sum[r][v], offset));
-    }
+    store_i8_sums_avx2(narrow, R, V, sum, block, acc);
 }
 
 static inline __attribute__((always_inline)) void dot_i8_avx2(int R, int C, int64_t Kp, const uint8_t *a,
@@ -165,14 +172,9 @@ static inline __attribute__((always_inline)) void tile4_i8n_avx2(int64_t Kp, con
 static inline __attribute__((always_inline)) void dot_i8n_avx2(int R, int C, int64_t Kp, const uint8_t *a,
                                                                int64_t lda, const char *block, int32_t *acc) {
     if (R == 4 && C == 24 && Kp > 0) {
-        const int32_t *column_sum = (const int32_t *)block;
         __m256i sum[4][3];
         tile4_i8n_avx2(Kp, a, lda, (const int8_t *)(block + 8 * 24), sum);
-        for (int v = 0; v < 3; v++) {
-            const __m256i offset = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(column_sum + 8 * v)), 7);
-            for (int r = 0; r < 4; r++)
-                _mm256_storeu_si256((__m256i *)(acc + r * 24 + 8 * v), _mm256_sub_epi32(sum[r][v], offset));
-        }
+        store_i8_sums_avx2(1, 4, 3, sum, block, acc);
     } else {
         dot_i8_rows_avx2(1, R, C, Kp, a, lda, block, acc);
     }
