@@ -24,37 +24,6 @@ typedef struct forward_buffers {
     uint8_t *reset_h_codes;/* (D, B, padded(H)) r * h's codes, reset-before only */
 } forward_buffers;
 
-/* Rows [begin, end) of `rows` float rows (width values each, stride apart) as code bytes (internal.h,
- * fg_code_byte, in the table's form `codes`) with one scale
- * per row: fbgemm's dynamic quantization (the scale is computed from the data at run time, just
- * before the product), but symmetric and per row: scale = max|row| / 127, code = round-half-even(v *
- * 127 / max|row|). A row holding a NaN gets a NaN scale, so the NaN reaches the outputs as in float32;
- * an all-zero row gets scale 0. Padding columns up to padded(width) hold the code of zero. */
-static void quantize_rows(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
-                          int codes_form, uint8_t *codes, float *scales) {
-    const int64_t padded = fg_i8_padded(width);
-    for (int64_t i = begin; i < end; i++) {
-        const float *row = rows + i * stride;
-        uint8_t *code = codes + i * padded;
-        /* max |v| on the bits: for non-negative floats, integer order is float order, and every NaN
-         * is above infinity, so a NaN wins as the float loop's NaN check made it; integer max is a
-         * reduction the compiler vectorizes on any x86-64, float max with NaNs is not */
-        int32_t largest_bits = 0;
-        for (int64_t k = 0; k < width; k++) {
-            int32_t bits;
-            memcpy(&bits, row + k, sizeof bits);
-            bits &= 0x7FFFFFFF;
-            largest_bits = bits > largest_bits ? bits : largest_bits;
-        }
-        float largest;
-        memcpy(&largest, &largest_bits, sizeof largest);
-        const float inverse = largest > 0 ? 127.0f / largest : 0.0f;
-        for (int64_t k = 0; k < width; k++) code[k] = fg_code_byte(row[k] * inverse, codes_form);
-        for (int64_t k = width; k < padded; k++) code[k] = (uint8_t)fg_code_offset(codes_form);
-        scales[i] = largest / 127.0f;
-    }
-}
-
 /* forward_f32 */
 #define REAL float
 #define SFX f32
@@ -195,6 +164,7 @@ static const fg_kernels *int8_kernels(const fg_gru *gru, const fg_kernels *table
     narrow->step_rb1_i8 = table->step_rb1_i8n;
     narrow->step_rb2_i8 = table->step_rb2_i8n;
     narrow->project_i8 = table->project_i8n;
+    narrow->quantize_i8 = table->quantize_i8n;
     narrow->int8_codes = table->int8n_codes;
     return narrow;
 }

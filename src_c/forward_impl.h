@@ -125,19 +125,19 @@ static void FN(run_blocks)(const FN(forward_state) *s, FN(block_work) *work, int
 }
 
 #ifdef FG_QUANTIZED
-/* The input rows of a chunk quantized per row (forward.c, quantize_rows), split in row ranges. */
+/* The input rows of a chunk quantized per row (the table's quantize_i8), split in row ranges. */
 typedef struct FN(quantize_work) {
     const REAL *rows;
     int64_t width, count, splits;
-    int codes_form;
+    fg_quantize_fn quantize;
     uint8_t *codes;
     float *scales;
 } FN(quantize_work);
 
 static void FN(quantize_task)(void *opaque, int64_t part) {
     const FN(quantize_work) *work = (const FN(quantize_work) *)opaque;
-    quantize_rows(work->rows, work->width, work->width, part * work->count / work->splits,
-                  (part + 1) * work->count / work->splits, work->codes_form, work->codes, work->scales);
+    work->quantize(work->rows, work->width, work->width, part * work->count / work->splits,
+                   (part + 1) * work->count / work->splits, work->codes, work->scales);
 }
 #endif
 
@@ -172,7 +172,7 @@ static void FN(project_args)(const FN(forward_state) *s, const fg_packed_layer *
             uint8_t *codes = s->buf.x_codes + k * s->buf.chunk_steps * B * padded;
             float *scales = s->buf.x_scales + k * s->buf.chunk_steps * B;
             const int64_t splits = fg_parallel_parts(s->pool, rows * width, rows, FG_TASKS_PER_THREAD);
-            FN(quantize_work) work = {(const REAL *)a->input, width, rows, splits, s->kernels->int8_codes,
+            FN(quantize_work) work = {(const REAL *)a->input, width, rows, splits, s->kernels->quantize_i8,
                                       codes, scales};
             fg_pool_run(s->pool, splits, FN(quantize_task), &work);
             a->input = codes;

@@ -119,15 +119,15 @@ fg_status fg_gru_allocate(const fg_spec *spec, fg_weight_format format, fg_gru *
  *     what vpmaddubsw + vpmaddwd (and vpdpbusd) sum into 8 int32 lanes against a broadcast of 4 inputs.
  *   - activations reach the panel products as rows of Kp code bytes (padding: the byte of code 0): the
  *     state (and r * h) as round(h * 127 / m), m = max(1, max|h0 row|) per row and call
- *     (forward_impl.h), the layer input per row with a dynamic scale (forward.c, quantize_rows). A
- *     code's byte depends on the table's int8_codes (fg_code_byte): FG_CODES_OFFSET, code + 128
- *     (unsigned), on the VNNI tables, where that is the unsigned operand vpdpbusd multiplies (their
- *     kernels take 128 * column_sum back out); FG_CODES_INT8, the code itself (two's complement), on
- *     the others, whose vpmaddubsw products take |a| and a's sign. The bytes are written once per row
- *     and read once per block pair: making signed codes unsigned in the 512-bit tile cost an ALU
- *     operation per broadcast on the products' ports (27% of the tile alone on the Intel Xeon of
- *     docs/kernels.md, 10-13% of whole int8 batch calls), and making offset codes signed in the AVX2
- *     product cost 7% there.
+ *     (forward_impl.h), the layer input per row with a dynamic scale (each table's quantize_i8,
+ *     kernels_int8_impl.h). A code's byte depends on the table's int8_codes (fg_code_byte):
+ *     FG_CODES_OFFSET, code + 128 (unsigned), on the VNNI tables, where that is the unsigned operand
+ *     vpdpbusd multiplies (their kernels take 128 * column_sum back out); FG_CODES_INT8, the code
+ *     itself (two's complement), on the others, whose vpmaddubsw products take |a| and a's sign.
+ *     The bytes are written once per row and read once per block pair: making signed codes unsigned
+ *     in the 512-bit tile cost an ALU operation per broadcast on the products' ports (27% of the tile
+ *     alone on the Intel Xeon of docs/kernels.md, 10-13% of whole int8 batch calls), and making offset
+ *     codes signed in the AVX2 product cost 7% there.
  *   - narrow models, whose weight codes all lie within +-FG_I8_NARROW (7-bit ones, fg_gru_quantize_bits;
  *     fg_gru.int8_wide == 0), run the tables' _i8n kernels where they have them (AVX2, AVX-512F): those
  *     take offset code bytes against the codes in vpmaddubsw with no sign operation, and subtract
@@ -267,6 +267,11 @@ typedef struct fg_project_args {
 
 typedef void (*fg_project_fn)(const fg_project_args *args, int64_t block_begin, int64_t block_end);
 
+/* The int8 projection's input rows [begin, end) of `rows` (width floats each, stride apart) as code
+ * bytes, padded(width) per row, and one scale per row (kernels_int8_impl.h, quantize). */
+typedef void (*fg_quantize_fn)(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
+                               uint8_t *codes, float *scales);
+
 typedef struct fg_kernels {
     fg_step_fn step_lbr_f32, step_rb1_f32, step_rb2_f32;
     fg_project_fn project_f32;
@@ -274,12 +279,14 @@ typedef struct fg_kernels {
     fg_project_fn project_f64;
     fg_step_fn step_lbr_i8, step_rb1_i8, step_rb2_i8;  /* int8 weights, float32 activations */
     fg_project_fn project_i8;
+    fg_quantize_fn quantize_i8; /* the input rows' codes for project_i8, in the form int8_codes */
     int int8_codes;  /* the code bytes its _i8 kernels read: FG_CODES_INT8 or FG_CODES_OFFSET (above) */
     /* The kernels for narrow int8 models (weight codes within +-FG_I8_NARROW, fg_gru.int8_wide == 0)
      * and the code bytes they read; NULL where the _i8 kernels are no slower on them (the generic and
      * VNNI tables). fg_forward swaps them in (forward.c, int8_kernels). */
     fg_step_fn step_lbr_i8n, step_rb1_i8n, step_rb2_i8n;
     fg_project_fn project_i8n;
+    fg_quantize_fn quantize_i8n;
     int int8n_codes;
     /* the backward's per-step product dh += dG_h . W_hh (backward_kernels.h); NULL: the BLAS does it */
     fg_panel_gemm_f32 backward_product_f32;

@@ -45,14 +45,14 @@
 #define ISA avx2
 #include "kernels_impl.h"
 
-/* step_lbr_i8_avx2, step_rb1_i8_avx2, step_rb2_i8_avx2, project_i8_avx2 */
+/* step_lbr_i8_avx2, step_rb1_i8_avx2, step_rb2_i8_avx2, project_i8_avx2, quantize_i8_avx2 */
 #define ISA avx2
 #define CODES FG_CODES_INT8
 #define DOT dot_i8_avx2
 #include "kernels_int8_impl.h"
 
-/* step_lbr_i8n_avx2, step_rb1_i8n_avx2, step_rb2_i8n_avx2, project_i8n_avx2: narrow weights (codes
- * within +-64), whose products need no sign operation, on offset code bytes */
+/* step_lbr_i8n_avx2, step_rb1_i8n_avx2, step_rb2_i8n_avx2, project_i8n_avx2, quantize_i8n_avx2: narrow
+ * weights (codes within +-64), whose products need no sign operation, on offset code bytes */
 #define ISA avx2
 #define CODES FG_CODES_OFFSET
 #define DOT dot_i8n_avx2
@@ -134,7 +134,7 @@ static inline __attribute__((always_inline)) void dot_i8_avx512vl_vnni(int R, in
 }
 
 /* step_lbr_i8_avx512vl_vnni, step_rb1_i8_avx512vl_vnni, step_rb2_i8_avx512vl_vnni,
- * project_i8_avx512vl_vnni */
+ * project_i8_avx512vl_vnni, quantize_i8_avx512vl_vnni */
 #define ISA avx512vl_vnni
 #define CODES FG_CODES_OFFSET
 #define DOT dot_i8_avx512vl_vnni
@@ -151,10 +151,12 @@ const fg_kernels fg_kernels_avx2 = {
     .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
     .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
+    .quantize_i8 = quantize_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_INT8,
     .step_lbr_i8n = step_lbr_i8n_avx2, .step_rb1_i8n = step_rb1_i8n_avx2,
     .step_rb2_i8n = step_rb2_i8n_avx2, .project_i8n = project_i8n_avx2,
+    .quantize_i8n = quantize_i8n_avx2,
     .int8n_codes = FG_CODES_OFFSET,
 };
 
@@ -165,10 +167,12 @@ const fg_kernels fg_kernels_avx512vl = {
     .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
     .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
+    .quantize_i8 = quantize_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_INT8,
     .step_lbr_i8n = step_lbr_i8n_avx2, .step_rb1_i8n = step_rb1_i8n_avx2,
     .step_rb2_i8n = step_rb2_i8n_avx2, .project_i8n = project_i8n_avx2,
+    .quantize_i8n = quantize_i8n_avx2,
     .int8n_codes = FG_CODES_OFFSET,
 };
 
@@ -179,6 +183,7 @@ const fg_kernels fg_kernels_avx512vl_vnni = {
     .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
     .step_lbr_i8 = step_lbr_i8_avx512vl_vnni, .step_rb1_i8 = step_rb1_i8_avx512vl_vnni,
     .step_rb2_i8 = step_rb2_i8_avx512vl_vnni, .project_i8 = project_i8_avx512vl_vnni,
+    .quantize_i8 = quantize_i8_avx512vl_vnni,
     .backward_product_f32 = fg_panel_gemm_f32_avx2, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_OFFSET,
 };

@@ -455,7 +455,8 @@ FG_INLINE void dot_i8_avx512_vnni(int R, int C, int64_t Kp, const uint8_t *a, in
         }
 }
 
-/* step_lbr_i8_avx512_vnni, step_rb1_i8_avx512_vnni, step_rb2_i8_avx512_vnni, project_i8_avx512_vnni */
+/* step_lbr_i8_avx512_vnni, step_rb1_i8_avx512_vnni, step_rb2_i8_avx512_vnni, project_i8_avx512_vnni,
+ * quantize_i8_avx512_vnni */
 #define ISA avx512_vnni
 #define CODES FG_CODES_OFFSET
 #define DOT dot_i8_avx512_vnni
@@ -474,10 +475,12 @@ const fg_kernels fg_kernels_avx512 = {
     .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
     .step_lbr_i8 = step_lbr_i8_avx2, .step_rb1_i8 = step_rb1_i8_avx2,
     .step_rb2_i8 = step_rb2_i8_avx2, .project_i8 = project_i8_avx2,
+    .quantize_i8 = quantize_i8_avx2,
     .backward_product_f32 = fg_panel_gemm_f32_avx512, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_INT8,
     .step_lbr_i8n = step_lbr_i8n_avx2, .step_rb1_i8n = step_rb1_i8n_avx2,
     .step_rb2_i8n = step_rb2_i8n_avx2, .project_i8n = project_i8n_avx2,
+    .quantize_i8n = quantize_i8n_avx2,
     .int8n_codes = FG_CODES_OFFSET,
 };
 
@@ -488,6 +491,7 @@ const fg_kernels fg_kernels_avx512_vnni = {
     .step_rb2_f64 = step_rb2_f64_avx2, .project_f64 = project_f64_avx2,
     .step_lbr_i8 = step_lbr_i8_avx512_vnni, .step_rb1_i8 = step_rb1_i8_avx512_vnni,
     .step_rb2_i8 = step_rb2_i8_avx512_vnni, .project_i8 = project_i8_avx512_vnni,
+    .quantize_i8 = quantize_i8_avx512_vnni,
     .backward_product_f32 = fg_panel_gemm_f32_avx512, .backward_product_f64 = fg_panel_gemm_f64_avx2,
     .int8_codes = FG_CODES_OFFSET,
 };

@@ -24,7 +24,7 @@
 #include "kernels_impl.h"
 
 /* int8 weights, the plain integer panel product:
- * step_lbr_i8_generic, step_rb1_i8_generic, step_rb2_i8_generic, project_i8_generic */
+ * step_lbr_i8_generic, step_rb1_i8_generic, step_rb2_i8_generic, project_i8_generic, quantize_i8_generic */
 #define ISA generic
 #define CODES FG_CODES_INT8
 #include "kernels_int8_impl.h"
@@ -36,5 +36,6 @@ const fg_kernels fg_kernels_generic = {
     .step_rb2_f64 = step_rb2_f64_generic, .project_f64 = project_f64_generic,
     .step_lbr_i8 = step_lbr_i8_generic, .step_rb1_i8 = step_rb1_i8_generic,
     .step_rb2_i8 = step_rb2_i8_generic, .project_i8 = project_i8_generic,
+    .quantize_i8 = quantize_i8_generic,
     .int8_codes = FG_CODES_INT8,
 };

@@ -252,6 +252,39 @@ void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t bloc
     }
 }
 
+/* Rows [begin, end) of `rows` (width floats each, stride apart) as code bytes (internal.h, fg_code_byte,
+ * in this instantiation's form CODES) with one scale per row: fbgemm's dynamic quantization (the scale
+ * is computed from the data at run time, just before the product), but symmetric and per row: scale =
+ * max|row| / 127, code = round-half-even(v * 127 / max|row|). A row holding a NaN gets a NaN scale, so
+ * the NaN reaches the outputs as in float32; an all-zero row gets scale 0. Padding columns up to
+ * padded(width) hold the code of zero. Elementwise and exact but for the one rounding of v * inverse,
+ * so every table's vector width gives the same bytes; compiled for each table's ISA because the
+ * portable build's max loop (SSE2, no pmaxsd) took 5% of an int8 DeepBench B=32 call. */
+void FN_ISA(quantize)(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end, uint8_t *codes,
+                      float *scales) {
+    const int64_t padded = fg_i8_padded(width);
+    for (int64_t i = begin; i < end; i++) {
+        const float *restrict row = rows + i * stride;
+        uint8_t *restrict code = codes + i * padded;
+        /* max |v| on the bits: for non-negative floats, integer order is float order, and every NaN
+         * is above infinity, so a NaN wins as the float loop's NaN check made it; integer max is a
+         * reduction the compiler vectorizes, float max with NaNs is not */
+        int32_t largest_bits = 0;
+        for (int64_t k = 0; k < width; k++) {
+            int32_t bits;
+            memcpy(&bits, row + k, sizeof bits);
+            bits &= 0x7FFFFFFF;
+            largest_bits = bits > largest_bits ? bits : largest_bits;
+        }
+        float largest;
+        memcpy(&largest, &largest_bits, sizeof largest);
+        const float inverse = largest > 0 ? 127.0f / largest : 0.0f;
+        for (int64_t k = 0; k < width; k++) code[k] = fg_code_byte(row[k] * inverse, CODES);
+        for (int64_t k = width; k < padded; k++) code[k] = (uint8_t)fg_code_offset(CODES);
+        scales[i] = largest / 127.0f;
+    }
+}
+
 #undef FG_I8_GROUP
 #undef FG_I8_ROWS
 #undef FG_I8_PAIR_ROWS

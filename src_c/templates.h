@@ -58,8 +58,9 @@
  *                                           and input projection: kernels_generic.c (f32, f64),
  *                                           kernels_avx2.c (f32 and f64 avx2; f32 avx512vl, FG_ROWS 8),
  *                                           kernels_avx512.c (f32 avx512, FG_ROWS 8, pairs)
- *   kernels_int8_impl.h  ISA, CODES, [DOT], [PAIR_DOT, PAIR_GATHER], [NARROW]   int8 step kernels and
- *                                           projection (SFX i8, or i8n, is its own): kernels_generic.c,
+ *   kernels_int8_impl.h  ISA, CODES, [DOT], [PAIR_DOT, PAIR_GATHER], [NARROW]   int8 step kernels,
+ *                                           projection and the quantization of its input rows (SFX i8,
+ *                                           or i8n, is its own): kernels_generic.c,
  *                                           kernels_avx2.c (avx2, avx2 NARROW, avx512vl_vnni),
  *                                           kernels_avx512.c (avx512_vnni, pairs)
  *   forward_impl.h       REAL, SFX, [FG_QUANTIZED]   forward.c: f32, f64, i8
@@ -127,6 +128,8 @@ FG_INTERNAL void step_lbr_i8_generic(const fg_step_args *s, int64_t block_begin,
 FG_INTERNAL void step_rb1_i8_generic(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb2_i8_generic(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void project_i8_generic(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void quantize_i8_generic(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
+                                     uint8_t *codes, float *scales);
 
 #ifdef FG_HAVE_AVX2_KERNELS
 /* fg_kernels_avx2 (kernels_avx2.c): AVX2+FMA, 4-row panel products */
@@ -142,10 +145,14 @@ FG_INTERNAL void step_lbr_i8_avx2(const fg_step_args *s, int64_t block_begin, in
 FG_INTERNAL void step_rb1_i8_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb2_i8_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void project_i8_avx2(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void quantize_i8_avx2(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
+                                  uint8_t *codes, float *scales);
 FG_INTERNAL void step_lbr_i8n_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb1_i8n_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb2_i8n_avx2(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void project_i8n_avx2(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void quantize_i8n_avx2(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
+                                   uint8_t *codes, float *scales);
 
 /* fg_kernels_avx512vl and fg_kernels_avx512vl_vnni (kernels_avx2.c): float32 in 8-row tiles of 256-bit
  * vectors; int8 on AVX2's products or on vpdpbusd; float64 from fg_kernels_avx2 */
@@ -157,6 +164,8 @@ FG_INTERNAL void step_lbr_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_
 FG_INTERNAL void step_rb1_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb2_i8_avx512vl_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void project_i8_avx512vl_vnni(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void quantize_i8_avx512vl_vnni(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
+                                           uint8_t *codes, float *scales);
 
 /* fg_kernels_avx512 and fg_kernels_avx512_vnni (kernels_avx512.c): float32 on 512-bit vectors over two
  * blocks at once; int8 on AVX2's products or on 512-bit vpdpbusd; float64 from fg_kernels_avx2 */
@@ -168,6 +177,8 @@ FG_INTERNAL void step_lbr_i8_avx512_vnni(const fg_step_args *s, int64_t block_be
 FG_INTERNAL void step_rb1_i8_avx512_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void step_rb2_i8_avx512_vnni(const fg_step_args *s, int64_t block_begin, int64_t block_end);
 FG_INTERNAL void project_i8_avx512_vnni(const fg_project_args *p, int64_t block_begin, int64_t block_end);
+FG_INTERNAL void quantize_i8_avx512_vnni(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end,
+                                         uint8_t *codes, float *scales);
 #endif
 
 /* ---------------------------------------------------------------- drivers */
