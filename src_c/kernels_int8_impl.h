@@ -258,8 +258,9 @@ void FN_ISA(project)(const fg_project_args *p, int64_t block_begin, int64_t bloc
  * max|row| / 127, code = round-half-even(v * 127 / max|row|). A row holding a NaN gets a NaN scale, so
  * the NaN reaches the outputs as in float32; an all-zero row gets scale 0. Padding columns up to
  * padded(width) hold the code of zero. Elementwise and exact but for the one rounding of v * inverse,
- * so every table's vector width gives the same bytes; compiled for each table's ISA because the
- * portable build's max loop (SSE2, no pmaxsd) took 5% of an int8 DeepBench B=32 call. */
+ * so every table's vector width gives the same bytes; compiled for each table's ISA because in the
+ * portable build (SSE2: its integer max has no pmaxsd) int8 batch calls on the Zen 5 of docs/kernels.md
+ * took 3-7% longer. */
 void FN_ISA(quantize)(const float *rows, int64_t stride, int64_t width, int64_t begin, int64_t end, uint8_t *codes,
                       float *scales) {
     const int64_t padded = fg_i8_padded(width);
