@@ -216,17 +216,22 @@ def test_two_long_calls_overlap_in_time():
 # worker threads do not outlive their callers
 
 
+def _task_files(name: str) -> dict[str, str]:
+    """The file /proc/self/task/<tid>/<name> of every thread of this process, by thread id."""
+    texts = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/{name}") as file:
+                texts[task] = file.read()
+        except FileNotFoundError:  # the thread ended while we listed them
+            pass
+    return texts
+
+
 def _fastgru_workers() -> int:
     """fastgru's worker threads in this process (pool.c names them). Counting every thread instead
     let a thread of some other library, ending while the test counted, fail it (seen once in CI)."""
-    workers = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/comm") as comm:
-                workers += comm.read().strip() == "fastgru-worker"
-        except FileNotFoundError:  # the thread ended while we listed them
-            pass
-    return workers
+    return sum(comm.strip() == "fastgru-worker" for comm in _task_files("comm").values())
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
@@ -281,14 +286,10 @@ def test_models_built_and_dropped_in_threads(rng):
 
 def _thread_affinities() -> dict[str, str]:
     affinities = {}
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/status") as status:
-                for line in status:
-                    if line.startswith("Cpus_allowed_list:"):
-                        affinities[task] = line.split(":", 1)[1].strip()
-        except FileNotFoundError:  # the thread ended while we listed them
-            pass
+    for task, status in _task_files("status").items():
+        for line in status.splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                affinities[task] = line.split(":", 1)[1].strip()
     return affinities
 
 
