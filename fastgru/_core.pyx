@@ -64,6 +64,8 @@ cdef extern from "fastgru.h" nogil:
     fg_status fg_gru_create(const fg_spec *spec, const fg_layer_weights *weights, fg_gru **out)
     void fg_gru_destroy(fg_gru *gru)
     size_t fg_gru_packed_bytes(const fg_gru *gru)
+    int fg_gru_huge_pages(const fg_gru *gru)
+    size_t FG_HUGE_PAGE_BYTES
     ctypedef enum fg_weight_format:
         FG_WEIGHTS_NATIVE
         FG_WEIGHTS_INT8
@@ -470,6 +472,9 @@ cdef int _layer_table(fg_layer_weights *table, list entries, object dtype, int64
 
 # ------------------------------------------------------------------ the model
 
+# A model of this many bytes or more is advised for transparent huge pages (fg_gru_huge_pages).
+HUGE_PAGE_BYTES = FG_HUGE_PAGE_BYTES
+
 cdef fg_spec _make_spec(int64_t input_size, int64_t hidden_size, int64_t num_layers, int64_t num_directions,
                         object dtype, bint reset_after, object gate_activation, double clip) except *:
     # The Fortran BLAS takes 32-bit sizes: every GEMM dimension must fit.
@@ -629,6 +634,10 @@ cdef class Model:
     @property
     def packed_bytes(self):
         return fg_gru_packed_bytes(self.gru)
+
+    @property
+    def huge_pages(self):
+        return fg_gru_huge_pages(self.gru) != 0
 
     def workspace_bytes(self, int64_t seq_len, int64_t batch):
         cdef size_t nbytes

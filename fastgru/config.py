@@ -111,6 +111,20 @@ def _blas() -> dict:
     return section
 
 
+_THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def _memory() -> dict:
+    """Whether models' weights can be on transparent huge pages, and the kernel's setting for them."""
+    try:
+        with open(_THP_SETTING) as file:
+            setting = file.read().strip()
+    except OSError:
+        setting = "not available (no transparent huge pages on this system)"
+    return {"huge pages": f"models of {_size(_core.HUGE_PAGE_BYTES)} and more are advised for them (madvise)",
+            "transparent huge pages": setting}
+
+
 def config() -> dict:
     """show_config's dict (mode="dicts")."""
     cpu = _core.cpu_info()
@@ -124,6 +138,7 @@ def config() -> dict:
         "caches": {"L1d": _size(cpu["l1d bytes"]), "L2": _size(cpu["l2 bytes"]), "L3": _size(cpu["l3 bytes"]),
                    "source": cpu["cache source"]},
         "blocking": _blocking(cpu, running),
+        "memory": _memory(),
         "threads": _threads(),
         "blas": _blas(),
     }
@@ -151,8 +166,8 @@ def show_config(mode: str = "stdout") -> dict | None:
     """Shows what fastgru runs on this machine and why: the CPU (vendor, model name, family, model and
     stepping, the feature flags fastgru looks at), the kernel table running and how it was chosen (cpuid,
     or the calibration's FMA figures where cpuid cannot tell; FASTGRU_KERNELS or set_backend when
-    forced), the cache sizes read and the blocking derived from them, the default thread count and the
-    BLAS the backward pass uses.
+    forced), the cache sizes read and the blocking derived from them, whether models' weights may sit on
+    transparent huge pages, the default thread count and the BLAS the backward pass uses.
 
     ``mode="stdout"`` prints it, ``mode="dicts"`` returns it as a dict of dicts (as
     ``numpy.show_config`` does). Any other mode raises ``ValueError``."""

@@ -96,6 +96,12 @@ const fg_spec *fg_gru_spec(const fg_gru *gru);
  * count rounded up to whole blocks of 8), and the biases three ways (as given, folded, and b_hn). The
  * backward pass builds the row-major copies its GEMMs need in its own workspace, per call. */
 size_t fg_gru_packed_bytes(const fg_gru *gru);
+/* 1 if the model's memory is advised for transparent huge pages, else 0 (NULL: 0). A model of
+ * FG_HUGE_PAGE_BYTES or more is, on Linux where the kernel takes the advice (madvise MADV_HUGEPAGE): its
+ * weights then stream through fewer TLB entries. Whether the pages are huge is the kernel's choice
+ * (/sys/kernel/mm/transparent_hugepage/enabled). */
+#define FG_HUGE_PAGE_BYTES ((size_t)2 << 20)
+int fg_gru_huge_pages(const fg_gru *gru);
 
 /* Writes a float model's weights back in the layout fg_gru_create took them in: weights[k * D + d]
  * points at the caller's arrays, weight_ih (3H, I_k), weight_hh (3H, H), bias_ih, bias_hh (3H), of the

@@ -97,6 +97,7 @@ struct fg_gru {
     fg_packed_layer *layers;
     void *memory;           /* one allocation holding every packed array */
     size_t packed_bytes;
+    int huge_pages;         /* memory advised for transparent huge pages (model.c) */
 };
 
 /* model.c: the checks of fg_gru_create's spec, and a model of `format` with every packed array

@@ -20,7 +20,7 @@ from fastgru import _core
 
 def test_show_config_dicts_describe_the_cpu_and_the_table_running():
     config = fastgru.show_config(mode="dicts")
-    assert set(config) == {"fastgru", "cpu", "kernel table", "caches", "blocking", "threads", "blas"}
+    assert set(config) == {"fastgru", "cpu", "kernel table", "caches", "blocking", "memory", "threads", "blas"}
     cpu, table = config["cpu"], config["kernel table"]
     assert isinstance(cpu["family"], int) and isinstance(cpu["model"], int) and isinstance(cpu["stepping"], int)
     assert set(cpu["flags"]) <= set(cpu["flags fastgru looks at"])
@@ -41,6 +41,9 @@ def test_show_config_dicts_describe_the_cpu_and_the_table_running():
     assert config["threads"]["default"] == fastgru.get_num_threads()
     assert config["threads"]["physical cores"] == fastgru.default_num_threads()
     assert config["blas"]["used by"].startswith("the backward pass")
+    assert config["memory"]["huge pages"].startswith("models of 2 MiB and more")
+    if os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
+        assert "[" in config["memory"]["transparent huge pages"]  # the kernel's setting, the chosen one bracketed
     json.dumps(config)  # plain data: the benchmark stores it in bench.json
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -200,6 +201,22 @@ def test_forward_at_b64_t2000_h512_runs_in_bounded_memory(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # what a model holds (docs/errors.md, "Memory"; README, "Memory")
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_models_of_two_mib_and_more_are_advised_for_huge_pages(precision):
+    """A model whose memory reaches 2 MiB is advised for transparent huge pages where the kernel has them
+    (its batch-1 steps stream W_hh through fewer TLB entries); a smaller one never is, and a model
+    rebuilt from a pickle is as its original."""
+    kernel_has_them = os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled")
+    for hidden in (64, 512, 1024):
+        gru = fastgru.GRU(hidden, hidden, seed=0)
+        if precision == "int8":
+            gru = gru.quantize("int8")
+        large = gru.packed_bytes >= _core.HUGE_PAGE_BYTES
+        assert gru._model.huge_pages == (large and kernel_has_them), (hidden, gru.packed_bytes)
+        assert pickle.loads(pickle.dumps(gru))._model.huge_pages == gru._model.huge_pages
+    assert _core.HUGE_PAGE_BYTES == 2 << 20
 
 
 def test_models_hold_their_weights_once(tmp_path):

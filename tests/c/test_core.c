@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
@@ -643,6 +644,38 @@ static void test_size_queries(void) {
           "one-layer workspace grows with T beyond the per-step bookkeeping: %zu, %zu, %zu", short_seq, long_seq, longer_seq);
     model_free(&uni);
     model_free(&bi);
+}
+
+/* A model of 2 MiB or more is advised for transparent huge pages where the kernel has them (Linux with
+ * /sys/kernel/mm/transparent_hugepage), a smaller one never (a huge page would hold one small model);
+ * either way its weights come back bit for bit. */
+static void test_large_models_are_advised_for_huge_pages(void) {
+    current_test = "large_models_are_advised_for_huge_pages";
+    CHECK(fg_gru_huge_pages(NULL) == 0, "NULL is no model");
+    model_case small, large;
+    CHECK_STATUS(model_init(&small, make_spec(5, 7, 1, 1, FG_FLOAT32, FG_LINEAR_BEFORE_RESET, 0, 0), 1, 0.5), FG_OK);
+    CHECK_STATUS(model_init(&large, make_spec(300, 320, 1, 1, FG_FLOAT32, FG_LINEAR_BEFORE_RESET, 0, 0), 1, 0.5), FG_OK);
+    CHECK(fg_gru_packed_bytes(small.gru) < ((size_t)2 << 20) && fg_gru_packed_bytes(large.gru) >= ((size_t)2 << 20),
+          "model sizes %zu and %zu straddle 2 MiB", fg_gru_packed_bytes(small.gru), fg_gru_packed_bytes(large.gru));
+    CHECK(fg_gru_huge_pages(small.gru) == 0, "a model of %zu bytes advised for huge pages", fg_gru_packed_bytes(small.gru));
+#if defined(__linux__)
+    const int kernel_has_them = access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0;
+#else
+    const int kernel_has_them = 0;
+#endif
+    CHECK(fg_gru_huge_pages(large.gru) == kernel_has_them, "a model of %zu bytes: huge pages %d, kernel has them %d",
+          fg_gru_packed_bytes(large.gru), fg_gru_huge_pages(large.gru), kernel_has_them);
+    const int64_t gates = 3 * 320;
+    float *w_ih = (float *)malloc(sizeof(float) * gates * 300), *w_hh = (float *)malloc(sizeof(float) * gates * 320);
+    float *b_ih = (float *)malloc(sizeof(float) * gates), *b_hh = (float *)malloc(sizeof(float) * gates);
+    fg_layer_weights out = {w_ih, w_hh, b_ih, b_hh};
+    CHECK_STATUS(fg_gru_get_weights(large.gru, &out), FG_OK);
+    CHECK(memcmp(w_ih, large.typed_weights[0][0], sizeof(float) * gates * 300) == 0 &&
+              memcmp(w_hh, large.typed_weights[0][1], sizeof(float) * gates * 320) == 0,
+          "the large model's weights come back as they were given");
+    free(w_ih), free(w_hh), free(b_ih), free(b_hh);
+    model_free(&small);
+    model_free(&large);
 }
 
 /* Byte counts for absurd T or B: FG_ERR_SIZE_OVERFLOW from the size queries and from the calls, never
@@ -1731,6 +1764,7 @@ int main(int argc, char **argv) {
     test_extreme_sizes_are_an_overflow();
     test_pool_arguments();
     test_size_queries();
+    test_large_models_are_advised_for_huge_pages();
     test_huge_call_sizes_are_an_overflow();
     test_forward_rejects_bad_arguments();
     test_forward_matches_reference();
