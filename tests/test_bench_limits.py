@@ -467,6 +467,35 @@ def test_interleaving_keeps_one_sample_per_round_for_every_engine():
     assert stats["a"]["samples"] == 4 and timing.paired_ratio(stats["a"], stats["b"]) > 0
 
 
+def test_interleaving_puts_each_engine_behind_different_neighbours_and_records_which():
+    """Each round's order is drawn afresh, so no engine keeps the same predecessor (whose after-effect
+    would then land on it in every round), and every sample names the engine timed just before it."""
+    timed: list[str] = []
+
+    def runner(name):
+        def run(n):
+            timed.append(name)
+        return run
+
+    names = [f"e{i}" for i in range(6)]
+    stats = timing.interleaved({n: runner(n) for n in names}, budget_s=0.0, sample_s=1e-9, min_rounds=30,
+                               max_rounds=30, warmup_calls=1)
+    samples = timed[-30 * len(names):]  # after calibration: one call per sample (inner = 1)
+    assert all(stats[n]["calls_per_sample"] == 1 for n in names)
+    rounds = [samples[r * len(names):(r + 1) * len(names)] for r in range(30)]
+    assert all(sorted(order) == names for order in rounds)
+    for name in names:
+        predecessors = [samples[i - 1] if i else None for i, s in enumerate(samples) if s == name]
+        assert stats[name]["after"] == predecessors
+        assert len(set(predecessors) - {None}) >= 4, (name, predecessors)
+    assert len({tuple(order) for order in rounds}) > 20
+    # the same orders in every run: figures of two runs compare sample for sample
+    timed.clear()
+    again = timing.interleaved({n: runner(n) for n in names}, budget_s=0.0, sample_s=1e-9, min_rounds=30,
+                               max_rounds=30, warmup_calls=1)
+    assert all(again[n]["after"] == stats[n]["after"] for n in names)
+
+
 def test_report_gives_the_round_by_round_ratio_beside_the_ratio_of_medians():
     meta, workers = synthetic_run(SHOW_CONFIG)
     text = report.markdown(meta, workers)

@@ -2,8 +2,14 @@
 scripts in ``bench/`` and by ``fastgru bench``.
 
 Measuring one engine after another lets a change in machine load (this machine is shared) or clock
-land on one engine only. Here each round takes one sample of every engine, in an order rotated
-from round to round, so drifts are spread over all engines alike.
+land on one engine only. Here each round takes one sample of every engine, in an order drawn afresh
+each round (a fixed seed: the same order in every run), so drifts are spread over all engines alike,
+and so is whatever one engine leaves behind for the next. A rotation of one order, as used before, kept
+every engine behind the same neighbour in nearly every round: on this project's Zen 5 guest, a fastgru
+int8 batch call right after a Keras GRU call took 45-60 ms against 28 (its fresh 13 MB output
+page-faulted into memory Keras' tensors had just freed, /proc/vmstat's pgfault and thp_fault_alloc
+counting only in that call), and in a full run the engine behind Keras had 4 of its 5 samples so
+slowed. Each sample records the engine sampled just before it (``after``).
 
 A sample is ``inner`` back-to-back calls timed together, ``inner`` chosen once so that a sample
 lasts at least ``sample_s`` (fast calls are not at the mercy of the timer's resolution); the
@@ -85,6 +91,9 @@ def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
 
     names = list(runners)
     samples: dict[str, list[float]] = {name: [] for name in names}
+    after: dict[str, list[str | None]] = {name: [] for name in names}
+    previous = None
+    orders = np.random.default_rng(0)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     deadline = time.perf_counter() + budget_s
@@ -93,18 +102,20 @@ def interleaved(runners: dict[str, Runner], *, budget_s: float, sample_s: float,
             # The plan came from calibration; if the machine got slower since, the budget still holds.
             if r >= min_rounds and time.perf_counter() > deadline:
                 break
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
+            for index in orders.permutation(len(names)):
+                name = names[index]
                 inner = plan[name][0]
                 if settle_s:
                     settle(settle_s)
                 samples[name].append(_time_once(runners[name], inner) / inner)
+                after[name].append(previous)
+                previous = name
             if progress is not None:
                 progress(r + 1, rounds)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {name: summarize(samples[name], plan[name][0]) for name in names}
+    return {name: {**summarize(samples[name], plan[name][0]), "after": after[name]} for name in names}
 
 
 def summarize(samples: list[float], inner: int) -> dict:
