@@ -139,6 +139,7 @@ def worker(args) -> None:
 
 def markdown(workers: list[dict]) -> str:
     from common import format_seconds
+    from fastgru.benchmark.timing import paired_ratio
 
     lines = ["# Training step: forward + backward, fastgru vs torch autograd", "",
              "Per step, median [p90]; GFLOP/s counts 3x the forward FLOPs. `max diff` is over every "
@@ -148,22 +149,28 @@ def markdown(workers: list[dict]) -> str:
                                          f" -> {w['loadavg_end'][0] if w['loadavg_end'] else '?'}" for w in workers)
              + " (above the thread count: other processes were competing, timings unreliable).", "",
              *_blas_lines(workers),
-             "| threads | shape | engine | median [p90] | GFLOP/s | max diff (rel) | speedup vs torch |",
-             "|---|---|---|---|---|---|---|"]
+             "`round by round` = the median over the rounds of torch's sample / this engine's sample in the same "
+             "round (`timing.paired_ratio`): a slow spell of the machine slows both samples of its round and "
+             "cancels out of it, while it can move the ratio of the medians.", "",
+             "| threads | shape | engine | median [p90] | GFLOP/s | max diff (rel) | speedup vs torch | round by round |",
+             "|---|---|---|---|---|---|---|---|"]
     for worker in workers:
         for case in worker["cases"]:
             torch_row = case["rows"].get("torch", {})
             for name, row in case["rows"].items():
                 head = f"| {worker['threads']} | {case['shape']} (T={case['T']} B={case['B']} H={case['H']}) | {name} |"
                 if "median_s" not in row:
-                    lines.append(f"{head} {row.get('skipped') or 'failed: ' + row.get('error', '?')} | | | |")
+                    lines.append(f"{head} {row.get('skipped') or 'failed: ' + row.get('error', '?')} | | | | |")
                     continue
-                speedup = (f"{torch_row['median_s'] / row['median_s']:.2f}x"
-                           if name != "torch" and "median_s" in torch_row else "")
+                speedup = paired = ""
+                if name != "torch" and "median_s" in torch_row:
+                    speedup = f"{torch_row['median_s'] / row['median_s']:.2f}x"
+                    ratio = paired_ratio(torch_row, row)
+                    paired = "-" if ratio is None else f"{ratio:.2f}x"
                 missing = f", missing {row['missing']}" if row.get("missing") else ""
                 lines.append(f"{head} {format_seconds(row['median_s'])} [{format_seconds(row['p90_s'])}] | "
                              f"{case['flops'] / row['median_s'] / 1e9:.1f} | {row['max_abs_diff']:.1e} "
-                             f"({row['max_rel_diff']:.1e}, worst {row['worst']}{missing}) | {speedup} |")
+                             f"({row['max_rel_diff']:.1e}, worst {row['worst']}{missing}) | {speedup} | {paired} |")
     return "\n".join(lines) + "\n"
 
 

@@ -467,6 +467,28 @@ def test_interleaving_keeps_one_sample_per_round_for_every_engine():
     assert stats["a"]["samples"] == 4 and timing.paired_ratio(stats["a"], stats["b"]) > 0
 
 
+def test_training_step_report_gives_the_round_by_round_ratio_beside_the_ratio_of_medians():
+    import train_step
+
+    row = {"p90_s": 1.0, "max_abs_diff": 1e-6, "max_rel_diff": 1e-7, "worst": "weight_hh_l0"}
+    torch_row = {**row, "median_s": 3.0, "rounds_s": [3.0, 3.0, 9.0]}
+    fastgru_row = {**row, "median_s": 1.0, "rounds_s": [1.0, 3.0, 3.0]}
+    worker = {"threads": 1, "versions": {"torch": "2"}, "loadavg_start": [0.5], "loadavg_end": [0.5], "blas": {},
+              "cases": [{"shape": "b16", "T": 100, "B": 16, "H": 512, "flops": 1e9,
+                         "rows": {"torch": torch_row, "fastgru": fastgru_row}}]}
+    line = next(line for line in train_step.markdown([worker]).splitlines() if "| fastgru |" in line)
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[-2:] == ["3.00x", "3.00x"]  # medians 3 / 1; rounds 3/1, 3/3, 9/3
+    fastgru_row["rounds_s"] = [1.0, 3.0, 9.0]  # a slow spell in the last rounds: the rounds say 3/1, 3/3, 9/9
+    line = next(line for line in train_step.markdown([worker]).splitlines() if "| fastgru |" in line)
+    assert [cell.strip() for cell in line.strip("|").split("|")][-2:] == ["3.00x", "1.00x"]
+    del fastgru_row["rounds_s"]  # results written before per-round samples were kept
+    line = next(line for line in train_step.markdown([worker]).splitlines() if "| fastgru |" in line)
+    assert [cell.strip() for cell in line.strip("|").split("|")][-2:] == ["3.00x", "-"]
+    torch_line = next(line for line in train_step.markdown([worker]).splitlines() if "| torch |" in line)
+    assert [cell.strip() for cell in torch_line.strip("|").split("|")][-2:] == ["", ""]
+
+
 def test_interleaving_puts_each_engine_behind_different_neighbours_and_records_which():
     """Each round's order is drawn afresh, so no engine keeps the same predecessor (whose after-effect
     would then land on it in every round), and every sample names the engine timed just before it."""
