@@ -338,14 +338,15 @@ def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
     lines += _fma_after_lines(worker)
     caches = limits.get("caches", {})
     l2 = caches.get("L2")
-    for h, r in limits["read"].items():
-        levels = ", ".join(f"{lvl} at {n} thread{'s' if int(n) > 1 else ''}" for n, lvl in r["levels"].items())
-        fits = (f"{'fits' if r['fits_l2'][str(t)] else 'does not fit'} one core's L2 ({l2 / 2**20:.2f} MiB) "
-                f"at {t} thread(s)" if l2 else "L2 size unknown")
-        methods = ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['not_measured']}"
-                            for name, m in r["methods"].items())
-        lines.append(f"- W_hh H={h} ({r['bytes'] / 2**20:.2f} MiB float32): {fits}; lives in {levels}. "
-                     f"Read of a buffer its size, GB/s: {methods}")
+    for kind, reads in (("float32", limits["read"]), ("int8", limits.get("read_int8", {}))):
+        for h, r in reads.items():
+            levels = ", ".join(f"{lvl} at {n} thread{'s' if int(n) > 1 else ''}" for n, lvl in r["levels"].items())
+            fits = (f"{'fits' if r['fits_l2'][str(t)] else 'does not fit'} one core's L2 ({l2 / 2**20:.2f} MiB) "
+                    f"at {t} thread(s)" if l2 else "L2 size unknown")
+            methods = ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['not_measured']}"
+                                for name, m in r["methods"].items())
+            lines.append(f"- W_hh H={h} ({r['bytes'] / 2**20:.2f} MiB {kind}): {fits}; lives in {levels}. "
+                         f"Read of a buffer its size, GB/s: {methods}")
     lines += _blas_lines(worker, cpu_flags)
     return lines + [""]
 
@@ -471,8 +472,23 @@ def _int8_section(worker: dict) -> list[str]:
         lines += ["", f"DeepBench's largest GRU server shape (H=2816, B=1, T=1500, 23.8 MB of int8 W_hh), recurrent "
                   f"part: fastgru int8 **{format_seconds(row['median_s'])}** median, {format_seconds(row['min_s'])} "
                   f"best, against the TitanXp's {format_seconds(DEEPBENCH_2816_TITANXP_S)} "
-                  f"({'under' if row['median_s'] < DEEPBENCH_2816_TITANXP_S else 'over'} it at the median)."]
+                  f"({'under' if row['median_s'] < DEEPBENCH_2816_TITANXP_S else 'over'} it at the median)."
+                  + _int8_stream_text(large, row, worker["limits"])]
     return lines
+
+
+def _int8_stream_text(case: dict, row: dict, limits: dict) -> str:
+    """How fast a batch-1 int8 row streamed its W_hh against the read loop over a buffer of that size
+    (limits' read_int8; "" where it was not measured)."""
+    read = limits.get("read_int8", {}).get(str(case["H"]), {})
+    loops = {name: m for name, m in read.get("methods", {}).items()
+             if name.startswith("c-read") and "best_gbs" in m and m.get("threads", 1) <= limits["threads"]}
+    if not loops:
+        return ""
+    name = max(loops, key=lambda n: loops[n]["best_gbs"])
+    weights_gbs = roofline(case, row, limits, "int8")["weights_gbs"]
+    return (f" Its W_hh streams at {weights_gbs:.3g} GB/s, {100 * weights_gbs / loops[name]['best_gbs']:.0f}% of "
+            f"the read loop over a buffer its size ({loops[name]['best_gbs']:.3g} GB/s, {name}, best sample).")
 
 
 def plot(meta: dict, workers: list[dict], path: Path) -> str:

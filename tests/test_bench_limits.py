@@ -604,6 +604,43 @@ def test_avx2_engines_appear_only_where_a_wider_table_exists(monkeypatch, tables
     assert engines.ENGINES["fastgru"].not_applicable() is None
 
 
+def test_the_largest_int8_row_is_rated_against_a_read_of_a_buffer_its_size():
+    """H=2816's int8 W_hh (23.8 MB) nearly fills a 32 MiB L3: the report rates its stream against the
+    read loop over a buffer of that size (limits' read_int8), not the L3 level's 4 MiB probe."""
+    meta, workers = synthetic_run(SHOW_CONFIG)
+    worker = workers[0]
+    large = case(1500, 1, 2816, I=1)
+    large["shape"] = "deepbench-server-2816-recurrent"
+    median = 3 * 2816 * 2816 * 1500 / 80e9  # its int8 W_hh at 80 GB/s a step
+    large["rows"] = {"fastgru-int8": {"median_s": median, "p90_s": median, "min_s": median, "samples": 5,
+                                      "calls_per_sample": 1, "max_abs_diff": 1e-3, "notes": []}}
+    worker["cases"].append(large)
+    worker["engines"]["fastgru-int8"] = {"available": True, "version": "0.1", "peer": False, "precision": "int8"}
+    nbytes = 3 * 2816 * 2816
+    worker["limits"]["read_int8"] = {"2816": {
+        "hidden": 2816, "bytes": nbytes, "bytes_per_weight": 1, "levels": {"1": "L3"}, "fits_l2": {"1": False},
+        "methods": {"c-read 256-bit x1": {"threads": 1, "best_gbs": 90.0, "median_gbs": 88.0},
+                    "c-read 512-bit x1": {"threads": 1, "best_gbs": 100.0, "median_gbs": 95.0},
+                    "numpy-sum": {"threads": 1, "best_gbs": 20.0, "median_gbs": 19.0}},
+        "best_gbs": 100.0, "best_method": "c-read 512-bit x1"}}
+    text = report.markdown(meta, workers)
+    assert ("Its W_hh streams at 80 GB/s, 80% of the read loop over a buffer its size (100 GB/s, "
+            "c-read 512-bit x1, best sample).") in text
+    assert "- W_hh H=2816 (22.69 MiB int8)" in text
+    del worker["limits"]["read_int8"]  # a run from before it was measured: no claim
+    assert "Its W_hh streams" not in report.markdown(meta, workers)
+
+
+def test_whh_read_measures_a_buffer_of_the_weights_bytes():
+    caches = dict(ZEN5_CACHES, source="test")
+    cpus = [sorted(os.sched_getaffinity(0))[0]] if hasattr(os, "sched_getaffinity") else [0]
+    float32 = limits.whh_read(64, 1, cpus, caches, samples=1, target_s=1e-3, min_sample_s=1e-4)
+    int8 = limits.whh_read(64, 1, cpus, caches, samples=1, target_s=1e-3, min_sample_s=1e-4, bytes_per_weight=1)
+    assert (float32["bytes"], int8["bytes"]) == (3 * 64 * 64 * 4, 3 * 64 * 64)
+    assert "sgemv" in float32["methods"] and "sgemv" not in int8["methods"]  # sgemv reads float32 only
+    assert int8["best_gbs"] > 0 and int8["methods"]["numpy-sum"]["best_gbs"] > 0
+
+
 def test_the_largest_deepbench_shape_runs_on_int8_engines_only():
     import shapes
 
