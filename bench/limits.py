@@ -399,8 +399,8 @@ def fma_after(limits: dict, quick: bool) -> dict:
     worker's thread count: {"gflops", "width", "of_before", "median_gflops", "median_of_before"} (best
     and median samples, each against the same figure before) or {"not_measured"}. A shared VM or a
     power-limited core can slow down under the run's sustained load (one seen here ran the same call
-    25-35% slower in a loop than after a second idle); the shares of the peak stay against the figure
-    measured before the cases, and this one says how far the machine drifted from it."""
+    25-35% slower in a loop than after a second idle), or speed up; the report says how far the machine
+    drifted, and takes the shares of the peak against the higher figure (report.fma_peak)."""
     fma = limits.get("fma", {})
     if not fma.get("peak_gflops") or "widest" not in fma:
         return {"not_measured": fma.get("not_measured", "no FMA peak was measured before the cases")}

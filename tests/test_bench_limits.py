@@ -541,24 +541,31 @@ def test_shares_go_into_the_json_rows_as_in_the_tables():
     json.dumps(workers)  # JSON-safe as written to bench.json
 
 
-@pytest.mark.parametrize("after, expected", [
+@pytest.mark.parametrize("after, expected, share", [
     ({"gflops": 210.0, "width": 512, "of_before": 0.75},
-     "measured again after the cases: 210.0 GFLOP/s best, 75% of the figure before them; the machine ran slower"),
+     "measured again after the cases: 210.0 GFLOP/s best, 75% of the figure before them; the machine ran slower",
+     "50%"),
     ({"gflops": 279.0, "width": 512, "of_before": 279.0 / 280.0, "median_gflops": 270.0, "median_of_before": 0.99},
      "measured again after the cases: 279.0 GFLOP/s best, 100% of the figure before them (median 270.0, 99% of "
-     "the median before); the machine kept its speed"),
+     "the median before); the machine kept its speed", "50%"),
     ({"gflops": 279.0, "width": 512, "of_before": 279.0 / 280.0, "median_gflops": 200.0, "median_of_before": 0.72},
-     "(median 200.0, 72% of the median before); the machine ran slower"),
+     "(median 200.0, 72% of the median before); the machine ran slower", "50%"),
+    # faster after the cases: the shares are against the faster figure (140 GFLOP/s of 350, not of 280)
+    ({"gflops": 350.0, "width": 512, "of_before": 1.25, "median_gflops": 340.0, "median_of_before": 1.2},
+     "125% of the figure before them (median 340.0, 120% of the median before); the machine kept its speed. The "
+     "shares of the FMA peak are against the higher of the two best samples (350.0 GFLOP/s).", "40%"),
     ({"not_measured": "no FMA peak was measured before the cases"},
-     "FMA loop after the cases: not measured: no FMA peak was measured before the cases"),
+     "FMA loop after the cases: not measured: no FMA peak was measured before the cases", "50%"),
 ])
-def test_report_says_how_far_the_fma_peak_drifted_during_the_run(after, expected):
+def test_report_says_how_far_the_fma_peak_drifted_and_rates_against_the_higher_figure(after, expected, share):
     meta, workers = synthetic_run(SHOW_CONFIG)
     workers[0]["fma_after"] = after
     text = report.markdown(meta, workers)
     assert expected in text
     row = next(line for line in text.splitlines() if line.startswith("| T100-B64-H512 | fastgru |"))
-    assert "| 50% |" in row  # the share stays against the figure before the cases
+    assert f"| {share} |" in row
+    report.annotate_shares(workers)
+    assert workers[0]["cases"][0]["rows"]["fastgru"]["vs_limits"]["pct_fma"] == pytest.approx(float(share[:-1]))
 
 
 def test_fma_after_needs_a_peak_from_before_the_cases():
