@@ -84,8 +84,8 @@ FG_INLINE void pair_store(int C, const __m512 *t, int deinterleave, float *out) 
  * step on the Zen 5 at H = 512 and 1024 (W_hh in L3; no change at H = 256, in L2; prefetching into
  * L2 instead lost 15%), 3-7% per call of a batch-1 sequence. The int8 product, a quarter of the bytes
  * per multiply-add, lost 4-6% with it and goes without (at H = 2816, 23.8 MB of W_hh, 2 to 32 KiB
- * ahead into L1 or L2 lost 7-27%). A prefetch never faults, so past the end of a
- * panel it is only a wasted fetch. */
+ * ahead into L1 or L2 lost 7-27%). A prefetch never faults, so past the end of a panel it is only a
+ * wasted fetch. */
 #define FG_PREFETCH_AHEAD(p, bytes)                                                                   \
     for (int line = 0; line < (bytes); line += 64) _mm_prefetch((const char *)(p) + 2048 + line, _MM_HINT_T0)
 
