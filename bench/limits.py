@@ -82,8 +82,9 @@ def _calibrate(run, target_s: float) -> int:
 def _interleaved(runs: dict, target_s: float, samples: int, calibration: dict | None = None) -> dict:
     """{key: {"best": work/s, "median": work/s}} (work in units of 1e9) of every ``run(reps) ->
     (work, seconds)`` in ``runs``, sampled in rounds that take one sample of each in an order rotated
-    from round to round, as fastgru/benchmark/timing.py does for the engines: a burst of load from other processes
-    then lands on all of them alike instead of on whichever was being measured.
+    from round to round: a burst of load from other processes then lands on all of them alike instead of
+    on whichever was being measured. (A register or read loop leaves nothing behind for the next, so a
+    rotation will do here; the engines' orders are drawn afresh each round, fastgru/benchmark/timing.py.)
 
     ``calibration[key]``, where given, is a one-thread run of one thread's share of the work, used to
     choose the repetitions: on a busy machine a multi-threaded call waits for its slowest thread's CPU,

@@ -4,8 +4,8 @@ The method is ``bench/run.py``'s, with its code (`fastgru.benchmark`): each thre
 worker process whose OMP/OPENBLAS/MKL_NUM_THREADS are set before any import (the BLAS pin variables of
 the caller's environment are kept: the command measures the user's setup as it is); inside it every
 engine is built on the same random input, its output compared once with the float64 reference, then all
-engines are timed interleaved (warm-up, samples of at least 5 ms, rounds in a rotating order, median and
-p90 per call).
+engines are timed interleaved (warm-up, samples of at least 5 ms, rounds in an order drawn afresh each
+round, median and p90 per call).
 
 Progress goes to stderr: on a terminal one line, rewritten as the work goes (building each engine, each
 round of timing); elsewhere (a pipe, a log file) a plain line per step and none per round.
