@@ -465,12 +465,11 @@ def describe(limits: dict) -> list[str]:
         lines.append(f"read {level} ({_mb(entry['bytes_per_thread'])} per thread), GB/s at "
                      f"{'/'.join(str(c) for c in _thread_counts(t))} thread(s): " + ", ".join(parts)
                      + f" -> limit {entry['limit_gbs']:.0f} GB/s")
-    for kind, reads in (("", limits["read"]), (" int8", limits.get("read_int8", {}))):
-        for h, r in reads.items():
-            levels = ", ".join(f"{lvl} at {n} thread(s)" for n, lvl in r["levels"].items())
-            methods = ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['not_measured']}"
-                                for name, m in r["methods"].items())
-            lines.append(f"W_hh{kind} H={h} ({_mb(r['bytes'])}): lives in {levels}; read {methods} GB/s (best samples)")
+    for precision, h, r in roofline.whh_reads(limits):
+        levels = ", ".join(f"{lvl} at {n} thread(s)" for n, lvl in r["levels"].items())
+        kind = " int8" if precision == "int8" else ""
+        lines.append(f"W_hh{kind} H={h} ({_mb(r['bytes'])}): lives in {levels}; read {roofline.read_methods_text(r)} "
+                     "GB/s (best samples)")
     s = limits["sgemm"]
     lines.append(f"sgemm (reference, not a limit): {s['best_gflops']:.1f} GFLOP/s best, "
                  f"{s['median_gflops']:.1f} median ({s['what']})")

@@ -351,15 +351,12 @@ def limits_section(worker: dict, cpu_flags: list[str]) -> list[str]:
     lines += _fma_after_lines(worker)
     caches = limits.get("caches", {})
     l2 = caches.get("L2")
-    for kind, reads in (("float32", limits["read"]), ("int8", limits.get("read_int8", {}))):
-        for h, r in reads.items():
-            levels = ", ".join(f"{lvl} at {n} thread{'s' if int(n) > 1 else ''}" for n, lvl in r["levels"].items())
-            fits = (f"{'fits' if r['fits_l2'][str(t)] else 'does not fit'} one core's L2 ({l2 / 2**20:.2f} MiB) "
-                    f"at {t} thread(s)" if l2 else "L2 size unknown")
-            methods = ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['not_measured']}"
-                                for name, m in r["methods"].items())
-            lines.append(f"- W_hh H={h} ({r['bytes'] / 2**20:.2f} MiB {kind}): {fits}; lives in {levels}. "
-                         f"Read of a buffer its size, GB/s: {methods}")
+    for precision, h, r in roofline_model.whh_reads(limits):
+        levels = ", ".join(f"{lvl} at {n} thread{'s' if int(n) > 1 else ''}" for n, lvl in r["levels"].items())
+        fits = (f"{'fits' if r['fits_l2'][str(t)] else 'does not fit'} one core's L2 ({l2 / 2**20:.2f} MiB) "
+                f"at {t} thread(s)" if l2 else "L2 size unknown")
+        lines.append(f"- W_hh H={h} ({r['bytes'] / 2**20:.2f} MiB {precision}): {fits}; lives in {levels}. "
+                     f"Read of a buffer its size, GB/s: {roofline_model.read_methods_text(r)}")
     lines += _blas_lines(worker, cpu_flags)
     return lines + [""]
 
@@ -492,17 +489,14 @@ def _int8_section(worker: dict) -> list[str]:
 
 def _int8_stream_text(case: dict, row: dict, worker: dict) -> str:
     """How fast a batch-1 int8 row streamed its W_hh against the read loop over a buffer of that size
-    (limits' read_int8; "" where it was not measured)."""
-    limits = worker["limits"]
-    read = limits.get("read_int8", {}).get(str(case["H"]), {})
-    loops = {name: m for name, m in read.get("methods", {}).items()
-             if name.startswith("c-read") and "best_gbs" in m and m.get("threads", 1) <= limits["threads"]}
-    if not loops:
+    (limits' read_int8, whose best method at the worker's thread count whh_read picked; "" where no
+    compiled read loop was measured)."""
+    read = worker["limits"].get("read_int8", {}).get(str(case["H"]), {})
+    if not read.get("best_method", "").startswith("c-read"):
         return ""
-    name = max(loops, key=lambda n: loops[n]["best_gbs"])
     weights_gbs = roofline(case, row, worker, "int8")["weights_gbs"]
-    return (f" Its W_hh streams at {weights_gbs:.3g} GB/s, {100 * weights_gbs / loops[name]['best_gbs']:.0f}% of "
-            f"the read loop over a buffer its size ({loops[name]['best_gbs']:.3g} GB/s, {name}, best sample).")
+    return (f" Its W_hh streams at {weights_gbs:.3g} GB/s, {100 * weights_gbs / read['best_gbs']:.0f}% of "
+            f"the read loop over a buffer its size ({read['best_gbs']:.3g} GB/s, {read['best_method']}, best sample).")
 
 
 def plot(meta: dict, workers: list[dict], path: Path) -> str:

@@ -96,6 +96,20 @@ def level_limits(limits: dict) -> dict[str, float]:
     return {level: entry["limit_gbs"] for level, entry in limits.get("levels", {}).items() if "limit_gbs" in entry}
 
 
+def whh_reads(limits: dict) -> list[tuple[str, str, dict]]:
+    """(precision, hidden, entry) of every W_hh-sized read limits.measure took: the float32 ones, then
+    the int8-only shapes' (``read_int8``)."""
+    return [(precision, hidden, entry)
+            for precision, reads in (("float32", limits.get("read", {})), ("int8", limits.get("read_int8", {})))
+            for hidden, entry in reads.items()]
+
+
+def read_methods_text(entry: dict) -> str:
+    """A W_hh-sized read's methods and their best GB/s (or why one was not measured), for one line."""
+    return ", ".join(f"{name} {m['best_gbs']:.0f}" if "best_gbs" in m else f"{name}: {m['not_measured']}"
+                     for name, m in entry["methods"].items())
+
+
 def share(value: float | None, limit: float | None) -> float | None:
     """value as a percentage of limit; None where either is unknown."""
     if value is None or not limit:
